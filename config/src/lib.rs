@@ -1,0 +1,241 @@
+//! Typed, layered settings.
+//!
+//! Layers, each overriding the one before: `config/default.toml` (embedded in the binary, so a
+//! fresh machine needs no file; a `config/default.toml` in the working directory replaces it), an
+//! optional overlay file (`--config FILE`), then environment variables `SPORTELLO__SECTION__KEY`.
+//! Every value is checked at start-up and an error names the key and the layer it came from.
+//!
+//! ## Layout
+//! - [`Settings`], [`UnionSettings`], [`ComuneSettings`], [`StoreSettings`]: what the files hold.
+//! - [`IstatCode`], [`CadastralCode`]: codes that can only be built by parsing.
+//! - [`SecretUrl`]: a URL whose password never reaches a log.
+
+mod codes;
+mod secret;
+
+pub use codes::{CadastralCode, IstatCode};
+pub use secret::SecretUrl;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The default configuration, as shipped in `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+const DEFAULT_FILE: &str = "config/default.toml";
+const ENV_PREFIX: &str = "SPORTELLO__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub union: UnionSettings,
+    pub comuni: Vec<ComuneSettings>,
+    pub store: StoreSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnionSettings {
+    pub name: String,
+    /// ISTAT code of the comune hosting the union's seat; must be one of `comuni`.
+    pub seat: IstatCode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComuneSettings {
+    pub name: String,
+    pub istat: IstatCode,
+    pub cadastral: CadastralCode,
+    /// Code in the Indice delle Pubbliche Amministrazioni, used in open-data metadata.
+    pub ipa: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub url: SecretUrl,
+}
+
+/// Start-up configuration failure; the message names the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers described in the crate docs. `overlay` is the `--config FILE` argument.
+    pub fn load(overlay: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(Path::new("."), overlay, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the working directory and the environment given (for tests).
+    pub fn load_from(
+        workdir: &Path,
+        overlay: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let default_file = workdir.join(DEFAULT_FILE);
+        let mut figment = if default_file.is_file() {
+            Figment::from(Toml::file_exact(&default_file))
+        } else {
+            Figment::from(Toml::string(DEFAULT_TOML))
+        };
+        if let Some(path) = overlay {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        figment = figment.merge(EnvLayer { vars: env });
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
+        settings.validate(&figment)?;
+        Ok(settings)
+    }
+
+    /// The comune with this ISTAT code, if it is part of the configuration.
+    pub fn comune(&self, istat: &IstatCode) -> Option<&ComuneSettings> {
+        self.comuni.iter().find(|c| &c.istat == istat)
+    }
+
+    fn validate(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let origin = |key: &str| {
+            figment
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(source) => source.to_string(),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_else(|| "unknown source".into())
+        };
+        let fail = |key: &str, what: String| {
+            Err(ConfigError::Invalid(format!(
+                "key `{key}` (from {}): {what}",
+                origin(key.split(['[', '.']).next().unwrap_or(key))
+            )))
+        };
+        if self.comuni.is_empty() {
+            return fail("comuni", "at least one comune is required".into());
+        }
+        for (i, comune) in self.comuni.iter().enumerate() {
+            if comune.name.trim().is_empty() {
+                return fail(&format!("comuni[{i}].name"), "must not be empty".into());
+            }
+            let expected_ipa = format!("c_{}", comune.cadastral.as_str().to_ascii_lowercase());
+            if comune.ipa != expected_ipa {
+                return fail(
+                    &format!("comuni[{i}].ipa"),
+                    format!(
+                        "'{}' does not match the cadastral code {} (expected '{expected_ipa}')",
+                        comune.ipa, comune.cadastral
+                    ),
+                );
+            }
+            if self.comuni[..i].iter().any(|c| c.istat == comune.istat) {
+                return fail(
+                    &format!("comuni[{i}].istat"),
+                    format!("{} appears twice", comune.istat),
+                );
+            }
+        }
+        if self.comune(&self.union.seat).is_none() {
+            return fail(
+                "union.seat",
+                format!("{} is not one of the configured comuni", self.union.seat),
+            );
+        }
+        let url = self.store.url.expose();
+        if !(url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return fail(
+                "store.url",
+                format!(
+                    "'{}' is not a store URL: use sqlite://PATH or postgres://USER@HOST/DATABASE",
+                    self.store.url
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Figment's own messages already name the key and the file or variable; keep them whole.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The `SPORTELLO__SECTION__KEY` layer, read from a given environment (tests pass their own) rather
+/// than figment's `Env`, which reads the live process and would turn "073015" into a number.
+struct EnvLayer {
+    vars: Vec<(String, String)>,
+}
+
+impl figment::Provider for EnvLayer {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s)").interpolater(|_, keys| {
+            format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
+        })
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in &self.vars {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                continue;
+            }
+            let nested = path
+                .iter()
+                .rev()
+                .fold(figment::value::Value::from(value.clone()), |acc, segment| {
+                    let mut d = figment::value::Dict::new();
+                    d.insert(segment.clone(), acc);
+                    figment::value::Value::from(d)
+                });
+            if let figment::value::Value::Dict(_, d) = nested {
+                for (k, v) in d {
+                    merge_into(&mut dict, k, v);
+                }
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::value::Value) {
+    use figment::value::Value;
+    match (dict.get_mut(&key), value) {
+        (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => {
+            for (k, v) in incoming {
+                merge_into(existing, k, v);
+            }
+        }
+        (_, value) => {
+            dict.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+use super::*;
+use std::fs;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn empty_workdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn the_embedded_default_describes_the_union_and_its_three_comuni() {
+    let dir = empty_workdir();
+    let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+    let names: Vec<_> = s.comuni.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["Crispiano", "Massafra", "Statte"]);
+    let massafra = s.comune(&IstatCode::parse("073015").unwrap()).unwrap();
+    assert_eq!(massafra.cadastral.as_str(), "F027");
+    assert_eq!(massafra.ipa, "c_f027");
+    assert_eq!(s.union.seat.as_str(), "073015");
+    assert_eq!(s.store.url.expose(), "sqlite://data/sportello.db");
+}
+
+#[test]
+fn the_repository_default_file_is_the_embedded_one() {
+    // Running from the workspace root reads config/default.toml from disk: it must parse the same.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let s = Settings::load_from(root, None, env(&[])).unwrap();
+    assert_eq!(s.comuni.len(), 3);
+}
+
+#[test]
+fn an_overlay_file_and_then_the_environment_override_the_default() {
+    let dir = empty_workdir();
+    let overlay = dir.path().join("local.toml");
+    fs::write(&overlay, "[store]\nurl = \"sqlite:///var/lib/sportello/urp.db\"\n").unwrap();
+    let s = Settings::load_from(dir.path(), Some(&overlay), env(&[])).unwrap();
+    assert_eq!(s.store.url.expose(), "sqlite:///var/lib/sportello/urp.db");
+
+    let s = Settings::load_from(
+        dir.path(),
+        Some(&overlay),
+        env(&[
+            ("SPORTELLO__STORE__URL", "postgres://postgres@127.0.0.1/urp"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.store.url.expose(), "postgres://postgres@127.0.0.1/urp");
+}
+
+#[test]
+fn an_istat_code_from_the_environment_keeps_its_leading_zero() {
+    let dir = empty_workdir();
+    let s =
+        Settings::load_from(dir.path(), None, env(&[("SPORTELLO__UNION__SEAT", "073004")])).unwrap();
+    assert_eq!(s.union.seat.as_str(), "073004");
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_the_variable() {
+    let dir = empty_workdir();
+    let err = Settings::load_from(dir.path(), None, env(&[("SPORTELLO__UNION__SEAT", "73015")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("seat"), "{err}");
+    assert!(err.contains("SPORTELLO__UNION__SEAT"), "{err}");
+    assert!(err.contains("6 digits"), "{err}");
+}
+
+#[test]
+fn a_bad_value_in_a_file_names_the_key_and_the_file() {
+    let dir = empty_workdir();
+    let overlay = dir.path().join("broken.toml");
+    fs::write(&overlay, "[store]\nurl = \"mysql://nope\"\n").unwrap();
+    let err = Settings::load_from(dir.path(), Some(&overlay), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.url"), "{err}");
+    assert!(err.contains("broken.toml"), "{err}");
+}
+
+#[test]
+fn a_missing_value_names_the_key() {
+    let dir = empty_workdir();
+    fs::create_dir_all(dir.path().join("config")).unwrap();
+    fs::write(
+        dir.path().join("config/default.toml"),
+        DEFAULT_TOML.replace("url = \"sqlite://data/sportello.db\"", ""),
+    )
+    .unwrap();
+    let err = Settings::load_from(dir.path(), None, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("url"), "{err}");
+    assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn an_ipa_code_that_contradicts_the_cadastral_code_is_refused() {
+    let dir = empty_workdir();
+    let err = Settings::load_from(
+        dir.path(),
+        None,
+        env(&[("SPORTELLO__UNION__SEAT", "073015")]),
+    )
+    .map(|_| ())
+    .and_then(|_| {
+        fs::create_dir_all(dir.path().join("config")).unwrap();
+        fs::write(
+            dir.path().join("config/default.toml"),
+            DEFAULT_TOML.replace("ipa = \"c_f027\"", "ipa = \"c_x999\""),
+        )
+        .unwrap();
+        Settings::load_from(dir.path(), None, env(&[])).map(|_| ())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("comuni[1].ipa"), "{err}");
+    assert!(err.contains("default.toml"), "{err}");
+}
+
+#[test]
+fn a_missing_overlay_file_is_an_error() {
+    let dir = empty_workdir();
+    let err = Settings::load_from(dir.path(), Some(&dir.path().join("nope.toml")), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope.toml"), "{err}");
+}

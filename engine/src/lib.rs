@@ -1,0 +1,16 @@
+//! The write side of sportello: the event log everything else is derived from.
+//!
+//! ## Layout
+//! - [`store`]: the [`EventStore`] trait every backend implements, its types (stream ids, expected
+//!   versions, the event envelope, filters) and errors, the shared append logic with the per-stream
+//!   hash chain, and [`EventLog`], the handle the rest of the program uses to read, follow and verify
+//!   the log.
+//! - `store::sqlite`: the embedded default backend (one file, WAL, group commit).
+//! - `store::postgres`: the backend for deployments that outgrow one machine (gap-safe global order).
+
+pub mod store;
+
+pub use store::{
+    AppendOutcome, EventLog, EventStore, ExpectedVersion, InvalidInput, Metadata, NewEvent,
+    ReadAll, RecordedEvent, StoreError, StreamId, VerifyReport,
+};

@@ -1,0 +1,132 @@
+//! Store errors: what the caller got wrong, a refused expectation, or a failing backend.
+
+use super::types::{ExpectedVersion, StreamId};
+use uuid::Uuid;
+
+/// Input the store refuses before anything is written. Each variant has a stable [`code`].
+///
+/// [`code`]: InvalidInput::code
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("the stream id is empty")]
+    EmptyStreamId,
+    #[error("malformed stream id '{raw}': {reason}")]
+    MalformedStreamId { raw: String, reason: String },
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    #[error("an append may carry at most {max} events, this one has {count}")]
+    TooManyEvents { count: usize, max: usize },
+    #[error("event {index}: the event type is empty")]
+    EmptyEventType { index: usize },
+    #[error(
+        "event {index}: event type '{event_type}' may hold only ASCII letters, digits, _ and . (at most 100)"
+    )]
+    MalformedEventType { index: usize, event_type: String },
+    #[error("event {index}: the schema version starts at 1")]
+    SchemaVersionZero { index: usize },
+    #[error("event {index}: the payload is not valid JSON: {detail}")]
+    PayloadNotJson { index: usize, detail: String },
+    #[error("event {index}: the payload must be a JSON object")]
+    PayloadNotObject { index: usize },
+    #[error("event {index}: the payload has {size} bytes, more than the {max} allowed")]
+    PayloadTooLarge {
+        index: usize,
+        size: usize,
+        max: usize,
+    },
+    #[error("event {index}: metadata field `{field}` is longer than 200 bytes")]
+    MetadataTooLong { index: usize, field: &'static str },
+    #[error("event id {id} appears twice in one append")]
+    RepeatedEventId { id: Uuid },
+    #[error("malformed filter: {0}")]
+    MalformedFilter(String),
+    #[error("unsupported store URL '{0}': use sqlite://PATH or postgres://USER@HOST/DATABASE")]
+    UnsupportedStoreUrl(String),
+}
+
+impl InvalidInput {
+    /// Stable, machine-readable code for APIs and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidInput::EmptyStreamId => "stream_id_empty",
+            InvalidInput::MalformedStreamId { .. } => "stream_id_malformed",
+            InvalidInput::EmptyAppend => "append_empty",
+            InvalidInput::TooManyEvents { .. } => "append_too_many_events",
+            InvalidInput::EmptyEventType { .. } => "event_type_empty",
+            InvalidInput::MalformedEventType { .. } => "event_type_malformed",
+            InvalidInput::SchemaVersionZero { .. } => "schema_version_zero",
+            InvalidInput::PayloadNotJson { .. } => "payload_not_json",
+            InvalidInput::PayloadNotObject { .. } => "payload_not_object",
+            InvalidInput::PayloadTooLarge { .. } => "payload_too_large",
+            InvalidInput::MetadataTooLong { .. } => "metadata_too_long",
+            InvalidInput::RepeatedEventId { .. } => "event_id_repeated",
+            InvalidInput::MalformedFilter(_) => "filter_malformed",
+            InvalidInput::UnsupportedStoreUrl(_) => "store_url_unsupported",
+        }
+    }
+}
+
+/// Why an operation on the store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The optimistic-concurrency check refused the append; reload the stream and decide again.
+    #[error("conflict on stream {stream}: expected {expected}, the stream is at {}", describe_actual(*.actual))]
+    Conflict {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        /// The stream's version when the append was tried; `None` when it does not exist.
+        actual: Option<u64>,
+    },
+    /// An event id is already stored with other content, in another stream, or the retry only
+    /// partly matches what was stored: ids must never be reused.
+    #[error("event id {event_id} is already stored with different content ({detail})")]
+    DuplicateEventId { event_id: Uuid, detail: String },
+    /// The input was refused before anything was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// A stored event cannot be read back (the bytes were altered outside the store).
+    #[error("stored event {stream}@{version} cannot be decoded: {detail}")]
+    Corrupt {
+        stream: String,
+        version: u64,
+        detail: String,
+    },
+    /// The database failed or is unreachable; the operation may or may not have been applied
+    /// (an append is safe to retry with the same event ids).
+    #[error("{backend} event store failed: {detail}")]
+    Backend {
+        backend: &'static str,
+        detail: String,
+    },
+}
+
+fn describe_actual(actual: Option<u64>) -> String {
+    match actual {
+        None => "no stream".into(),
+        Some(v) => format!("version {v}"),
+    }
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::DuplicateEventId { .. } => "event_id_reused",
+            StoreError::Invalid(e) => e.code(),
+            StoreError::Corrupt { .. } => "stored_event_corrupt",
+            StoreError::Backend { .. } => "backend_failure",
+        }
+    }
+
+    /// True for failures of the infrastructure, as opposed to refusals of the input.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, StoreError::Backend { .. } | StoreError::Corrupt { .. })
+    }
+
+    pub(crate) fn backend(backend: &'static str, error: impl std::fmt::Display) -> Self {
+        StoreError::Backend {
+            backend,
+            detail: error.to_string(),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! [`EventLog`]: reading, following and verifying the log on top of any [`EventStore`].
+
+use super::chain::{GENESIS, event_hash};
+use super::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, ReadAll, RecordedEvent, StoreError,
+    StreamId,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events per page: large enough to amortise a query, small enough that a reader's memory stays
+/// a few megabytes whatever the size of the log.
+const PAGE_SIZE: usize = 2048;
+/// How long a follower sleeps before re-reading when no wake-up arrives (another process may
+/// append without being able to notify this one).
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+const STREAMS_PAGE: usize = 500;
+
+/// The handle the rest of the program holds: cheap to clone, backend-agnostic.
+#[derive(Clone)]
+pub struct EventLog {
+    store: Arc<dyn EventStore>,
+}
+
+impl EventLog {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.store.backend_name()
+    }
+
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.store.append(stream, expected, events).await
+    }
+
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        self.store.head().await
+    }
+
+    /// The events of one stream from `from_version` on, read a page at a time.
+    pub fn read_stream(
+        &self,
+        stream: StreamId,
+        from_version: u64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let store = self.store.clone();
+        let pages = stream::try_unfold(Some(from_version.max(1)), move |next| {
+            let store = store.clone();
+            let stream = stream.clone();
+            async move {
+                let Some(from) = next else { return Ok(None) };
+                let page = store.read_stream_page(&stream, from, PAGE_SIZE).await?;
+                let next = match page.last() {
+                    Some(last) if page.len() == PAGE_SIZE => Some(last.version + 1),
+                    _ => None,
+                };
+                if page.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some((page, next)))
+                }
+            }
+        });
+        flatten_pages(pages.boxed())
+    }
+
+    /// The whole log (or the slice `query` selects) in global order, ending at the head as it was
+    /// when the last page was read. The next page is fetched while the caller handles this one.
+    pub fn read_all(&self, query: ReadAll) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        self.pages(query, false)
+    }
+
+    /// Like [`EventLog::read_all`], then keeps following new appends. The same paging loop serves
+    /// catch-up and live, so the switch can neither skip nor repeat an event.
+    pub fn subscribe(&self, query: ReadAll) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        self.pages(query, true)
+    }
+
+    fn pages(
+        &self,
+        query: ReadAll,
+        follow: bool,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let (tx, rx) = mpsc::channel::<Result<Vec<RecordedEvent>, StoreError>>(2);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut from = query.from.max(1);
+            let mut remaining = query.limit.unwrap_or(u64::MAX);
+            while remaining > 0 && !tx.is_closed() {
+                let max = PAGE_SIZE.min(usize::try_from(remaining).unwrap_or(PAGE_SIZE));
+                let page = match store.read_all_page(&query, from, max).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let full = page.events.len() == max;
+                remaining -= page.events.len() as u64;
+                from = from.max(page.scanned_to + 1);
+                if !page.events.is_empty() && tx.send(Ok(page.events)).await.is_err() {
+                    return;
+                }
+                if !full {
+                    if !follow {
+                        return;
+                    }
+                    store.wait_for_append(from - 1, FOLLOW_POLL).await;
+                }
+            }
+        });
+        let pages = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+        flatten_pages(pages.boxed())
+    }
+
+    /// Recomputes every stream's hash chain and compares it with what is stored, one stream at a
+    /// time (memory stays flat). Stops at the first break.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let mut after: Option<StreamId> = None;
+        loop {
+            let heads = self.store.streams_page(after.as_ref(), STREAMS_PAGE).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.stream.clone());
+            for head in heads {
+                report.streams += 1;
+                if let Some(broken) = self.verify_stream(&head, &mut report.events).await? {
+                    report.first_break = Some(broken);
+                    return Ok(report);
+                }
+            }
+        }
+        let log_head = self.store.head().await?;
+        if report.events != log_head {
+            report.first_break = Some(ChainBreak {
+                stream: "(log)".into(),
+                version: 0,
+                reason: format!(
+                    "the streams hold {} events but the log's head is at position {log_head}",
+                    report.events
+                ),
+            });
+        }
+        Ok(report)
+    }
+
+    async fn verify_stream(
+        &self,
+        head: &super::StreamHead,
+        events_seen: &mut u64,
+    ) -> Result<Option<ChainBreak>, StoreError> {
+        let broken = |version: u64, reason: String| {
+            Ok(Some(ChainBreak {
+                stream: head.stream.to_string(),
+                version,
+                reason,
+            }))
+        };
+        let mut previous = GENESIS;
+        let mut expected_version = 1;
+        let mut events = self.read_stream(head.stream.clone(), 1);
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(StoreError::Corrupt {
+                    version, detail, ..
+                }) => return broken(version, detail),
+                Err(e) => return Err(e),
+            };
+            *events_seen += 1;
+            if event.version != expected_version {
+                return broken(
+                    expected_version,
+                    format!("version {expected_version} is missing"),
+                );
+            }
+            if event_hash(&previous, &event) != event.hash {
+                return broken(
+                    event.version,
+                    "the stored event does not match its hash".into(),
+                );
+            }
+            previous = event.hash;
+            expected_version += 1;
+        }
+        let last = expected_version - 1;
+        if last != head.version || previous != head.hash {
+            return broken(
+                last.max(head.version),
+                format!(
+                    "the stream's recorded head (version {}) does not match its last event (version {last})",
+                    head.version
+                ),
+            );
+        }
+        Ok(None)
+    }
+}
+
+fn flatten_pages(
+    pages: BoxStream<'static, Result<Vec<RecordedEvent>, StoreError>>,
+) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    pages
+        .flat_map(|page| match page {
+            Ok(events) => stream::iter(events.into_iter().map(Ok)).left_stream(),
+            Err(e) => stream::iter([Err(e)]).right_stream(),
+        })
+        .boxed()
+}
+
+/// The outcome of `verify`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub streams: u64,
+    pub events: u64,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Where a hash chain stops holding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub stream: String,
+    pub version: u64,
+    pub reason: String,
+}

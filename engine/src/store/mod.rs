@@ -1,0 +1,96 @@
+//! The event store: one trait, its backends, and the log handle built on it.
+//!
+//! Backends implement the small page-oriented [`EventStore`] trait; [`EventLog`] turns it into
+//! what callers want: async streams that read the log in bounded pages, subscriptions that catch up
+//! and then follow live appends, and the hash-chain check.
+//!
+//! Naming: events are facts in the past tense (`CaseOpened`), commands imperatives (`OpenCase`).
+
+mod append;
+pub mod chain;
+mod error;
+mod log;
+pub mod postgres;
+pub mod sqlite;
+mod types;
+
+pub use error::{InvalidInput, StoreError};
+pub use log::{ChainBreak, EventLog, VerifyReport};
+pub use types::{
+    AppendOutcome, ExpectedVersion, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, Metadata, NewEvent,
+    ReadAll, RecordedEvent, StreamHead, StreamId, rfc3339,
+};
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A page of the global log.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<RecordedEvent>,
+    /// Every position up to here has been examined (matching or not): the next page starts after
+    /// it. With a selective filter this moves past long runs of non-matching events.
+    pub scanned_to: u64,
+}
+
+/// What every backend provides. Positions start at 1 and are dense; every backend assigns them in
+/// commit order, so a reader that has seen position `p` will never later find a new event below `p`.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, as printed by the benchmarks.
+    fn backend_name(&self) -> &'static str;
+
+    /// Appends `events` to `stream` atomically if the stream is at `expected`. Appending again
+    /// events whose ids are stored, with the same content, returns the original outcome.
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Up to `max` events of `stream`, from version `from_version` on, in version order.
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max` events matching `query`'s filters from position `from` on (`query.from` and
+    /// `query.limit` are the caller's business).
+    async fn read_all_page(
+        &self,
+        query: &ReadAll,
+        from: u64,
+        max: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// The position of the last committed event, 0 when the log is empty.
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Heads of up to `max` streams whose names sort after `after`, in name order.
+    async fn streams_page(
+        &self,
+        after: Option<&StreamId>,
+        max: usize,
+    ) -> Result<Vec<StreamHead>, StoreError>;
+
+    /// Returns once the head may have moved beyond `position`, or after `timeout`. Spurious
+    /// returns are allowed: callers re-read.
+    async fn wait_for_append(&self, position: u64, timeout: Duration);
+}
+
+/// Opens the store named by a URL: `sqlite://PATH` or `postgres://…`.
+pub async fn open(url: &str) -> Result<EventLog, StoreError> {
+    let store: Arc<dyn EventStore> = if let Some(path) = url.strip_prefix("sqlite://") {
+        Arc::new(sqlite::SqliteStore::open(path).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(postgres::PostgresStore::connect(url).await?)
+    } else {
+        let scheme = url.split("://").next().unwrap_or(url);
+        return Err(InvalidInput::UnsupportedStoreUrl(format!("{scheme}://…")).into());
+    };
+    Ok(EventLog::new(store))
+}

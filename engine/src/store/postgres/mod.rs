@@ -1,0 +1,560 @@
+//! The PostgreSQL backend, for deployments where several API nodes and workers share one log.
+//!
+//! ## Gap-safe global order
+//! A sequence or identity column hands out positions when rows are *inserted*, not when they are
+//! *committed*: transaction A takes position 10, B takes 11 and commits first, a reader sees 11,
+//! moves its checkpoint past it, and never sees 10 when A commits later. That is how readers of
+//! Marten-style stores skip events under concurrent writes.
+//!
+//! Here positions are handed out under a lock that is held until commit. Every appending
+//! transaction starts with `SELECT position FROM event_log_head FOR UPDATE`; it numbers its events
+//! from that head, inserts them, moves the head and commits, which releases the row lock. The next
+//! appender blocks on that row until then, so it reads the new head only after the previous
+//! transaction is durable and visible. Positions are therefore dense and committed in increasing
+//! order: any snapshot a reader takes sees exactly positions `1..=head` of that snapshot, and a
+//! reader that has read up to `p` can never later find a new event below `p`.
+//!
+//! The price is that commits are serialised across processes. Each process offsets it with group
+//! commit: one writer task per process takes every append waiting in its queue into one transaction
+//! (with the decisions made in memory, see `store::append`), so the lock is taken once per batch
+//! rather than once per append. Reads are not affected: they never take the lock.
+//!
+//! Followers are woken by `NOTIFY sportello_events` (sent inside the appending transaction, so
+//! delivered on commit) and poll as a fallback.
+
+use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch};
+use super::types::truncate_to_micros;
+use super::{
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, Page, ReadAll, RecordedEvent,
+    StoreError, StreamHead, StreamId,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+const BACKEND: &str = "postgres";
+const SCHEMA: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: i32 = 1;
+const INSERT_EVENTS: &str = include_str!("insert_events.sql");
+const UPSERT_STREAMS: &str = include_str!("upsert_streams.sql");
+const NOTIFY_CHANNEL: &str = "sportello_events";
+const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+     occurred_at, recorded_at, data, actor, comune, channel, correlation_id, causation_id, hash";
+const MAX_BATCH_APPENDS: usize = 1024;
+const MAX_BATCH_EVENTS: usize = 20_000;
+
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    writer: mpsc::UnboundedSender<WriteJob>,
+    head: watch::Sender<u64>,
+    /// Dropped with the store; stops the notification listener.
+    _shutdown: oneshot::Sender<()>,
+}
+
+struct WriteJob {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+fn backend_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::backend(BACKEND, e)
+}
+
+impl PostgresStore {
+    /// Connects, creating or upgrading the schema if needed.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(backend_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| {
+                backend_error(format!(
+                    "cannot connect to {}: {e}",
+                    sportello_redacted(url)
+                ))
+            })?;
+        migrate(&pool).await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
+            .fetch_one(&pool)
+            .await
+            .map_err(backend_error)?;
+        let (head_tx, _) = watch::channel(head as u64);
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let writer_conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(backend_error)?;
+        tokio::spawn(writer_loop(options, writer_conn, writer_rx, head_tx.clone()));
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone(), shutdown_rx));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                writer: writer_tx,
+                head: head_tx,
+                _shutdown: shutdown_tx,
+            }),
+        })
+    }
+
+    /// The read pool, for tests and tools that inspect the tables directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+}
+
+/// The URL without its password, for error messages.
+fn sportello_redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(backend_error)?;
+    // Several nodes may start at once: one migrates, the others wait and find it done.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sportello-migrate'))")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS sportello_schema (version INTEGER PRIMARY KEY, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+    let current: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM sportello_schema")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    if current.unwrap_or(0) < SCHEMA_VERSION {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        sqlx::query("INSERT INTO sportello_schema (version) VALUES ($1)")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    tx.commit().await.map_err(backend_error)
+}
+
+async fn writer_loop(
+    options: PgConnectOptions,
+    conn: PgConnection,
+    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
+    head: watch::Sender<u64>,
+) {
+    let mut conn = Some(conn);
+    while let Some(first) = jobs.recv().await {
+        let mut events = first.request.events.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.request.events.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        if conn.is_none() {
+            conn = PgConnection::connect_with(&options).await.ok();
+        }
+        let results = match conn.as_mut() {
+            None => fail_all(&requests, "cannot reconnect to PostgreSQL"),
+            Some(c) => match write_batch(c, &requests).await {
+                Ok(plan) => {
+                    if let Some(last) = plan.last_position() {
+                        head.send_if_modified(|h| {
+                            let moved = last > *h;
+                            *h = (*h).max(last);
+                            moved
+                        });
+                    }
+                    plan.results
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "postgres append batch failed");
+                    // The connection may be broken mid-transaction: start afresh next time.
+                    conn = None;
+                    fail_all(&requests, e)
+                }
+            },
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn fail_all(
+    requests: &[AppendRequest],
+    error: impl std::fmt::Display,
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    let detail = format!(
+        "{error} (the append may or may not have been committed; retrying it with the same event ids is safe)"
+    );
+    requests
+        .iter()
+        .map(|_| Err(backend_error(&detail)))
+        .collect()
+}
+
+async fn write_batch(
+    conn: &mut PgConnection,
+    requests: &[AppendRequest],
+) -> Result<BatchPlan, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    // The global write lock, held until commit: see the module documentation.
+    let head_position: i64 = sqlx::query_scalar("SELECT position FROM event_log_head FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+
+    let mut seen = HashSet::new();
+    let streams: Vec<&str> = requests
+        .iter()
+        .map(|r| r.stream.as_str())
+        .filter(|s| seen.insert(*s))
+        .collect();
+    let heads = sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
+        .bind(&streams)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let stream = StreamId::from_stored(row.try_get(0)?);
+            let head = StreamHead {
+                stream: stream.clone(),
+                version: row.try_get::<i64, _>(1)? as u64,
+                hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
+            };
+            Ok((stream, head))
+        })
+        .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.id))
+        .collect();
+    let mut existing = HashMap::new();
+    for row in sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE event_id = ANY($1)"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let event = decode_row(&row, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        existing.insert(event.id, event);
+    }
+
+    let mut plan = plan_batch(
+        requests,
+        BatchContext {
+            heads,
+            existing,
+            head_position: head_position as u64,
+            recorded_at: truncate_to_micros(Utc::now()),
+        },
+    );
+    let Some(last_position) = plan.last_position() else {
+        tx.rollback().await?;
+        return Ok(plan);
+    };
+
+    let e = &plan.new_events;
+    sqlx::query(INSERT_EVENTS)
+        .bind(e.iter().map(|e| e.position as i64).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.stream.category()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.version as i64).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.schema_version as i16).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.metadata.actor.as_deref()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.metadata.comune.as_deref()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.metadata.channel.as_deref()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.metadata.correlation_id).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.metadata.causation_id).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.hash.to_vec()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    let h = &plan.new_heads;
+    sqlx::query(UPSERT_STREAMS)
+        .bind(h.iter().map(|h| h.stream.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|h| h.version as i64).collect::<Vec<_>>())
+        .bind(h.iter().map(|h| h.hash.to_vec()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE event_log_head SET position = $1")
+        .bind(last_position as i64)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(last_position.to_string())
+        .execute(&mut *tx)
+        .await?;
+    if let Err(e) = tx.commit().await {
+        plan.fail_all(BACKEND, &e);
+        return Err(e);
+    }
+    Ok(plan)
+}
+
+async fn listen_for_appends(
+    pool: PgPool,
+    head: watch::Sender<u64>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for appends; followers will poll");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        if listener.listen(NOTIFY_CHANNEL).await.is_err() {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                notification = listener.recv() => match notification {
+                    Ok(n) => {
+                        if let Ok(position) = n.payload().parse::<u64>() {
+                            head.send_if_modified(|h| {
+                                let moved = position > *h;
+                                *h = (*h).max(position);
+                                moved
+                            });
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn to_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    if bytes.len() == 32 {
+        hash.copy_from_slice(bytes);
+    }
+    hash
+}
+
+/// Decodes an event whose [`COLUMNS`] start at column `at` of the row.
+fn decode_row(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
+    let stream: String = row.try_get(at + 1).unwrap_or_else(|_| "?".into());
+    let version = row.try_get::<i64, _>(at + 2).unwrap_or(0) as u64;
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
+        stream: stream.clone(),
+        version,
+        detail: e.to_string(),
+    };
+    let hash: Vec<u8> = row.try_get(at + 14).map_err(corrupt)?;
+    if hash.len() != 32 {
+        return Err(StoreError::Corrupt {
+            stream,
+            version,
+            detail: "the stored hash is not 32 bytes".into(),
+        });
+    }
+    Ok(RecordedEvent {
+        position: row.try_get::<i64, _>(at).map_err(corrupt)? as u64,
+        stream: StreamId::from_stored(stream.clone()),
+        version,
+        id: row.try_get(at + 3).map_err(corrupt)?,
+        event_type: row.try_get(at + 4).map_err(corrupt)?,
+        schema_version: row.try_get::<i16, _>(at + 5).map_err(corrupt)? as u16,
+        occurred_at: row.try_get::<DateTime<Utc>, _>(at + 6).map_err(corrupt)?,
+        recorded_at: row.try_get::<DateTime<Utc>, _>(at + 7).map_err(corrupt)?,
+        data: row.try_get(at + 8).map_err(corrupt)?,
+        metadata: Metadata {
+            actor: row.try_get(at + 9).map_err(corrupt)?,
+            comune: row.try_get(at + 10).map_err(corrupt)?,
+            channel: row.try_get(at + 11).map_err(corrupt)?,
+            correlation_id: row.try_get(at + 12).map_err(corrupt)?,
+            causation_id: row.try_get(at + 13).map_err(corrupt)?,
+        },
+        hash: to_hash(&hash),
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream), err(level = "debug"))]
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let request = AppendRequest::new(stream, expected, events)?;
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteJob { request, reply })
+            .map_err(|_| backend_error("the writer task has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| backend_error("the writer task has stopped"))?
+    }
+
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM events WHERE stream = $1 AND version >= $2 \
+             ORDER BY version LIMIT $3"
+        )))
+        .bind(stream.as_str())
+        .bind(from_version as i64)
+        .bind(max as i64)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(backend_error)?
+        .iter()
+        .map(|row| decode_row(row, 0))
+        .collect()
+    }
+
+    async fn read_all_page(
+        &self,
+        query: &ReadAll,
+        from: u64,
+        max: usize,
+    ) -> Result<Page, StoreError> {
+        // One statement, one snapshot: the page and the head it was read against. The lateral
+        // join keeps the head row even when no event matches.
+        let mut filters = String::new();
+        let mut n = 2;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if !query.categories.is_empty() {
+            filters.push_str(&format!(" AND category = ANY(${})", next()));
+        }
+        if !query.event_types.is_empty() {
+            filters.push_str(&format!(" AND event_type = ANY(${})", next()));
+        }
+        if query.occurred_since.is_some() {
+            filters.push_str(&format!(" AND occurred_at >= ${}", next()));
+        }
+        if query.occurred_until.is_some() {
+            filters.push_str(&format!(" AND occurred_at < ${}", next()));
+        }
+        let sql = format!(
+            "SELECT h.position AS head, e.* FROM event_log_head h LEFT JOIN LATERAL ( \
+               SELECT {COLUMNS} FROM events WHERE position >= $1{filters} \
+               ORDER BY position LIMIT $2) e ON TRUE"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(from as i64)
+            .bind(max as i64);
+        if !query.categories.is_empty() {
+            q = q.bind(&query.categories);
+        }
+        if !query.event_types.is_empty() {
+            q = q.bind(&query.event_types);
+        }
+        if let Some(t) = query.occurred_since {
+            q = q.bind(t);
+        }
+        if let Some(t) = query.occurred_until {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(&self.inner.pool).await.map_err(backend_error)?;
+        let mut head = 0u64;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            head = row.try_get::<i64, _>(0).map_err(backend_error)? as u64;
+            if row.try_get::<Option<i64>, _>(1).map_err(backend_error)?.is_some() {
+                events.push(decode_row(row, 1)?);
+            }
+        }
+        let scanned_to = match events.last() {
+            Some(last) if events.len() == max => last.position,
+            _ => head,
+        };
+        Ok(Page { events, scanned_to })
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(head as u64)
+    }
+
+    async fn streams_page(
+        &self,
+        after: Option<&StreamId>,
+        max: usize,
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        sqlx::query(
+            "SELECT stream, version, hash FROM event_streams WHERE stream > $1 \
+             ORDER BY stream LIMIT $2",
+        )
+        .bind(after.map_or("", |s| s.as_str()))
+        .bind(max as i64)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(backend_error)?
+        .iter()
+        .map(|row| {
+            Ok(StreamHead {
+                stream: StreamId::from_stored(row.try_get(0).map_err(backend_error)?),
+                version: row.try_get::<i64, _>(1).map_err(backend_error)? as u64,
+                hash: to_hash(&row.try_get::<Vec<u8>, _>(2).map_err(backend_error)?),
+            })
+        })
+        .collect()
+    }
+
+    async fn wait_for_append(&self, position: u64, timeout: Duration) {
+        let mut head = self.inner.head.subscribe();
+        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > position)).await;
+    }
+}

@@ -1,0 +1,534 @@
+//! The embedded default backend: one SQLite file in WAL mode, driven through rusqlite.
+//!
+//! Writes go through a single writer thread that owns the one write connection. It takes every
+//! append waiting in its queue, runs them in one `BEGIN IMMEDIATE` transaction and commits once
+//! with `synchronous=FULL` (group commit): one writer's appends are each durable before they are
+//! acknowledged, and concurrent writers share the fsync. Readers use a small pool of their own
+//! connections on blocking threads; WAL lets them read while the writer commits.
+//!
+//! Why rusqlite and not sqlx: see `docs/adr/0001-sqlite-driver.md` (measured on this hardware).
+
+use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch};
+use super::types::{from_micros, ReadAll};
+use super::{
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, Page, RecordedEvent,
+    StoreError, StreamHead, StreamId,
+};
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+const BACKEND: &str = "sqlite";
+const SCHEMA: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: i64 = 1;
+const INSERT_EVENT: &str = include_str!("insert_event.sql");
+const UPSERT_STREAM: &str = include_str!("upsert_stream.sql");
+const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+     occurred_at, recorded_at, data, actor, comune, channel, correlation_id, causation_id, hash";
+/// Appends one commit may carry; more wait for the next commit.
+const MAX_BATCH_APPENDS: usize = 1024;
+const MAX_BATCH_EVENTS: usize = 20_000;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: mpsc::Sender<WriteJob>,
+    /// Head position after this process's last commit; wakes followers at once.
+    head: watch::Sender<u64>,
+}
+
+struct WriteJob {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, creating its folder too.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| StoreError::backend(BACKEND, e))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::backend(BACKEND, format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = open_connection(&path, true).map_err(|e| {
+            StoreError::backend(BACKEND, format!("cannot open {}: {e}", path.display()))
+        })?;
+        migrate(&mut conn).map_err(backend_error)?;
+        let head = read_head(&conn).map_err(backend_error)?;
+        let (head_tx, _) = watch::channel(head);
+        let (tx, rx) = mpsc::channel();
+        let thread_head = head_tx.clone();
+        std::thread::Builder::new()
+            .name("sportello-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, thread_head))
+            .map_err(|e| StoreError::backend(BACKEND, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                readers: Mutex::new(Vec::new()),
+                writer: tx,
+                head: head_tx,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a pooled read connection on a blocking thread.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().expect("reader pool poisoned").pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path, false).map_err(backend_error)?,
+            };
+            let result = f(&conn);
+            inner.readers.lock().expect("reader pool poisoned").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::backend(BACKEND, e))?
+    }
+}
+
+fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
+    let flags = if writer {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if writer {
+        // WAL: readers never block the writer. FULL: a commit is on disk before it is acknowledged.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -32_000)?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|p| p as u64)
+}
+
+fn backend_error(e: rusqlite::Error) -> StoreError {
+    StoreError::backend(BACKEND, e)
+}
+
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch::Sender<u64>) {
+    while let Ok(first) = jobs.recv() {
+        let mut events = first.request.events.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.request.events.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let results = match write_batch(&mut conn, &requests) {
+            Ok(plan) => {
+                if let Some(last) = plan.last_position() {
+                    head.send_if_modified(|h| {
+                        let moved = last > *h;
+                        *h = (*h).max(last);
+                        moved
+                    });
+                }
+                plan.results
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sqlite append batch failed");
+                requests
+                    .iter()
+                    .map(|_| Err(backend_error_ref(&e)))
+                    .collect()
+            }
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn backend_error_ref(e: &rusqlite::Error) -> StoreError {
+    StoreError::backend(BACKEND, e)
+}
+
+fn write_batch(conn: &mut Connection, requests: &[AppendRequest]) -> rusqlite::Result<BatchPlan> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut heads = HashMap::new();
+    let mut existing = HashMap::new();
+    {
+        let mut head_of = tx.prepare_cached("SELECT version, hash FROM event_streams WHERE stream = ?1")?;
+        let mut by_id = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1"))?;
+        for request in requests {
+            if !heads.contains_key(&request.stream) {
+                let head = head_of
+                    .query_row([request.stream.as_str()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    })
+                    .optional()?;
+                if let Some((version, hash)) = head {
+                    heads.insert(
+                        request.stream.clone(),
+                        StreamHead {
+                            stream: request.stream.clone(),
+                            version: version as u64,
+                            hash: to_hash(&hash),
+                        },
+                    );
+                }
+            }
+            for event in &request.events {
+                let mut rows = by_id.query([event.id.as_bytes().as_slice()])?;
+                if let Some(row) = rows.next()? {
+                    // A stored event that cannot be decoded is treated as a foreign id: the
+                    // append is refused rather than silently matched.
+                    if let Ok(stored) = decode_row(row) {
+                        existing.insert(event.id, stored);
+                    } else {
+                        existing.insert(event.id, corrupt_placeholder(event));
+                    }
+                }
+            }
+        }
+    }
+    let head_position = read_head(&tx)?;
+    let mut plan = plan_batch(
+        requests,
+        BatchContext {
+            heads,
+            existing,
+            head_position,
+            recorded_at: super::types::truncate_to_micros(Utc::now()),
+        },
+    );
+    if plan.new_events.is_empty() {
+        return Ok(plan); // nothing to write: the transaction rolls back on drop
+    }
+    {
+        let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+        for e in &plan.new_events {
+            insert.execute(params![
+                e.position as i64,
+                e.stream.as_str(),
+                e.stream.category(),
+                e.version as i64,
+                e.id.as_bytes().as_slice(),
+                e.event_type,
+                e.schema_version,
+                e.occurred_at.timestamp_micros(),
+                e.recorded_at.timestamp_micros(),
+                e.data,
+                e.metadata.actor,
+                e.metadata.comune,
+                e.metadata.channel,
+                e.metadata.correlation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                e.metadata.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                e.hash.as_slice(),
+            ])?;
+        }
+        let mut upsert = tx.prepare_cached(UPSERT_STREAM)?;
+        for head in &plan.new_heads {
+            upsert.execute(params![
+                head.stream.as_str(),
+                head.version as i64,
+                head.hash.as_slice()
+            ])?;
+        }
+    }
+    if let Err(e) = tx.commit() {
+        plan.fail_all(BACKEND, &e);
+    }
+    Ok(plan)
+}
+
+/// Stands for a stored event whose bytes no longer decode, so that reusing its id is refused.
+fn corrupt_placeholder(event: &NewEvent) -> RecordedEvent {
+    RecordedEvent {
+        position: 0,
+        stream: StreamId::from_stored(String::new()),
+        version: 0,
+        id: event.id,
+        event_type: String::new(),
+        schema_version: 0,
+        occurred_at: chrono::DateTime::<Utc>::MIN_UTC,
+        recorded_at: chrono::DateTime::<Utc>::MIN_UTC,
+        data: String::new(),
+        metadata: Metadata::default(),
+        hash: [0; 32],
+    }
+}
+
+fn to_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    if bytes.len() == 32 {
+        hash.copy_from_slice(bytes);
+    }
+    hash
+}
+
+/// Decodes a row selected with [`COLUMNS`]; bytes altered outside the store give `Corrupt`.
+fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let stream_text = text(row, 1).unwrap_or("?").to_owned();
+    let version = row.get::<_, i64>(2).unwrap_or(0) as u64;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        stream: stream_text.clone(),
+        version,
+        detail,
+    };
+    let sql = |e: rusqlite::Error| corrupt(e.to_string());
+    let uuid = |i: usize| -> Result<Option<Uuid>, StoreError> {
+        match row.get_ref(i).map_err(sql)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Uuid::from_slice(b)
+                .map(Some)
+                .map_err(|e| corrupt(e.to_string())),
+            _ => Err(corrupt(format!("column {i} is not a UUID"))),
+        }
+    };
+    let optional_text = |i: usize| -> Result<Option<String>, StoreError> {
+        match row.get_ref(i).map_err(sql)? {
+            ValueRef::Null => Ok(None),
+            _ => text(row, i).map(|t| Some(t.to_owned())).map_err(sql),
+        }
+    };
+    let hash_bytes = match row.get_ref(14).map_err(sql)? {
+        ValueRef::Blob(b) if b.len() == 32 => to_hash(b),
+        _ => return Err(corrupt("the stored hash is not 32 bytes".into())),
+    };
+    Ok(RecordedEvent {
+        position: row.get::<_, i64>(0).map_err(sql)? as u64,
+        stream: StreamId::from_stored(text(row, 1).map_err(sql)?.to_owned()),
+        version,
+        id: uuid(3)?.ok_or_else(|| corrupt("the event id is missing".into()))?,
+        event_type: text(row, 4).map_err(sql)?.to_owned(),
+        schema_version: row.get::<_, u16>(5).map_err(sql)?,
+        occurred_at: from_micros(row.get(6).map_err(sql)?),
+        recorded_at: from_micros(row.get(7).map_err(sql)?),
+        data: text(row, 8).map_err(sql)?.to_owned(),
+        metadata: Metadata {
+            actor: optional_text(9)?,
+            comune: optional_text(10)?,
+            channel: optional_text(11)?,
+            correlation_id: uuid(12)?,
+            causation_id: uuid(13)?,
+        },
+        hash: hash_bytes,
+    })
+}
+
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    match row.get_ref(i)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        }),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            format!("column {i}"),
+            other.data_type(),
+        )),
+    }
+}
+
+fn collect_events(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    capacity: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut rows = stmt.query(params).map_err(backend_error)?;
+    let mut events = Vec::with_capacity(capacity);
+    while let Some(row) = rows.next().map_err(backend_error)? {
+        events.push(decode_row(row)?);
+    }
+    Ok(events)
+}
+
+fn read_all_sql(query: &ReadAll) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ?");
+    let mut values = Vec::new();
+    let any_of = |sql: &mut String, column: &str, items: &[String]| {
+        if !items.is_empty() {
+            let marks = vec!["?"; items.len()].join(", ");
+            sql.push_str(&format!(" AND {column} IN ({marks})"));
+        }
+    };
+    any_of(&mut sql, "category", &query.categories);
+    any_of(&mut sql, "event_type", &query.event_types);
+    if query.occurred_since.is_some() {
+        sql.push_str(" AND occurred_at >= ?");
+    }
+    if query.occurred_until.is_some() {
+        sql.push_str(" AND occurred_at < ?");
+    }
+    sql.push_str(" ORDER BY position LIMIT ?");
+    values.extend(query.categories.iter().cloned().map(Value::Text));
+    values.extend(query.event_types.iter().cloned().map(Value::Text));
+    if let Some(t) = query.occurred_since {
+        values.push(Value::Integer(t.timestamp_micros()));
+    }
+    if let Some(t) = query.occurred_until {
+        values.push(Value::Integer(t.timestamp_micros()));
+    }
+    (sql, values)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream), err(level = "debug"))]
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let request = AppendRequest::new(stream, expected, events)?;
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteJob { request, reply })
+            .map_err(|_| StoreError::backend(BACKEND, "the writer thread has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::backend(BACKEND, "the writer thread has stopped"))?
+    }
+
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.as_str().to_owned();
+        self.with_reader(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 \
+                     ORDER BY version LIMIT ?3"
+                ))
+                .map_err(backend_error)?;
+            collect_events(&mut stmt, params![stream, from_version as i64, max as i64], max)
+        })
+        .await
+    }
+
+    async fn read_all_page(
+        &self,
+        query: &ReadAll,
+        from: u64,
+        max: usize,
+    ) -> Result<Page, StoreError> {
+        let (sql, filter_values) = read_all_sql(query);
+        self.with_reader(move |conn| {
+            // One read transaction: the page and the head come from the same snapshot.
+            conn.execute_batch("BEGIN").map_err(backend_error)?;
+            let result = (|| {
+                let mut stmt = conn.prepare_cached(&sql).map_err(backend_error)?;
+                let mut values = Vec::with_capacity(filter_values.len() + 2);
+                values.push(Value::Integer(from as i64));
+                values.extend(filter_values);
+                values.push(Value::Integer(max as i64));
+                let events = collect_events(
+                    &mut stmt,
+                    rusqlite::params_from_iter(values),
+                    max.min(4096),
+                )?;
+                let scanned_to = match events.last() {
+                    Some(last) if events.len() == max => last.position,
+                    _ => read_head(conn).map_err(backend_error)?,
+                };
+                Ok(Page { events, scanned_to })
+            })();
+            conn.execute_batch("COMMIT").map_err(backend_error)?;
+            result
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.with_reader(|conn| read_head(conn).map_err(backend_error))
+            .await
+    }
+
+    async fn streams_page(
+        &self,
+        after: Option<&StreamId>,
+        max: usize,
+    ) -> Result<Vec<StreamHead>, StoreError> {
+        let after = after.map(|s| s.as_str().to_owned()).unwrap_or_default();
+        self.with_reader(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT stream, version, hash FROM event_streams WHERE stream > ?1 \
+                     ORDER BY stream LIMIT ?2",
+                )
+                .map_err(backend_error)?;
+            let rows = stmt
+                .query_map(params![after, max as i64], |r| {
+                    Ok(StreamHead {
+                        stream: StreamId::from_stored(r.get(0)?),
+                        version: r.get::<_, i64>(1)? as u64,
+                        hash: to_hash(&r.get::<_, Vec<u8>>(2)?),
+                    })
+                })
+                .map_err(backend_error)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend_error)
+        })
+        .await
+    }
+
+    async fn wait_for_append(&self, position: u64, timeout: Duration) {
+        let mut head = self.inner.head.subscribe();
+        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > position)).await;
+    }
+}

@@ -1,0 +1,69 @@
+//! One conformance suite for every event-store backend: each case is written once in `cases` and
+//! run against SQLite and PostgreSQL by the `suite!` macro below.
+//!
+//! PostgreSQL cases create a uniquely named database on the server at `SPORTELLO_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drop it afterwards. They fail, never
+//! skip, when the server is not reachable.
+
+mod backends;
+mod cases;
+
+use backends::Fixture;
+use futures::FutureExt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+async fn run<F, Fut, C, CFut>(factory: F, case: C)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Fixture>,
+    C: FnOnce(Fixture) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let fixture = factory().await;
+    let cleanup = fixture.cleanup.clone();
+    let outcome = AssertUnwindSafe(case(fixture)).catch_unwind().await;
+    cleanup.run().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::run(crate::backends::sqlite, crate::cases::$case).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::run(crate::backends::postgres, crate::cases::$case).await
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    a_new_stream_numbers_versions_and_positions_from_one,
+    a_stale_expected_version_is_a_conflict_carrying_the_actual_version,
+    no_stream_and_any_expectations_behave_as_named,
+    a_repeated_append_returns_the_original_outcome_and_stores_nothing,
+    reusing_an_event_id_for_other_content_is_refused,
+    a_multi_event_append_is_all_or_nothing,
+    a_stream_reads_forwards_from_a_version,
+    the_log_reads_in_global_order_with_filters_and_a_limit,
+    a_subscription_catches_up_then_follows_without_gap_or_duplicate,
+    concurrent_writers_are_seen_once_each_in_increasing_position,
+    concurrent_appends_at_the_same_version_let_exactly_one_win,
+    long_streams_read_back_across_pages,
+    unicode_payloads_and_metadata_round_trip_exactly,
+    bad_input_is_refused_clearly_and_changes_nothing,
+    verify_passes_on_an_intact_log_and_names_a_changed_byte,
+);
