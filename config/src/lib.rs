@@ -188,8 +188,12 @@ struct EnvLayer {
 
 impl figment::Provider for EnvLayer {
     fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::named("environment variable(s)").interpolater(|_, keys| {
-            format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
+        figment::Metadata::named("the environment").interpolater(|_, keys| {
+            format!(
+                "{} (variable {ENV_PREFIX}{})",
+                keys.join("."),
+                keys.join("__").to_ascii_uppercase()
+            )
         })
     }
 
@@ -205,14 +209,14 @@ impl figment::Provider for EnvLayer {
             if path.iter().any(|p| p.is_empty()) {
                 continue;
             }
-            let nested = path
-                .iter()
-                .rev()
-                .fold(figment::value::Value::from(value.clone()), |acc, segment| {
+            let nested = path.iter().rev().fold(
+                figment::value::Value::from(value.clone()),
+                |acc, segment| {
                     let mut d = figment::value::Dict::new();
                     d.insert(segment.clone(), acc);
                     figment::value::Value::from(d)
-                });
+                },
+            );
             if let figment::value::Value::Dict(_, d) = nested {
                 for (k, v) in d {
                     merge_into(&mut dict, k, v);

@@ -83,7 +83,10 @@ mod tests {
     fn it_hides_the_password_in_user_info_and_query() {
         let url = SecretUrl::new("postgres://app:s3cret@db.local:5432/urp?password=other&x=1");
         let shown = format!("{url} {url:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("other"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("other"),
+            "{shown}"
+        );
         assert!(shown.contains("postgres://app:***@db.local:5432/urp?password=***&x=1"));
         assert_eq!(
             url.expose(),

@@ -37,7 +37,11 @@ fn the_repository_default_file_is_the_embedded_one() {
 fn an_overlay_file_and_then_the_environment_override_the_default() {
     let dir = empty_workdir();
     let overlay = dir.path().join("local.toml");
-    fs::write(&overlay, "[store]\nurl = \"sqlite:///var/lib/sportello/urp.db\"\n").unwrap();
+    fs::write(
+        &overlay,
+        "[store]\nurl = \"sqlite:///var/lib/sportello/urp.db\"\n",
+    )
+    .unwrap();
     let s = Settings::load_from(dir.path(), Some(&overlay), env(&[])).unwrap();
     assert_eq!(s.store.url.expose(), "sqlite:///var/lib/sportello/urp.db");
 
@@ -56,17 +60,25 @@ fn an_overlay_file_and_then_the_environment_override_the_default() {
 #[test]
 fn an_istat_code_from_the_environment_keeps_its_leading_zero() {
     let dir = empty_workdir();
-    let s =
-        Settings::load_from(dir.path(), None, env(&[("SPORTELLO__UNION__SEAT", "073004")])).unwrap();
+    let s = Settings::load_from(
+        dir.path(),
+        None,
+        env(&[("SPORTELLO__UNION__SEAT", "073004")]),
+    )
+    .unwrap();
     assert_eq!(s.union.seat.as_str(), "073004");
 }
 
 #[test]
 fn a_bad_value_names_the_key_and_the_variable() {
     let dir = empty_workdir();
-    let err = Settings::load_from(dir.path(), None, env(&[("SPORTELLO__UNION__SEAT", "73015")]))
-        .unwrap_err()
-        .to_string();
+    let err = Settings::load_from(
+        dir.path(),
+        None,
+        env(&[("SPORTELLO__UNION__SEAT", "73015")]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("seat"), "{err}");
     assert!(err.contains("SPORTELLO__UNION__SEAT"), "{err}");
     assert!(err.contains("6 digits"), "{err}");
@@ -103,25 +115,33 @@ fn a_missing_value_names_the_key() {
 #[test]
 fn an_ipa_code_that_contradicts_the_cadastral_code_is_refused() {
     let dir = empty_workdir();
+    fs::create_dir_all(dir.path().join("config")).unwrap();
+    fs::write(
+        dir.path().join("config/default.toml"),
+        DEFAULT_TOML.replace("ipa = \"c_f027\"", "ipa = \"c_x999\""),
+    )
+    .unwrap();
+    let err = Settings::load_from(dir.path(), None, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("comuni[1].ipa"), "{err}");
+    assert!(err.contains("default.toml"), "{err}");
+}
+
+#[test]
+fn a_seat_outside_the_union_is_refused() {
+    let dir = empty_workdir();
     let err = Settings::load_from(
         dir.path(),
         None,
-        env(&[("SPORTELLO__UNION__SEAT", "073015")]),
+        env(&[("SPORTELLO__UNION__SEAT", "058091")]),
     )
-    .map(|_| ())
-    .and_then(|_| {
-        fs::create_dir_all(dir.path().join("config")).unwrap();
-        fs::write(
-            dir.path().join("config/default.toml"),
-            DEFAULT_TOML.replace("ipa = \"c_f027\"", "ipa = \"c_x999\""),
-        )
-        .unwrap();
-        Settings::load_from(dir.path(), None, env(&[])).map(|_| ())
-    })
     .unwrap_err()
     .to_string();
-    assert!(err.contains("comuni[1].ipa"), "{err}");
-    assert!(err.contains("default.toml"), "{err}");
+    assert!(
+        err.contains("union.seat") && err.contains("058091"),
+        "{err}"
+    );
 }
 
 #[test]

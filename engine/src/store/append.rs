@@ -91,6 +91,20 @@ impl BatchPlan {
     }
 }
 
+/// Ids of the appends `plan` refused. Writers plan a batch assuming its event ids are new (the
+/// unique index on ids catches a reused one at insert time, and the batch is then redone with
+/// every id looked up); but a retried append usually fails its expectation and must still get its
+/// original outcome, so the ids of refused appends are looked up and, if any is stored, the batch
+/// is planned again with them.
+pub(crate) fn refused_ids(requests: &[AppendRequest], plan: &BatchPlan) -> Vec<Uuid> {
+    requests
+        .iter()
+        .zip(&plan.results)
+        .filter(|(_, result)| result.is_err())
+        .flat_map(|(request, _)| request.events.iter().map(|e| e.id))
+        .collect()
+}
+
 pub(crate) fn plan_batch(requests: &[AppendRequest], ctx: BatchContext) -> BatchPlan {
     let BatchContext {
         mut heads,

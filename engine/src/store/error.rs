@@ -120,7 +120,10 @@ impl StoreError {
 
     /// True for failures of the infrastructure, as opposed to refusals of the input.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, StoreError::Backend { .. } | StoreError::Corrupt { .. })
+        matches!(
+            self,
+            StoreError::Backend { .. } | StoreError::Corrupt { .. }
+        )
     }
 
     pub(crate) fn backend(backend: &'static str, error: impl std::fmt::Display) -> Self {

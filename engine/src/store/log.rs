@@ -75,13 +75,19 @@ impl EventLog {
 
     /// The whole log (or the slice `query` selects) in global order, ending at the head as it was
     /// when the last page was read. The next page is fetched while the caller handles this one.
-    pub fn read_all(&self, query: ReadAll) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    pub fn read_all(
+        &self,
+        query: ReadAll,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         self.pages(query, false)
     }
 
     /// Like [`EventLog::read_all`], then keeps following new appends. The same paging loop serves
     /// catch-up and live, so the switch can neither skip nor repeat an event.
-    pub fn subscribe(&self, query: ReadAll) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    pub fn subscribe(
+        &self,
+        query: ReadAll,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         self.pages(query, true)
     }
 
@@ -128,7 +134,10 @@ impl EventLog {
         let mut report = VerifyReport::default();
         let mut after: Option<StreamId> = None;
         loop {
-            let heads = self.store.streams_page(after.as_ref(), STREAMS_PAGE).await?;
+            let heads = self
+                .store
+                .streams_page(after.as_ref(), STREAMS_PAGE)
+                .await?;
             let Some(last) = heads.last() else { break };
             after = Some(last.stream.clone());
             for head in heads {

@@ -252,7 +252,10 @@ impl NewEvent {
             ("comune", &self.metadata.comune),
             ("channel", &self.metadata.channel),
         ] {
-            if value.as_ref().is_some_and(|v| v.len() > MAX_METADATA_FIELD_LEN) {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_METADATA_FIELD_LEN)
+            {
                 return Err(InvalidInput::MetadataTooLong { index, field });
             }
         }

@@ -1,9 +1,9 @@
 //! How each backend under test is created, inspected behind the store's back, and removed.
 
 use futures::future::BoxFuture;
+use sportello_engine::EventLog;
 use sportello_engine::store::postgres::PostgresStore;
 use sportello_engine::store::sqlite::SqliteStore;
-use sportello_engine::EventLog;
 use std::sync::{Arc, Mutex};
 
 pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

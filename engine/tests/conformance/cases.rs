@@ -29,7 +29,10 @@ async fn all(log: &EventLog, query: ReadAll) -> Vec<RecordedEvent> {
 }
 
 async fn of_stream(log: &EventLog, s: &str, from: u64) -> Vec<RecordedEvent> {
-    log.read_stream(stream(s), from).try_collect().await.unwrap()
+    log.read_stream(stream(s), from)
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 pub async fn a_new_stream_numbers_versions_and_positions_from_one(f: Fixture) {
@@ -46,7 +49,11 @@ pub async fn a_new_stream_numbers_versions_and_positions_from_one(f: Fixture) {
     assert_eq!((out.first_version, out.last_version), (1, 2));
     assert_eq!((out.first_position, out.last_position), (1, 2));
     let out = log
-        .append(stream("case-2"), ExpectedVersion::NoStream, vec![numbered("CaseOpened", 3)])
+        .append(
+            stream("case-2"),
+            ExpectedVersion::NoStream,
+            vec![numbered("CaseOpened", 3)],
+        )
         .await
         .unwrap();
     assert_eq!((out.first_version, out.first_position), (1, 3));
@@ -64,15 +71,23 @@ pub async fn a_new_stream_numbers_versions_and_positions_from_one(f: Fixture) {
 pub async fn a_stale_expected_version_is_a_conflict_carrying_the_actual_version(f: Fixture) {
     let log = f.log;
     let s = stream("case-7");
-    log.append(s.clone(), ExpectedVersion::NoStream, vec![numbered("A", 1), numbered("B", 2)])
-        .await
-        .unwrap();
+    log.append(
+        s.clone(),
+        ExpectedVersion::NoStream,
+        vec![numbered("A", 1), numbered("B", 2)],
+    )
+    .await
+    .unwrap();
     let err = log
         .append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("C", 3)])
         .await
         .unwrap_err();
     match err {
-        StoreError::Conflict { stream, expected, actual } => {
+        StoreError::Conflict {
+            stream,
+            expected,
+            actual,
+        } => {
             assert_eq!(stream, s);
             assert_eq!(expected, ExpectedVersion::Exact(1));
             assert_eq!(actual, Some(2));
@@ -80,10 +95,17 @@ pub async fn a_stale_expected_version_is_a_conflict_carrying_the_actual_version(
         other => panic!("expected a conflict, got {other:?}"),
     }
     let err = log
-        .append(stream("case-none"), ExpectedVersion::Exact(3), vec![numbered("C", 3)])
+        .append(
+            stream("case-none"),
+            ExpectedVersion::Exact(3),
+            vec![numbered("C", 3)],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { actual: None, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: None, .. }),
+        "{err:?}"
+    );
     assert_eq!(err.code(), "conflict");
     // Nothing was written by the refused appends.
     assert_eq!(log.head().await.unwrap(), 2);
@@ -97,21 +119,46 @@ pub async fn a_stale_expected_version_is_a_conflict_carrying_the_actual_version(
 pub async fn no_stream_and_any_expectations_behave_as_named(f: Fixture) {
     let log = f.log;
     let s = stream("feedback-1");
-    log.append(s.clone(), ExpectedVersion::Exact(0), vec![numbered("FeedbackGiven", 1)])
-        .await
-        .unwrap();
+    log.append(
+        s.clone(),
+        ExpectedVersion::Exact(0),
+        vec![numbered("FeedbackGiven", 1)],
+    )
+    .await
+    .unwrap();
     let err = log
-        .append(s.clone(), ExpectedVersion::NoStream, vec![numbered("FeedbackGiven", 2)])
+        .append(
+            s.clone(),
+            ExpectedVersion::NoStream,
+            vec![numbered("FeedbackGiven", 2)],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { actual: Some(1), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let out = log
-        .append(s.clone(), ExpectedVersion::Any, vec![numbered("FeedbackGiven", 3)])
+        .append(
+            s.clone(),
+            ExpectedVersion::Any,
+            vec![numbered("FeedbackGiven", 3)],
+        )
         .await
         .unwrap();
     assert_eq!(out.last_version, 2);
     let out = log
-        .append(stream("feedback-2"), ExpectedVersion::Any, vec![numbered("FeedbackGiven", 4)])
+        .append(
+            stream("feedback-2"),
+            ExpectedVersion::Any,
+            vec![numbered("FeedbackGiven", 4)],
+        )
         .await
         .unwrap();
     assert_eq!(out.first_version, 1);
@@ -120,17 +167,28 @@ pub async fn no_stream_and_any_expectations_behave_as_named(f: Fixture) {
 pub async fn a_repeated_append_returns_the_original_outcome_and_stores_nothing(f: Fixture) {
     let log = f.log;
     let s = stream("submission-9");
-    log.append(stream("case-0"), ExpectedVersion::Any, vec![numbered("X", 0)])
-        .await
-        .unwrap();
-    let batch = vec![numbered("SubmissionReceived", 1), numbered("SubmissionAccepted", 2)];
+    log.append(
+        stream("case-0"),
+        ExpectedVersion::Any,
+        vec![numbered("X", 0)],
+    )
+    .await
+    .unwrap();
+    let batch = vec![
+        numbered("SubmissionReceived", 1),
+        numbered("SubmissionAccepted", 2),
+    ];
     let first = log
         .append(s.clone(), ExpectedVersion::NoStream, batch.clone())
         .await
         .unwrap();
-    log.append(s.clone(), ExpectedVersion::Exact(2), vec![numbered("CaseLinked", 3)])
-        .await
-        .unwrap();
+    log.append(
+        s.clone(),
+        ExpectedVersion::Exact(2),
+        vec![numbered("CaseLinked", 3)],
+    )
+    .await
+    .unwrap();
     // A client retrying after a lost acknowledgement: the expectation no longer holds, but the
     // events are the same, so the original outcome comes back and nothing is added.
     let again = log
@@ -144,7 +202,11 @@ pub async fn a_repeated_append_returns_the_original_outcome_and_stores_nothing(f
     // Concurrent identical retries also store the events once.
     let retry = vec![numbered("FeedbackGiven", 5)];
     let attempts = futures::future::join_all((0..5).map(|_| {
-        log.append(stream("feedback-r"), ExpectedVersion::NoStream, retry.clone())
+        log.append(
+            stream("feedback-r"),
+            ExpectedVersion::NoStream,
+            retry.clone(),
+        )
     }))
     .await;
     let outcomes: Vec<_> = attempts.into_iter().map(Result::unwrap).collect();
@@ -156,25 +218,45 @@ pub async fn a_repeated_append_returns_the_original_outcome_and_stores_nothing(f
 pub async fn reusing_an_event_id_for_other_content_is_refused(f: Fixture) {
     let log = f.log;
     let original = numbered("CaseOpened", 1);
-    log.append(stream("case-a"), ExpectedVersion::Any, vec![original.clone()])
-        .await
-        .unwrap();
+    log.append(
+        stream("case-a"),
+        ExpectedVersion::Any,
+        vec![original.clone()],
+    )
+    .await
+    .unwrap();
     let other_content = event("CaseOpened", json!({"n": 2})).with_id(original.id);
     let err = log
         .append(stream("case-a"), ExpectedVersion::Any, vec![other_content])
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::DuplicateEventId { event_id, .. } if event_id == original.id));
+    assert!(
+        matches!(err, StoreError::DuplicateEventId { event_id, .. } if event_id == original.id)
+    );
     let other_stream = log
-        .append(stream("case-b"), ExpectedVersion::Any, vec![original.clone()])
+        .append(
+            stream("case-b"),
+            ExpectedVersion::Any,
+            vec![original.clone()],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(other_stream, StoreError::DuplicateEventId { .. }), "{other_stream:?}");
+    assert!(
+        matches!(other_stream, StoreError::DuplicateEventId { .. }),
+        "{other_stream:?}"
+    );
     let partly_new = log
-        .append(stream("case-a"), ExpectedVersion::Any, vec![original.clone(), numbered("X", 9)])
+        .append(
+            stream("case-a"),
+            ExpectedVersion::Any,
+            vec![original.clone(), numbered("X", 9)],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(partly_new, StoreError::DuplicateEventId { .. }), "{partly_new:?}");
+    assert!(
+        matches!(partly_new, StoreError::DuplicateEventId { .. }),
+        "{partly_new:?}"
+    );
     assert_eq!(partly_new.code(), "event_id_reused");
     assert_eq!(log.head().await.unwrap(), 1);
 }
@@ -185,10 +267,20 @@ pub async fn a_multi_event_append_is_all_or_nothing(f: Fixture) {
     let mut bad = numbered("Broken", 3);
     bad.data = "[1, 2, 3]".into();
     let err = log
-        .append(s.clone(), ExpectedVersion::NoStream, vec![numbered("A", 1), numbered("B", 2), bad])
+        .append(
+            s.clone(),
+            ExpectedVersion::NoStream,
+            vec![numbered("A", 1), numbered("B", 2), bad],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(InvalidInput::PayloadNotObject { index: 2 })), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid(InvalidInput::PayloadNotObject { index: 2 })
+        ),
+        "{err:?}"
+    );
     assert_eq!(log.head().await.unwrap(), 0);
     assert!(of_stream(&log, "case-atomic", 1).await.is_empty());
 
@@ -197,8 +289,16 @@ pub async fn a_multi_event_append_is_all_or_nothing(f: Fixture) {
         .await
         .unwrap();
     let (good, conflicting) = tokio::join!(
-        log.append(stream("case-other"), ExpectedVersion::NoStream, vec![numbered("A", 1), numbered("B", 2)]),
-        log.append(s.clone(), ExpectedVersion::NoStream, vec![numbered("C", 3), numbered("D", 4)]),
+        log.append(
+            stream("case-other"),
+            ExpectedVersion::NoStream,
+            vec![numbered("A", 1), numbered("B", 2)]
+        ),
+        log.append(
+            s.clone(),
+            ExpectedVersion::NoStream,
+            vec![numbered("C", 3), numbered("D", 4)]
+        ),
     );
     assert_eq!(good.unwrap().last_version, 2);
     assert!(matches!(conflicting, Err(StoreError::Conflict { .. })));
@@ -209,16 +309,26 @@ pub async fn a_multi_event_append_is_all_or_nothing(f: Fixture) {
 pub async fn a_stream_reads_forwards_from_a_version(f: Fixture) {
     let log = f.log;
     let events: Vec<_> = (1..=10).map(|n| numbered("Step", n)).collect();
-    log.append(stream("case-r"), ExpectedVersion::NoStream, events).await.unwrap();
-    log.append(stream("case-s"), ExpectedVersion::NoStream, vec![numbered("Other", 0)])
+    log.append(stream("case-r"), ExpectedVersion::NoStream, events)
         .await
         .unwrap();
+    log.append(
+        stream("case-s"),
+        ExpectedVersion::NoStream,
+        vec![numbered("Other", 0)],
+    )
+    .await
+    .unwrap();
     let tail = of_stream(&log, "case-r", 7).await;
     let versions: Vec<u64> = tail.iter().map(|e| e.version).collect();
     assert_eq!(versions, [7, 8, 9, 10]);
     let n: Vec<u64> = tail
         .iter()
-        .map(|e| e.decode::<serde_json::Value>().unwrap()["n"].as_u64().unwrap())
+        .map(|e| {
+            e.decode::<serde_json::Value>().unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(n, [7, 8, 9, 10]);
     assert!(of_stream(&log, "case-r", 11).await.is_empty());
@@ -239,69 +349,126 @@ pub async fn the_log_reads_in_global_order_with_filters_and_a_limit(f: Fixture) 
         .await
         .unwrap();
     }
-    let positions = |events: &[RecordedEvent]| events.iter().map(|e| e.position).collect::<Vec<_>>();
-    assert_eq!(positions(&all(&log, ReadAll::default()).await), (1..=10).collect::<Vec<_>>());
+    let positions =
+        |events: &[RecordedEvent]| events.iter().map(|e| e.position).collect::<Vec<_>>();
+    assert_eq!(
+        positions(&all(&log, ReadAll::default()).await),
+        (1..=10).collect::<Vec<_>>()
+    );
     assert_eq!(positions(&all(&log, ReadAll::from(8)).await), [8, 9, 10]);
-    let cases = all(&log, ReadAll { categories: vec!["case".into()], ..ReadAll::default() }).await;
+    let cases = all(
+        &log,
+        ReadAll {
+            categories: vec!["case".into()],
+            ..ReadAll::default()
+        },
+    )
+    .await;
     assert_eq!(positions(&cases), [1, 3, 5, 7, 9]);
     let opened = all(
         &log,
-        ReadAll { event_types: vec!["Opened".into()], categories: vec!["case".into(), "feedback".into()], ..ReadAll::default() },
+        ReadAll {
+            event_types: vec!["Opened".into()],
+            categories: vec!["case".into(), "feedback".into()],
+            ..ReadAll::default()
+        },
     )
     .await;
     assert_eq!(positions(&opened), [1, 4, 7, 10]);
     let window = all(
         &log,
-        ReadAll { occurred_since: Some(day(2)), occurred_until: Some(day(5)), ..ReadAll::default() },
+        ReadAll {
+            occurred_since: Some(day(2)),
+            occurred_until: Some(day(5)),
+            ..ReadAll::default()
+        },
     )
     .await;
     assert_eq!(positions(&window), [3, 4, 5]);
-    let limited = all(&log, ReadAll { from: 2, limit: Some(3), ..ReadAll::default() }).await;
+    let limited = all(
+        &log,
+        ReadAll {
+            from: 2,
+            limit: Some(3),
+            ..ReadAll::default()
+        },
+    )
+    .await;
     assert_eq!(positions(&limited), [2, 3, 4]);
-    let none = all(&log, ReadAll { categories: vec!["subject".into()], ..ReadAll::default() }).await;
+    let none = all(
+        &log,
+        ReadAll {
+            categories: vec!["subject".into()],
+            ..ReadAll::default()
+        },
+    )
+    .await;
     assert!(none.is_empty());
 }
 
 pub async fn a_subscription_catches_up_then_follows_without_gap_or_duplicate(f: Fixture) {
     let log = f.log;
     for n in 0..50 {
-        log.append(StreamId::new("case", n % 7).unwrap(), ExpectedVersion::Any, vec![numbered("Old", n)])
-            .await
-            .unwrap();
+        log.append(
+            StreamId::new("case", n % 7).unwrap(),
+            ExpectedVersion::Any,
+            vec![numbered("Old", n)],
+        )
+        .await
+        .unwrap();
     }
-    let subscription = log.subscribe(ReadAll { from: 1, limit: Some(120), ..ReadAll::default() });
+    let subscription = log.subscribe(ReadAll {
+        from: 1,
+        limit: Some(120),
+        ..ReadAll::default()
+    });
     let writer = {
         let log = log.clone();
         tokio::spawn(async move {
             for n in 50..120 {
-                log.append(StreamId::new("case", n % 7).unwrap(), ExpectedVersion::Any, vec![numbered("New", n)])
-                    .await
-                    .unwrap();
+                log.append(
+                    StreamId::new("case", n % 7).unwrap(),
+                    ExpectedVersion::Any,
+                    vec![numbered("New", n)],
+                )
+                .await
+                .unwrap();
                 if n % 10 == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         })
     };
-    let seen: Vec<RecordedEvent> = tokio::time::timeout(Duration::from_secs(60), subscription.try_collect())
-        .await
-        .expect("the subscription delivered every event in time")
-        .unwrap();
+    let seen: Vec<RecordedEvent> =
+        tokio::time::timeout(Duration::from_secs(60), subscription.try_collect())
+            .await
+            .expect("the subscription delivered every event in time")
+            .unwrap();
     writer.await.unwrap();
     let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
     assert_eq!(positions, (1..=120).collect::<Vec<_>>());
 
     // A filtered follower only wakes for what it asked for, and still sees it live.
-    let mut feedback = log.subscribe(ReadAll { categories: vec!["feedback".into()], ..ReadAll::default() });
-    log.append(stream("feedback-live"), ExpectedVersion::Any, vec![numbered("FeedbackGiven", 1)])
-        .await
-        .unwrap();
+    let mut feedback = log.subscribe(ReadAll {
+        categories: vec!["feedback".into()],
+        ..ReadAll::default()
+    });
+    log.append(
+        stream("feedback-live"),
+        ExpectedVersion::Any,
+        vec![numbered("FeedbackGiven", 1)],
+    )
+    .await
+    .unwrap();
     let live = tokio::time::timeout(Duration::from_secs(10), feedback.next())
         .await
         .expect("a live event reached the filtered follower")
         .unwrap()
         .unwrap();
-    assert_eq!((live.position, live.stream.as_str()), (121, "feedback-live"));
+    assert_eq!(
+        (live.position, live.stream.as_str()),
+        (121, "feedback-live")
+    );
 }
 
 pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fixture) {
@@ -311,8 +478,11 @@ pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fix
     let log = f.log;
     let total = (WRITERS * EVENTS_EACH) as u64;
     let follower = tokio::spawn(
-        log.subscribe(ReadAll { limit: Some(total), ..ReadAll::default() })
-            .try_collect::<Vec<RecordedEvent>>(),
+        log.subscribe(ReadAll {
+            limit: Some(total),
+            ..ReadAll::default()
+        })
+        .try_collect::<Vec<RecordedEvent>>(),
     );
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -334,7 +504,10 @@ pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fix
                                 .try_fold(0, |_, e| async move { Ok(e.version) })
                                 .await
                                 .unwrap();
-                            match log.append(s.clone(), ExpectedVersion::Exact(version), vec![e.clone()]).await {
+                            match log
+                                .append(s.clone(), ExpectedVersion::Exact(version), vec![e.clone()])
+                                .await
+                            {
                                 Ok(_) => break,
                                 Err(StoreError::Conflict { .. }) => continue,
                                 Err(other) => panic!("{other}"),
@@ -356,15 +529,25 @@ pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fix
         .unwrap()
         .unwrap();
     assert_eq!(seen.len() as u64, total);
-    assert!(seen.windows(2).all(|w| w[1].position == w[0].position + 1), "positions are dense and increasing");
+    assert!(
+        seen.windows(2).all(|w| w[1].position == w[0].position + 1),
+        "positions are dense and increasing"
+    );
     let seen_ids: HashSet<Uuid> = seen.iter().map(|e| e.id).collect();
     assert_eq!(seen_ids, written, "every committed event exactly once");
     let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for e in &seen {
-        versions.entry(e.stream.to_string()).or_default().push(e.version);
+        versions
+            .entry(e.stream.to_string())
+            .or_default()
+            .push(e.version);
     }
     for (s, v) in versions {
-        assert_eq!(v, (1..=v.len() as u64).collect::<Vec<_>>(), "versions of {s}");
+        assert_eq!(
+            v,
+            (1..=v.len() as u64).collect::<Vec<_>>(),
+            "versions of {s}"
+        );
     }
     let report = log.verify().await.unwrap();
     assert_eq!(report.first_break, None);
@@ -373,15 +556,33 @@ pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fix
 pub async fn concurrent_appends_at_the_same_version_let_exactly_one_win(f: Fixture) {
     let log = f.log;
     let s = stream("case-race");
-    log.append(s.clone(), ExpectedVersion::NoStream, vec![numbered("Opened", 0)]).await.unwrap();
+    log.append(
+        s.clone(),
+        ExpectedVersion::NoStream,
+        vec![numbered("Opened", 0)],
+    )
+    .await
+    .unwrap();
     let attempts = futures::future::join_all((0..10).map(|n| {
-        log.append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("Answered", n)])
+        log.append(
+            s.clone(),
+            ExpectedVersion::Exact(1),
+            vec![numbered("Answered", n)],
+        )
     }))
     .await;
     let wins = attempts.iter().filter(|r| r.is_ok()).count();
     let conflicts = attempts
         .iter()
-        .filter(|r| matches!(r, Err(StoreError::Conflict { actual: Some(2), .. })))
+        .filter(|r| {
+            matches!(
+                r,
+                Err(StoreError::Conflict {
+                    actual: Some(2),
+                    ..
+                })
+            )
+        })
         .count();
     assert_eq!((wins, conflicts), (1, 9));
     assert_eq!(of_stream(&log, "case-race", 1).await.len(), 2);
@@ -391,12 +592,25 @@ pub async fn long_streams_read_back_across_pages(f: Fixture) {
     let log = f.log;
     let s = stream("service-anagrafe.residenza");
     for chunk in 0..10 {
-        let events = (0..500).map(|i| numbered("Revised", chunk * 500 + i)).collect();
-        log.append(s.clone(), ExpectedVersion::Exact(chunk as u64 * 500), events).await.unwrap();
+        let events = (0..500)
+            .map(|i| numbered("Revised", chunk * 500 + i))
+            .collect();
+        log.append(
+            s.clone(),
+            ExpectedVersion::Exact(chunk as u64 * 500),
+            events,
+        )
+        .await
+        .unwrap();
     }
     let whole = of_stream(&log, s.as_str(), 1).await;
     assert_eq!(whole.len(), 5000);
-    assert!(whole.iter().enumerate().all(|(i, e)| e.version == i as u64 + 1));
+    assert!(
+        whole
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version == i as u64 + 1)
+    );
     let tail = of_stream(&log, s.as_str(), 4001).await;
     assert_eq!(tail.len(), 1000);
     assert_eq!(tail[0].decode::<serde_json::Value>().unwrap()["n"], 4000);
@@ -407,7 +621,10 @@ pub async fn long_streams_read_back_across_pages(f: Fixture) {
 pub async fn unicode_payloads_and_metadata_round_trip_exactly(f: Fixture) {
     let log = f.log;
     let text = "Perché è già così? «Città» — Ünïcödé ✓ 北京 🚀 \u{200d} \\ \" \n fine";
-    let data = format!(r#"{{"oggetto":{},  "spazi" : [1, 2.50, -0.0e0]}}"#, serde_json::to_string(text).unwrap());
+    let data = format!(
+        r#"{{"oggetto":{},  "spazi" : [1, 2.50, -0.0e0]}}"#,
+        serde_json::to_string(text).unwrap()
+    );
     let metadata = Metadata {
         actor: Some("staff:dell'acqua".into()),
         comune: Some("073015".into()),
@@ -415,25 +632,49 @@ pub async fn unicode_payloads_and_metadata_round_trip_exactly(f: Fixture) {
         correlation_id: Some(Uuid::now_v7()),
         causation_id: Some(Uuid::now_v7()),
     };
-    let at = Utc.with_ymd_and_hms(2026, 11, 2, 10, 30, 0).unwrap() + chrono::Duration::nanoseconds(123_456_789);
-    let mut new = numbered("ReclamoRicevuto", 0).with_metadata(metadata.clone()).occurred_at(at).with_schema_version(3);
+    let at = Utc.with_ymd_and_hms(2026, 11, 2, 10, 30, 0).unwrap()
+        + chrono::Duration::nanoseconds(123_456_789);
+    let mut new = numbered("ReclamoRicevuto", 0)
+        .with_metadata(metadata.clone())
+        .occurred_at(at)
+        .with_schema_version(3);
     new.data = data.clone();
-    assert!(StreamId::parse("case-ü").is_err(), "stream names stay ASCII");
-    log.append(stream("case-u"), ExpectedVersion::Any, vec![new.clone()]).await.unwrap();
+    assert!(
+        StreamId::parse("case-ü").is_err(),
+        "stream names stay ASCII"
+    );
+    log.append(stream("case-u"), ExpectedVersion::Any, vec![new.clone()])
+        .await
+        .unwrap();
     let stored = &of_stream(&log, "case-u", 1).await[0];
     assert_eq!(stored.data, data, "the payload's bytes are kept as written");
-    assert_eq!(stored.decode::<serde_json::Value>().unwrap()["oggetto"], text);
+    assert_eq!(
+        stored.decode::<serde_json::Value>().unwrap()["oggetto"],
+        text
+    );
     assert_eq!(stored.metadata, metadata);
     assert_eq!(stored.schema_version, 3);
-    assert_eq!(stored.occurred_at.timestamp_micros(), at.timestamp_micros(), "kept to the microsecond");
+    assert_eq!(
+        stored.occurred_at.timestamp_micros(),
+        at.timestamp_micros(),
+        "kept to the microsecond"
+    );
     // Repeating it (with the nanoseconds the store does not keep) is still the same event.
-    log.append(stream("case-u"), ExpectedVersion::Any, vec![new]).await.unwrap();
+    log.append(stream("case-u"), ExpectedVersion::Any, vec![new])
+        .await
+        .unwrap();
     assert_eq!(log.head().await.unwrap(), 1);
 }
 
 pub async fn bad_input_is_refused_clearly_and_changes_nothing(f: Fixture) {
     let log = f.log;
-    log.append(stream("case-ok"), ExpectedVersion::Any, vec![numbered("Opened", 0)]).await.unwrap();
+    log.append(
+        stream("case-ok"),
+        ExpectedVersion::Any,
+        vec![numbered("Opened", 0)],
+    )
+    .await
+    .unwrap();
 
     for (raw, code) in [
         ("", "stream_id_empty"),
@@ -449,7 +690,10 @@ pub async fn bad_input_is_refused_clearly_and_changes_nothing(f: Fixture) {
         assert!(!err.to_string().is_empty());
     }
     let long = format!("case-{}", "x".repeat(300));
-    assert_eq!(StreamId::parse(&long).unwrap_err().code(), "stream_id_malformed");
+    assert_eq!(
+        StreamId::parse(&long).unwrap_err().code(),
+        "stream_id_malformed"
+    );
 
     let s = stream("case-bad");
     let with_data = |data: String| {
@@ -467,7 +711,10 @@ pub async fn bad_input_is_refused_clearly_and_changes_nothing(f: Fixture) {
         (vec![with_data("{} {}".into())], "payload_not_json"),
         (vec![numbered("", 1)], "event_type_empty"),
         (vec![numbered("Case Opened", 1)], "event_type_malformed"),
-        (vec![numbered("Opened", 1).with_schema_version(0)], "schema_version_zero"),
+        (
+            vec![numbered("Opened", 1).with_schema_version(0)],
+            "schema_version_zero",
+        ),
         (
             {
                 let e = numbered("Opened", 1);
@@ -476,12 +723,18 @@ pub async fn bad_input_is_refused_clearly_and_changes_nothing(f: Fixture) {
             "event_id_repeated",
         ),
         (
-            vec![numbered("Opened", 1).with_metadata(Metadata { actor: Some("x".repeat(500)), ..Metadata::default() })],
+            vec![numbered("Opened", 1).with_metadata(Metadata {
+                actor: Some("x".repeat(500)),
+                ..Metadata::default()
+            })],
             "metadata_too_long",
         ),
     ];
     for (events, code) in cases {
-        let err = log.append(s.clone(), ExpectedVersion::Any, events).await.unwrap_err();
+        let err = log
+            .append(s.clone(), ExpectedVersion::Any, events)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), code, "{err}");
         assert!(!err.is_infrastructure());
     }
@@ -493,15 +746,27 @@ pub async fn bad_input_is_refused_clearly_and_changes_nothing(f: Fixture) {
 pub async fn verify_passes_on_an_intact_log_and_names_a_changed_byte(f: Fixture) {
     let log = f.log;
     for n in 0..30 {
-        log.append(StreamId::new("case", n % 4).unwrap(), ExpectedVersion::Any, vec![numbered("Noted", n)])
-            .await
-            .unwrap();
+        log.append(
+            StreamId::new("case", n % 4).unwrap(),
+            ExpectedVersion::Any,
+            vec![numbered("Noted", n)],
+        )
+        .await
+        .unwrap();
     }
     let report = log.verify().await.unwrap();
-    assert_eq!((report.streams, report.events, report.first_break.clone()), (4, 30, None));
+    assert_eq!(
+        (report.streams, report.events, report.first_break.clone()),
+        (4, 30, None)
+    );
 
     // Position 18 is the 5th event of case-1 (n = 17: 1, 5, 9, 13, 17).
     (f.tamper)(18).await;
-    let broken = log.verify().await.unwrap().first_break.expect("a break is reported");
+    let broken = log
+        .verify()
+        .await
+        .unwrap()
+        .first_break
+        .expect("a break is reported");
     assert_eq!((broken.stream.as_str(), broken.version), ("case-1", 5));
 }

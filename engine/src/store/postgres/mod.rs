@@ -22,7 +22,7 @@
 //! Followers are woken by `NOTIFY sportello_events` (sent inside the appending transaction, so
 //! delivered on commit) and poll as a fallback.
 
-use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch};
+use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
 use super::types::truncate_to_micros;
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, Page, ReadAll, RecordedEvent,
@@ -96,9 +96,18 @@ impl PostgresStore {
         let writer_conn = PgConnection::connect_with(&options)
             .await
             .map_err(backend_error)?;
-        tokio::spawn(writer_loop(options, writer_conn, writer_rx, head_tx.clone()));
+        tokio::spawn(writer_loop(
+            options,
+            writer_conn,
+            writer_rx,
+            head_tx.clone(),
+        ));
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone(), shutdown_rx));
+        tokio::spawn(listen_for_appends(
+            pool.clone(),
+            head_tx.clone(),
+            shutdown_rx,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -167,6 +176,9 @@ async fn writer_loop(
 ) {
     let mut conn = Some(conn);
     while let Some(first) = jobs.recv().await {
+        // Writers woken by the previous commit are usually about to send their next append: let
+        // them run once, so the batch holds them instead of leaving them for the one after.
+        tokio::task::yield_now().await;
         let mut events = first.request.events.len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
@@ -180,6 +192,7 @@ async fn writer_loop(
         }
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        tracing::trace!(appends = requests.len(), events, "writing a batch");
         if conn.is_none() {
             conn = PgConnection::connect_with(&options).await.ok();
         }
@@ -223,9 +236,24 @@ fn fail_all(
         .collect()
 }
 
+/// Writes one batch in one transaction, ids assumed new (see [`refused_ids`]); a unique-index
+/// violation redoes the batch with every id looked up.
 async fn write_batch(
     conn: &mut PgConnection,
     requests: &[AppendRequest],
+) -> Result<BatchPlan, sqlx::Error> {
+    match try_write_batch(conn, requests, false).await {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            try_write_batch(conn, requests, true).await
+        }
+        other => other,
+    }
+}
+
+async fn try_write_batch(
+    conn: &mut PgConnection,
+    requests: &[AppendRequest],
+    look_up_every_id: bool,
 ) -> Result<BatchPlan, sqlx::Error> {
     let mut tx = conn.begin().await?;
     // The global write lock, held until commit: see the module documentation.
@@ -239,47 +267,47 @@ async fn write_batch(
         .map(|r| r.stream.as_str())
         .filter(|s| seen.insert(*s))
         .collect();
-    let heads = sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
-        .bind(&streams)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let stream = StreamId::from_stored(row.try_get(0)?);
-            let head = StreamHead {
-                stream: stream.clone(),
-                version: row.try_get::<i64, _>(1)? as u64,
-                hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
-            };
-            Ok((stream, head))
-        })
-        .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+    // Not prepared: a plan cached while the table was empty would scan it sequentially forever.
+    let heads =
+        sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
+            .persistent(false)
+            .bind(&streams)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let stream = StreamId::from_stored(row.try_get(0)?);
+                let head = StreamHead {
+                    stream: stream.clone(),
+                    version: row.try_get::<i64, _>(1)? as u64,
+                    hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
+                };
+                Ok((stream, head))
+            })
+            .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
 
-    let ids: Vec<Uuid> = requests
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.id))
-        .collect();
-    let mut existing = HashMap::new();
-    for row in sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events WHERE event_id = ANY($1)"
-    )))
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        let event = decode_row(&row, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        existing.insert(event.id, event);
-    }
-
-    let mut plan = plan_batch(
-        requests,
-        BatchContext {
-            heads,
-            existing,
-            head_position: head_position as u64,
-            recorded_at: truncate_to_micros(Utc::now()),
-        },
-    );
+    let recorded_at = truncate_to_micros(Utc::now());
+    let context = |existing| BatchContext {
+        heads: heads.clone(),
+        existing,
+        head_position: head_position as u64,
+        recorded_at,
+    };
+    let mut plan = if look_up_every_id {
+        let ids = requests
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.id))
+            .collect();
+        plan_batch(requests, context(stored_events(&mut tx, ids).await?))
+    } else {
+        let plan = plan_batch(requests, context(HashMap::new()));
+        let existing = stored_events(&mut tx, refused_ids(requests, &plan)).await?;
+        if existing.is_empty() {
+            plan
+        } else {
+            plan_batch(requests, context(existing))
+        }
+    };
     let Some(last_position) = plan.last_position() else {
         tx.rollback().await?;
         return Ok(plan);
@@ -293,15 +321,39 @@ async fn write_batch(
         .bind(e.iter().map(|e| e.version as i64).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.schema_version as i16).collect::<Vec<_>>())
+        .bind(
+            e.iter()
+                .map(|e| e.schema_version as i16)
+                .collect::<Vec<_>>(),
+        )
         .bind(e.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.metadata.actor.as_deref()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.metadata.comune.as_deref()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.metadata.channel.as_deref()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.metadata.correlation_id).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.metadata.causation_id).collect::<Vec<_>>())
+        .bind(
+            e.iter()
+                .map(|e| e.metadata.actor.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            e.iter()
+                .map(|e| e.metadata.comune.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            e.iter()
+                .map(|e| e.metadata.channel.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            e.iter()
+                .map(|e| e.metadata.correlation_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            e.iter()
+                .map(|e| e.metadata.causation_id)
+                .collect::<Vec<_>>(),
+        )
         .bind(e.iter().map(|e| e.hash.to_vec()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
@@ -312,13 +364,10 @@ async fn write_batch(
         .bind(h.iter().map(|h| h.hash.to_vec()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE event_log_head SET position = $1")
+    // Moving the head and notifying in one statement saves a round trip under the lock.
+    sqlx::query("UPDATE event_log_head SET position = $1 RETURNING pg_notify($2, $1::text)")
         .bind(last_position as i64)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(NOTIFY_CHANNEL)
-        .bind(last_position.to_string())
         .execute(&mut *tx)
         .await?;
     if let Err(e) = tx.commit().await {
@@ -326,6 +375,29 @@ async fn write_batch(
         return Err(e);
     }
     Ok(plan)
+}
+
+/// The stored events among `ids`.
+async fn stored_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ids: Vec<Uuid>,
+) -> Result<HashMap<Uuid, RecordedEvent>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut existing = HashMap::new();
+    for row in sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE event_id = ANY($1)"
+    )))
+    .persistent(false)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let event = decode_row(&row, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        existing.insert(event.id, event);
+    }
+    Ok(existing)
 }
 
 async fn listen_for_appends(
@@ -509,7 +581,11 @@ impl EventStore for PostgresStore {
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             head = row.try_get::<i64, _>(0).map_err(backend_error)? as u64;
-            if row.try_get::<Option<i64>, _>(1).map_err(backend_error)?.is_some() {
+            if row
+                .try_get::<Option<i64>, _>(1)
+                .map_err(backend_error)?
+                .is_some()
+            {
                 events.push(decode_row(row, 1)?);
             }
         }

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, version),
     UNIQUE (event_id)
 );
-CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position);
+-- No index on category: every index is paid on each append, and filtered reads scan by position
+-- (see the SQLite schema for the same choice).
 
 CREATE TABLE IF NOT EXISTS event_streams (
     -- Byte order, as in SQLite and Rust, so that paging by name means the same everywhere.

@@ -1,0 +1,402 @@
+//! `sportello bench`: throughput of the event store, measured the way the targets are stated.
+//!
+//! By default every run writes to a fresh store beside the configured one (a new SQLite file in
+//! the same folder, or a new database on the same PostgreSQL server) and removes it afterwards, so
+//! measurements never touch real data. `--in-place` uses the configured store itself.
+
+use super::open_store;
+use anyhow::{Context, bail};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sportello_config::{SecretUrl, Settings};
+use sportello_engine::{EventLog, ExpectedVersion, NewEvent, ReadAll, StreamId};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Append N streams × K events with C concurrent writers.
+    Appends(AppendsArgs),
+    /// Read the whole log back and decode every payload.
+    Read(ReadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AppendsArgs {
+    #[arg(long, default_value_t = 1000)]
+    streams: u64,
+    #[arg(long, default_value_t = 10)]
+    events_per_stream: u64,
+    /// single: one event per append, each acknowledged before that writer's next;
+    /// batch: all K events of a stream in one append.
+    #[arg(long, value_enum, default_value_t = Mode::Single)]
+    mode: Mode,
+    /// Writers appending at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u64,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// Events written to the fresh store before reading (ignored with --in-place).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Use the configured store itself instead of a fresh one beside it.
+    #[arg(long)]
+    in_place: bool,
+    /// Keep the fresh store afterwards (its URL is printed).
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Single,
+    Batch,
+}
+
+/// The benchmark payload: about 300 bytes, shaped like a contact.
+#[derive(Serialize, Deserialize)]
+struct Payload<'a> {
+    kind: &'a str,
+    comune: &'a str,
+    channel: &'a str,
+    office: &'a str,
+    subject: &'a str,
+    description: &'a str,
+    rating: u8,
+    at: &'a str,
+    n: u64,
+}
+
+fn payload(n: u64) -> NewEvent {
+    let body = Payload {
+        kind: "segnalazione",
+        comune: ["073004", "073015", "073029"][(n % 3) as usize],
+        channel: "web",
+        office: "Ufficio Relazioni con il Pubblico",
+        subject: "Buca sul marciapiede in via Roma all'altezza del civico 12",
+        description: "Segnalo una buca profonda sul marciapiede che rende difficile il passaggio",
+        rating: (n % 5) as u8 + 1,
+        at: "2026-11-26T10:15:00Z",
+        n,
+    };
+    NewEvent::new("BenchContactRecorded", &body).expect("the bench payload is a JSON object")
+}
+
+pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Appends(args) => appends(settings, args).await,
+        BenchCommand::Read(args) => read(settings, args).await,
+    }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+async fn appends(settings: &Settings, args: AppendsArgs) -> anyhow::Result<()> {
+    if args.streams == 0 || args.events_per_stream == 0 || args.concurrency == 0 {
+        bail!("--streams, --events-per-stream and --concurrency must be at least 1");
+    }
+    let scratch = Scratch::create(settings, &args.target).await?;
+    let log = open_store(&scratch.settings).await?;
+    let fsync_before = fsync_rate(&scratch.disk)?;
+    // A unique prefix lets several bench processes share one store (--in-place).
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let started = Instant::now();
+    let writers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let log = log.clone();
+            let run_id = run_id.clone();
+            let (streams, k, mode, c) = (
+                args.streams,
+                args.events_per_stream,
+                args.mode,
+                args.concurrency,
+            );
+            tokio::spawn(async move { write_streams(log, run_id, w, c, streams, k, mode).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let fsync = (fsync_before + fsync_rate(&scratch.disk)?) / 2.0;
+    let events = args.streams * args.events_per_stream;
+    let name = match args.mode {
+        Mode::Single => "appends_single",
+        Mode::Batch => "appends_batch",
+    };
+    drop(log);
+    scratch.finish().await?;
+    println!(
+        "measure={name} store={} events={events} seconds={seconds:.3} events_per_s={:.0} fsync_per_s={fsync:.0} concurrency={} events_per_fsync={:.2}",
+        scratch.backend,
+        events as f64 / seconds,
+        args.concurrency,
+        events as f64 / seconds / fsync
+    );
+    Ok(())
+}
+
+async fn write_streams(
+    log: EventLog,
+    run_id: String,
+    writer: u64,
+    writers: u64,
+    streams: u64,
+    k: u64,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    for s in (writer..streams).step_by(writers as usize) {
+        let stream = StreamId::new("bench", format!("{run_id}-{s}"))?;
+        match mode {
+            Mode::Single => {
+                for v in 0..k {
+                    log.append(
+                        stream.clone(),
+                        ExpectedVersion::Exact(v),
+                        vec![payload(s * k + v)],
+                    )
+                    .await?;
+                }
+            }
+            Mode::Batch => {
+                let events = (0..k).map(|v| payload(s * k + v)).collect();
+                log.append(stream, ExpectedVersion::NoStream, events)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read(settings: &Settings, args: ReadArgs) -> anyhow::Result<()> {
+    let scratch = Scratch::create(settings, &args.target).await?;
+    let log = open_store(&scratch.settings).await?;
+    if !args.target.in_place {
+        seed(&log, args.events).await?;
+    }
+    let rss_before = resident_mb();
+    let mut peak_rss = rss_before;
+    let started = Instant::now();
+    let mut events = log.read_all(ReadAll::default());
+    let (mut count, mut checksum) = (0u64, 0u64);
+    while let Some(event) = events.try_next().await? {
+        // Decode every payload the way a projection would: into its own type, borrowing.
+        let body: Payload<'_> = event
+            .decode()
+            .with_context(|| format!("payload at position {}", event.position))?;
+        checksum = checksum.wrapping_add(u64::from(body.rating) + body.comune.len() as u64);
+        count += 1;
+        if count % 100_000 == 0 {
+            peak_rss = peak_rss.max(resident_mb());
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    peak_rss = peak_rss.max(resident_mb());
+    if checksum == 0 && count > 0 {
+        bail!("no payload decoded");
+    }
+    drop(events);
+    drop(log);
+    scratch.finish().await?;
+    println!(
+        "measure=read store={} events={count} seconds={seconds:.3} events_per_s={:.0} rss_mb={peak_rss:.1} rss_before_read_mb={rss_before:.1}",
+        scratch.backend,
+        count as f64 / seconds
+    );
+    Ok(())
+}
+
+/// Fills a fresh store quickly: 100-event appends from 4 writers.
+async fn seed(log: &EventLog, events: u64) -> anyhow::Result<()> {
+    const PER_STREAM: u64 = 100;
+    let streams = events.div_ceil(PER_STREAM);
+    let started = Instant::now();
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for s in (w..streams).step_by(4) {
+                    let n = PER_STREAM.min(events - s * PER_STREAM);
+                    let batch = (0..n).map(|v| payload(s * PER_STREAM + v)).collect();
+                    log.append(StreamId::new("bench", s)?, ExpectedVersion::NoStream, batch)
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    eprintln!(
+        "seeded {events} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Where a bench run writes, and how to remove it afterwards.
+struct Scratch {
+    settings: Settings,
+    backend: &'static str,
+    /// A folder on the store's disk, for the fsync measurement.
+    disk: PathBuf,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Nothing,
+    Files(Vec<PathBuf>),
+    Database { admin_url: String, name: String },
+}
+
+impl Scratch {
+    async fn create(settings: &Settings, target: &Target) -> anyhow::Result<Self> {
+        let url = settings.store.url.expose().to_owned();
+        let mut settings = settings.clone();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let folder = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            let mut cleanup = Cleanup::Nothing;
+            if !target.in_place {
+                let file = folder.join(format!("bench-{}.db", uuid::Uuid::now_v7().simple()));
+                let name = file.to_string_lossy().into_owned();
+                settings.store.url = SecretUrl::new(format!("sqlite://{name}"));
+                if !target.keep {
+                    cleanup = Cleanup::Files(
+                        ["", "-wal", "-shm"]
+                            .iter()
+                            .map(|s| PathBuf::from(format!("{name}{s}")))
+                            .collect(),
+                    );
+                } else {
+                    eprintln!("bench store kept at sqlite://{name}");
+                }
+            }
+            return Ok(Self {
+                settings,
+                backend: "sqlite",
+                disk: folder.to_path_buf(),
+                cleanup,
+            });
+        }
+        // PostgreSQL: the server's disk is not ours to write to, so the fsync rate is measured
+        // in the working directory (the same disk on a single-machine deployment).
+        let mut cleanup = Cleanup::Nothing;
+        if !target.in_place {
+            let name = format!("sportello_bench_{}", uuid::Uuid::now_v7().simple());
+            let admin = sqlx::PgPool::connect(&url)
+                .await
+                .context("failed to connect to PostgreSQL")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .context("failed to create the bench database")?;
+            admin.close().await;
+            settings.store.url = SecretUrl::new(replace_database(&url, &name));
+            if target.keep {
+                eprintln!("bench store kept at {}", settings.store.url);
+            } else {
+                cleanup = Cleanup::Database {
+                    admin_url: url,
+                    name,
+                };
+            }
+        }
+        Ok(Self {
+            settings,
+            backend: "postgres",
+            disk: PathBuf::from("."),
+            cleanup,
+        })
+    }
+
+    async fn finish(&self) -> anyhow::Result<()> {
+        match &self.cleanup {
+            Cleanup::Nothing => {}
+            Cleanup::Files(files) => {
+                for file in files {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Cleanup::Database { admin_url, name } => {
+                let admin = sqlx::PgPool::connect(admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await?;
+                admin.close().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The URL with its database name replaced.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[start..].find('/') {
+        Some(i) => &base[..start + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// Durable 4 KiB overwrites per second in `dir` for about a second: the bound on sequential
+/// durable commits (a WAL commit is a write and an fsync).
+fn fsync_rate(dir: &Path) -> anyhow::Result<f64> {
+    let path = dir.join(format!(".fsync-probe-{}", uuid::Uuid::now_v7().simple()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let block = [0x5au8; 4096];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&block)?;
+        file.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
+}
+
+/// Resident memory of this process in MB (Linux; 0 elsewhere).
+fn resident_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,66 @@
+//! `sportello`: the command line of the engine. Each subcommand lives in `cli/`.
+
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sportello_config::{SecretUrl, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sportello",
+    version,
+    about = "Event-sourced case handling for the URP offices of Italian comuni"
+)]
+struct Cli {
+    /// Overlay configuration file, applied over config/default.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Event store URL (sqlite://PATH or postgres://…); overrides SPORTELLO__STORE__URL and files.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write events of the log to stdout as JSON Lines, in global order.
+    Replay(cli::replay::ReplayArgs),
+    /// Check every stream's hash chain; exit 1 naming the first broken stream and version.
+    Verify,
+    /// Measure the event store (see the README for the targets).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sportello: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut settings =
+        Settings::load(cli.config.as_deref()).context("failed to load the configuration")?;
+    if let Some(url) = cli.store {
+        settings.store.url = SecretUrl::new(url);
+    }
+    match cli.command {
+        Command::Replay(args) => cli::replay::run(&settings, args).await,
+        Command::Verify => cli::verify::run(&settings).await,
+        Command::Bench(command) => cli::bench::run(&settings, command).await,
+    }
+}

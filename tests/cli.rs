@@ -1,0 +1,316 @@
+//! The `sportello` binary as an operator uses it: replay, verify and bench on SQLite and PostgreSQL.
+//!
+//! PostgreSQL tests create a uniquely named database on `SPORTELLO_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and drop it; they fail, never skip, without one.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn sportello(store: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("SPORTELLO__STORE__URL")
+        .output()
+        .expect("the sportello binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "sportello failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// A SQLite store with 3 streams × 2 events written through the binary.
+fn sqlite_store_with_events(dir: &Path) -> String {
+    let store = format!("sqlite://{}", dir.join("urp.db").display());
+    let out = stdout(&sportello(
+        &store,
+        &[
+            "bench",
+            "appends",
+            "--in-place",
+            "--streams",
+            "3",
+            "--events-per-stream",
+            "2",
+            "--mode",
+            "batch",
+        ],
+    ));
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("measure=appends_batch store=sqlite events=6 seconds="),
+        "{last}"
+    );
+    assert!(
+        last.contains(" events_per_s=") && last.contains(" fsync_per_s="),
+        "{last}"
+    );
+    store
+}
+
+#[test]
+fn replay_writes_one_json_envelope_per_line_in_global_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store_with_events(dir.path());
+    let events = json_lines(&stdout(&sportello(&store, &["replay"])));
+    assert_eq!(events.len(), 6);
+    let keys: Vec<&str> = events[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "position",
+        "stream",
+        "version",
+        "id",
+        "type",
+        "schema",
+        "occurred_at",
+        "recorded_at",
+        "data",
+        "metadata",
+    ];
+    expected.sort();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(events[0]["type"], "BenchContactRecorded");
+    assert_eq!(events[0]["schema"], 1);
+    assert_eq!(events[1]["version"], 2);
+    assert!(
+        events[0]["data"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("marciapiede")
+    );
+    assert!(
+        events[0]["metadata"]
+            .as_object()
+            .unwrap()
+            .contains_key("correlation_id")
+    );
+
+    let tail = json_lines(&stdout(&sportello(&store, &["replay", "--from", "5"])));
+    assert_eq!(
+        tail.iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [5, 6]
+    );
+    let limited = json_lines(&stdout(&sportello(
+        &store,
+        &["replay", "--limit", "2", "--category", "bench"],
+    )));
+    assert_eq!(limited.len(), 2);
+    let none = stdout(&sportello(&store, &["replay", "--type", "CaseOpened"]));
+    assert!(none.is_empty());
+    let future = stdout(&sportello(&store, &["replay", "--since", "2999-01-01"]));
+    assert!(future.is_empty());
+    let all_time = json_lines(&stdout(&sportello(
+        &store,
+        &["replay", "--until", "2999-01-01T00:00:00Z"],
+    )));
+    assert_eq!(all_time.len(), 6);
+}
+
+#[test]
+fn replay_refuses_bad_arguments_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store_with_events(dir.path());
+    let out = sportello(&store, &["replay", "--since", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither RFC 3339"));
+    let out = sportello(&store, &["replay", "--category", "Case"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--category Case"));
+}
+
+#[test]
+fn verify_passes_then_names_the_stream_and_version_of_a_changed_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store_with_events(dir.path());
+    let ok = sportello(&store, &["verify"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("6 events in 3 streams"));
+
+    let conn = rusqlite::Connection::open(dir.path().join("urp.db")).unwrap();
+    let (stream, version): (String, i64) = conn
+        .query_row(
+            "SELECT stream, version FROM events WHERE position = 4",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // One byte: the third character of the payload, moved to the next letter.
+    let changed = conn
+        .execute(
+            "UPDATE events SET data = substr(data, 1, 2) || char(unicode(substr(data, 3, 1)) + 1) \
+             || substr(data, 4) WHERE position = 4",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let broken = sportello(&store, &["verify"]);
+    assert_eq!(broken.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        report.contains(&format!("stream {stream} at version {version}")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_naming_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .args(["verify"])
+        .env("SPORTELLO__UNION__SEAT", "12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SPORTELLO__UNION__SEAT") && err.contains("6 digits"),
+        "{err}"
+    );
+
+    let out = sportello("mysql://localhost/urp", &["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported store URL"));
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql").args([url, "-qAtc", sql]).output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "PostgreSQL at {url} refused `{sql}`: {}. Start it with `pg_ctlcluster \
+             --skip-systemctl-redirect $(ls /etc/postgresql) main start`.",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("psql is not installed ({e}); install postgresql-client"),
+    }
+}
+
+#[test]
+fn a_follower_sees_every_event_of_four_concurrent_writers_once_in_order() {
+    const PROCESSES: usize = 4;
+    const STREAMS: usize = 50;
+    const EVENTS: usize = 10;
+    let admin = postgres_admin_url();
+    let name = format!("sportello_cli_{}", uuid::Uuid::new_v4().simple());
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let store = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let result = std::panic::catch_unwind(|| {
+        // Create the schema first so the follower and the writers start together.
+        stdout(&sportello(&store, &["verify"]));
+        let total = PROCESSES * STREAMS * EVENTS;
+        let follower = Command::new(env!("CARGO_BIN_EXE_sportello"))
+            .args([
+                "--store",
+                &store,
+                "replay",
+                "--follow",
+                "--limit",
+                &total.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let writers: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_sportello"))
+                    .args([
+                        "--store",
+                        &store,
+                        "bench",
+                        "appends",
+                        "--in-place",
+                        "--mode",
+                        "single",
+                    ])
+                    .args([
+                        "--streams",
+                        &STREAMS.to_string(),
+                        "--events-per-stream",
+                        &EVENTS.to_string(),
+                    ])
+                    .args(["--concurrency", "4"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut writer in writers {
+            assert!(writer.wait().unwrap().success());
+        }
+        let out = follower.wait_with_output().unwrap();
+        let events = json_lines(&stdout(&out));
+        assert_eq!(events.len(), total);
+        let positions: Vec<u64> = events
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            positions,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "every position once, in order"
+        );
+        let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), total);
+        let verified = stdout(&sportello(&store, &["verify"]));
+        assert!(verified.contains(&format!("{total} events")), "{verified}");
+    });
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn bench_leaves_no_scratch_store_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let out = stdout(&sportello(&store, &["bench", "read", "--events", "500"]));
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("measure=read store=sqlite events=500 seconds="),
+        "{last}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
