@@ -314,3 +314,28 @@ fn bench_leaves_no_scratch_store_behind() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_writer_killed_mid_append_leaves_a_verifiable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .args(["--store", &store, "bench", "appends", "--in-place", "--mode", "single"])
+        .args(["--streams", "100000", "--events-per-stream", "1", "--concurrency", "8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it commit for a while, then SIGKILL it in the middle of its appends.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+
+    let verified = stdout(&sportello(&store, &["verify"]));
+    assert!(verified.starts_with("ok: "), "{verified}");
+    let events = json_lines(&stdout(&sportello(&store, &["replay"])));
+    assert!(!events.is_empty(), "the writer committed something before the kill");
+    let positions: Vec<u64> = events.iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert_eq!(positions, (1..=events.len() as u64).collect::<Vec<_>>());
+    assert!(verified.contains(&format!("{} events", events.len())), "{verified}");
+}

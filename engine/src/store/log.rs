@@ -17,6 +17,8 @@ const PAGE_SIZE: usize = 2048;
 /// append without being able to notify this one).
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 const STREAMS_PAGE: usize = 500;
+/// Pages of the log read concurrently ahead of the caller.
+const READ_AHEAD: usize = 2;
 
 /// The handle the rest of the program holds: cheap to clone, backend-agnostic.
 #[derive(Clone)]
@@ -99,29 +101,52 @@ impl EventLog {
         let (tx, rx) = mpsc::channel::<Result<Vec<RecordedEvent>, StoreError>>(2);
         let store = self.store.clone();
         tokio::spawn(async move {
+            let query = Arc::new(query);
             let mut from = query.from.max(1);
             let mut remaining = query.limit.unwrap_or(u64::MAX);
             while remaining > 0 && !tx.is_closed() {
-                let max = PAGE_SIZE.min(usize::try_from(remaining).unwrap_or(PAGE_SIZE));
-                let page = match store.read_all_page(&query, from, max).await {
-                    Ok(page) => page,
+                let head = match store.head().await {
+                    Ok(head) => head,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                let full = page.events.len() == max;
-                remaining -= page.events.len() as u64;
-                from = from.max(page.scanned_to + 1);
-                if !page.events.is_empty() && tx.send(Ok(page.events)).await.is_err() {
-                    return;
-                }
-                if !full {
+                if from > head {
                     if !follow {
                         return;
                     }
                     store.wait_for_append(from - 1, FOLLOW_POLL).await;
+                    continue;
                 }
+                // Every range below the head is final, so consecutive ones can be read at once:
+                // two in flight keep a reader busy while the caller handles the previous one.
+                let ranges = (from..=head).step_by(PAGE_SIZE).map(|start| {
+                    let (store, query) = (store.clone(), query.clone());
+                    let end = (start + PAGE_SIZE as u64).min(head + 1);
+                    async move { store.read_range(&query, start, end).await }
+                });
+                let mut pages = stream::iter(ranges).buffered(READ_AHEAD);
+                while let Some(page) = pages.next().await {
+                    let mut events = match page {
+                        Ok(events) => events,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    if events.len() as u64 > remaining {
+                        events.truncate(remaining as usize);
+                    }
+                    remaining -= events.len() as u64;
+                    if !events.is_empty() && tx.send(Ok(events)).await.is_err() {
+                        return;
+                    }
+                    if remaining == 0 {
+                        return;
+                    }
+                }
+                from = head + 1;
             }
         });
         let pages = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });

@@ -25,15 +25,6 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A page of the global log.
-#[derive(Debug, Default)]
-pub struct Page {
-    pub events: Vec<RecordedEvent>,
-    /// Every position up to here has been examined (matching or not): the next page starts after
-    /// it. With a selective filter this moves past long runs of non-matching events.
-    pub scanned_to: u64,
-}
-
 /// What every backend provides. Positions start at 1 and are dense; every backend assigns them in
 /// commit order, so a reader that has seen position `p` will never later find a new event below `p`.
 #[async_trait]
@@ -58,14 +49,15 @@ pub trait EventStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Up to `max` events matching `query`'s filters from position `from` on (`query.from` and
-    /// `query.limit` are the caller's business).
-    async fn read_all_page(
+    /// The events matching `query`'s filters whose positions are in `from..until` (`query.from`
+    /// and `query.limit` are the caller's business). Positions being dense and committed in order,
+    /// a range that ends at or below the head is complete and final once read.
+    async fn read_range(
         &self,
         query: &ReadAll,
         from: u64,
-        max: usize,
-    ) -> Result<Page, StoreError>;
+        until: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The position of the last committed event, 0 when the log is empty.
     async fn head(&self) -> Result<u64, StoreError>;

@@ -25,7 +25,7 @@
 use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
 use super::types::truncate_to_micros;
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, Page, ReadAll, RecordedEvent,
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, RecordedEvent,
     StoreError, StreamHead, StreamId,
 };
 use async_trait::async_trait;
@@ -530,14 +530,12 @@ impl EventStore for PostgresStore {
         .collect()
     }
 
-    async fn read_all_page(
+    async fn read_range(
         &self,
         query: &ReadAll,
         from: u64,
-        max: usize,
-    ) -> Result<Page, StoreError> {
-        // One statement, one snapshot: the page and the head it was read against. The lateral
-        // join keeps the head row even when no event matches.
+        until: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut filters = String::new();
         let mut n = 2;
         let mut next = || {
@@ -557,13 +555,12 @@ impl EventStore for PostgresStore {
             filters.push_str(&format!(" AND occurred_at < ${}", next()));
         }
         let sql = format!(
-            "SELECT h.position AS head, e.* FROM event_log_head h LEFT JOIN LATERAL ( \
-               SELECT {COLUMNS} FROM events WHERE position >= $1{filters} \
-               ORDER BY position LIMIT $2) e ON TRUE"
+            "SELECT {COLUMNS} FROM events WHERE position >= $1 AND position < $2{filters} \
+             ORDER BY position"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(from as i64)
-            .bind(max as i64);
+            .bind(until as i64);
         if !query.categories.is_empty() {
             q = q.bind(&query.categories);
         }
@@ -576,24 +573,12 @@ impl EventStore for PostgresStore {
         if let Some(t) = query.occurred_until {
             q = q.bind(t);
         }
-        let rows = q.fetch_all(&self.inner.pool).await.map_err(backend_error)?;
-        let mut head = 0u64;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            head = row.try_get::<i64, _>(0).map_err(backend_error)? as u64;
-            if row
-                .try_get::<Option<i64>, _>(1)
-                .map_err(backend_error)?
-                .is_some()
-            {
-                events.push(decode_row(row, 1)?);
-            }
-        }
-        let scanned_to = match events.last() {
-            Some(last) if events.len() == max => last.position,
-            _ => head,
-        };
-        Ok(Page { events, scanned_to })
+        q.fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend_error)?
+            .iter()
+            .map(|row| decode_row(row, 0))
+            .collect()
     }
 
     async fn head(&self) -> Result<u64, StoreError> {

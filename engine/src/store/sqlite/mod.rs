@@ -11,7 +11,7 @@
 use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
 use super::types::{ReadAll, from_micros};
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, Page, RecordedEvent,
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     StoreError, StreamHead, StreamId,
 };
 use async_trait::async_trait;
@@ -428,8 +428,8 @@ fn collect_events(
     Ok(events)
 }
 
-fn read_all_sql(query: &ReadAll) -> (String, Vec<Value>) {
-    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ?");
+fn read_range_sql(query: &ReadAll) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ? AND position < ?");
     let mut values = Vec::new();
     let any_of = |sql: &mut String, column: &str, items: &[String]| {
         if !items.is_empty() {
@@ -445,7 +445,7 @@ fn read_all_sql(query: &ReadAll) -> (String, Vec<Value>) {
     if query.occurred_until.is_some() {
         sql.push_str(" AND occurred_at < ?");
     }
-    sql.push_str(" ORDER BY position LIMIT ?");
+    sql.push_str(" ORDER BY position");
     values.extend(query.categories.iter().cloned().map(Value::Text));
     values.extend(query.event_types.iter().cloned().map(Value::Text));
     if let Some(t) = query.occurred_since {
@@ -504,32 +504,21 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn read_all_page(
+    async fn read_range(
         &self,
         query: &ReadAll,
         from: u64,
-        max: usize,
-    ) -> Result<Page, StoreError> {
-        let (sql, filter_values) = read_all_sql(query);
+        until: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (sql, filter_values) = read_range_sql(query);
         self.with_reader(move |conn| {
-            // One read transaction: the page and the head come from the same snapshot.
-            conn.execute_batch("BEGIN").map_err(backend_error)?;
-            let result = (|| {
-                let mut stmt = conn.prepare_cached(&sql).map_err(backend_error)?;
-                let mut values = Vec::with_capacity(filter_values.len() + 2);
-                values.push(Value::Integer(from as i64));
-                values.extend(filter_values);
-                values.push(Value::Integer(max as i64));
-                let events =
-                    collect_events(&mut stmt, rusqlite::params_from_iter(values), max.min(4096))?;
-                let scanned_to = match events.last() {
-                    Some(last) if events.len() == max => last.position,
-                    _ => read_head(conn).map_err(backend_error)?,
-                };
-                Ok(Page { events, scanned_to })
-            })();
-            conn.execute_batch("COMMIT").map_err(backend_error)?;
-            result
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend_error)?;
+            let mut values = Vec::with_capacity(filter_values.len() + 2);
+            values.push(Value::Integer(from as i64));
+            values.push(Value::Integer(until as i64));
+            values.extend(filter_values);
+            let capacity = until.saturating_sub(from).min(4096) as usize;
+            collect_events(&mut stmt, rusqlite::params_from_iter(values), capacity)
         })
         .await
     }
