@@ -34,6 +34,9 @@ enum Command {
     /// Measure the event store (see the README for the targets).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Procedure terms: due dates and holidays (L. 241/1990).
+    #[command(subcommand)]
+    Calendar(cli::calendar::CalendarCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,5 +65,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => cli::replay::run(&settings, args).await,
         Command::Verify => cli::verify::run(&settings).await,
         Command::Bench(command) => cli::bench::run(&settings, command).await,
+        Command::Calendar(command) => cli::calendar::run(&settings, command),
     }
 }

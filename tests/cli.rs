@@ -320,8 +320,23 @@ fn a_writer_killed_mid_append_leaves_a_verifiable_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("urp.db").display());
     let mut writer = Command::new(env!("CARGO_BIN_EXE_sportello"))
-        .args(["--store", &store, "bench", "appends", "--in-place", "--mode", "single"])
-        .args(["--streams", "100000", "--events-per-stream", "1", "--concurrency", "8"])
+        .args([
+            "--store",
+            &store,
+            "bench",
+            "appends",
+            "--in-place",
+            "--mode",
+            "single",
+        ])
+        .args([
+            "--streams",
+            "100000",
+            "--events-per-stream",
+            "1",
+            "--concurrency",
+            "8",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -334,8 +349,78 @@ fn a_writer_killed_mid_append_leaves_a_verifiable_log() {
     let verified = stdout(&sportello(&store, &["verify"]));
     assert!(verified.starts_with("ok: "), "{verified}");
     let events = json_lines(&stdout(&sportello(&store, &["replay"])));
-    assert!(!events.is_empty(), "the writer committed something before the kill");
-    let positions: Vec<u64> = events.iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert!(
+        !events.is_empty(),
+        "the writer committed something before the kill"
+    );
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
     assert_eq!(positions, (1..=events.len() as u64).collect::<Vec<_>>());
-    assert!(verified.contains(&format!("{} events", events.len())), "{verified}");
+    assert!(
+        verified.contains(&format!("{} events", events.len())),
+        "{verified}"
+    );
+}
+
+fn calendar(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .arg("calendar")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn calendar_due_prints_the_last_day_of_a_term() {
+    let due = stdout(&calendar(&[
+        "due",
+        "--from",
+        "2026-07-06",
+        "--days",
+        "30",
+        "--comune",
+        "073004",
+    ]));
+    assert_eq!(
+        due, "2026-08-06\n",
+        "Crispiano's patron feast on 5 August moves it"
+    );
+    let due = stdout(&calendar(&[
+        "due",
+        "--from",
+        "2026-03-02",
+        "--days",
+        "30",
+        "--suspended-days",
+        "12",
+    ]));
+    assert_eq!(due, "2026-04-13\n");
+    let unknown = calendar(&[
+        "due",
+        "--from",
+        "2026-03-02",
+        "--days",
+        "30",
+        "--comune",
+        "058091",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("058091 is not configured"));
+    let bad = calendar(&["due", "--from", "2026-02-30", "--days", "30"]);
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn calendar_holidays_lists_one_date_and_name_a_line() {
+    let out = stdout(&calendar(&[
+        "holidays", "--year", "2026", "--comune", "073029",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 14);
+    assert_eq!(lines[0], "2026-01-01 Capodanno");
+    assert!(lines.contains(&"2026-04-06 Lunedì dell'Angelo"));
+    assert!(lines.contains(&"2026-10-07 Madonna del Rosario"));
+    assert!(lines.contains(&"2026-10-04 San Francesco d'Assisi, patrono d'Italia"));
 }

@@ -47,6 +47,43 @@ impl CadastralCode {
     }
 }
 
+/// A day of the year without a year, `MM-DD` (29 February is refused: no holiday falls on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct MonthDay {
+    pub month: u32,
+    pub day: u32,
+}
+
+impl MonthDay {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        const DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let bad = || format!("a day of the year is written MM-DD (e.g. 08-05), got '{raw}'");
+        let (m, d) = raw.split_once('-').ok_or_else(bad)?;
+        if m.len() != 2 || d.len() != 2 {
+            return Err(bad());
+        }
+        let month: u32 = m.parse().map_err(|_| bad())?;
+        let day: u32 = d.parse().map_err(|_| bad())?;
+        if !(1..=12).contains(&month) || day == 0 || day > DAYS[month as usize - 1] {
+            return Err(bad());
+        }
+        Ok(Self { month, day })
+    }
+}
+
+impl<'de> Deserialize<'de> for MonthDay {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for MonthDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}-{:02}", self.month, self.day)
+    }
+}
+
 macro_rules! parsed_string {
     ($type:ty) => {
         impl<'de> Deserialize<'de> for $type {

@@ -13,7 +13,7 @@
 mod codes;
 mod secret;
 
-pub use codes::{CadastralCode, IstatCode};
+pub use codes::{CadastralCode, IstatCode, MonthDay};
 pub use secret::SecretUrl;
 
 use figment::Figment;
@@ -32,6 +32,28 @@ pub struct Settings {
     pub union: UnionSettings,
     pub comuni: Vec<ComuneSettings>,
     pub store: StoreSettings,
+    pub calendar: CalendarSettings,
+}
+
+/// Days on which a procedure term cannot end (besides Sundays).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSettings {
+    pub national: Vec<HolidaySettings>,
+}
+
+/// A holiday on the same day every year, `MM-DD`, optionally only from or until a year.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolidaySettings {
+    pub date: MonthDay,
+    pub name: String,
+    /// First year it applies (e.g. 2026 for 4 October).
+    pub since: Option<i32>,
+    /// Last year it applies.
+    pub until: Option<i32>,
+    /// Where the date comes from (a law, the comune's statute or website).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +72,8 @@ pub struct ComuneSettings {
     pub cadastral: CadastralCode,
     /// Code in the Indice delle Pubbliche Amministrazioni, used in open-data metadata.
     pub ipa: String,
+    /// The patron saint's feast: a holiday for this comune's offices.
+    pub patron: Option<HolidaySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -152,3 +152,43 @@ fn a_missing_overlay_file_is_an_error() {
         .to_string();
     assert!(err.contains("nope.toml"), "{err}");
 }
+
+#[test]
+fn the_calendar_lists_the_national_holidays_and_each_patron() {
+    let dir = empty_workdir();
+    let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+    assert_eq!(s.calendar.national.len(), 11);
+    let francis = s
+        .calendar
+        .national
+        .iter()
+        .find(|h| h.date == MonthDay::parse("10-04").unwrap())
+        .unwrap();
+    assert_eq!(francis.since, Some(2026));
+    for comune in &s.comuni {
+        let patron = comune
+            .patron
+            .as_ref()
+            .expect("every comune has its patron feast");
+        assert!(
+            patron.source.as_ref().is_some_and(|s| !s.is_empty()),
+            "{}",
+            comune.name
+        );
+    }
+}
+
+#[test]
+fn a_malformed_holiday_date_is_refused_with_its_key() {
+    let dir = empty_workdir();
+    fs::create_dir_all(dir.path().join("config")).unwrap();
+    fs::write(
+        dir.path().join("config/default.toml"),
+        DEFAULT_TOML.replace("date = \"12-26\"", "date = \"12-32\""),
+    )
+    .unwrap();
+    let err = Settings::load_from(dir.path(), None, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("12-32") && err.contains("calendar"), "{err}");
+}

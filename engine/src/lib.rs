@@ -7,7 +7,9 @@
 //!   the log.
 //! - `store::sqlite`: the embedded default backend (one file, WAL, group commit).
 //! - `store::postgres`: the backend for deployments that outgrow one machine (gap-safe global order).
+//! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
 
+pub mod calendar;
 pub mod store;
 
 pub use store::{

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod calendar;
 pub mod replay;
 pub mod telemetry;
 pub mod verify;

@@ -11,8 +11,8 @@
 use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
 use super::types::{ReadAll, from_micros};
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StoreError, StreamHead, StreamId,
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError,
+    StreamHead, StreamId,
 };
 use async_trait::async_trait;
 use chrono::Utc;
