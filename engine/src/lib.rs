@@ -8,9 +8,11 @@
 //! - `store::sqlite`: the embedded default backend (one file, WAL, group commit).
 //! - `store::postgres`: the backend for deployments that outgrow one machine (gap-safe global order).
 //! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
+//! - [`vault`]: sealed personal data, per-subject keys, erasure by key destruction.
 
 pub mod calendar;
 pub mod store;
+pub mod vault;
 
 pub use store::{
     AppendOutcome, EventLog, EventStore, ExpectedVersion, InvalidInput, Metadata, NewEvent,

@@ -1,0 +1,73 @@
+//! Sealed personal data on PostgreSQL: the clear text is in no table, and erasure leaves no key.
+
+use sportello_engine::store::postgres::PostgresStore;
+use sportello_engine::vault::{MasterKey, PostgresKeyStore, Unsealed, Vault};
+use sportello_engine::{EventLog, ExpectedVersion, NewEvent, StreamId};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_on_postgres_leaves_neither_clear_text_nor_key() {
+    let admin_url = std::env::var("SPORTELLO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {admin_url} ({e}). Start it with `pg_ctlcluster \
+             --skip-systemctl-redirect $(ls /etc/postgresql) main start`."
+        )
+    });
+    let name = format!("sportello_vault_{}", Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let outcome = tokio::spawn(async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let pool = store.pool().clone();
+        let log = EventLog::new(Arc::new(store));
+        let vault = Vault::new(
+            &MasterKey::generate(),
+            Arc::new(PostgresKeyStore::connect(pool.clone()).await.unwrap()),
+        );
+        let subject = Uuid::now_v7();
+        let citizen = "Pasqualina Carrieri";
+        let sealed = vault.seal(subject, citizen).await.unwrap();
+        log.append(
+            StreamId::new("subject", subject).unwrap(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("ContactRecorded", &serde_json::json!({ "name": sealed })).unwrap()],
+        )
+        .await
+        .unwrap();
+        let rows_with_name: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM events e WHERE e::text LIKE '%' || $1 || '%') + \
+                    (SELECT count(*) FROM subject_keys k WHERE k::text LIKE '%' || $1 || '%')",
+        )
+        .bind(citizen)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows_with_name, 0, "the name is never stored in clear");
+        assert_eq!(vault.unseal(&sealed).await.unwrap().clear(), Some(citizen));
+
+        assert!(vault.erase(subject).await.unwrap());
+        let keys_left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM subject_keys WHERE wrapped IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(keys_left, 0);
+        assert_eq!(vault.unseal(&sealed).await.unwrap(), Unsealed::Erased);
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
