@@ -7,10 +7,13 @@
 //!   the log.
 //! - `store::sqlite`: the embedded default backend (one file, WAL, group commit).
 //! - `store::postgres`: the backend for deployments that outgrow one machine (gap-safe global order).
+//! - [`domain`]: the URP domain as pure decide/evolve aggregates (cases, …) and the command
+//!   handler that runs them against the log.
 //! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
 //! - [`vault`]: sealed personal data, per-subject keys, erasure by key destruction.
 
 pub mod calendar;
+pub mod domain;
 pub mod store;
 pub mod vault;
 

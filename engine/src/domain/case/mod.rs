@@ -1,0 +1,529 @@
+//! A URP case (`case-<uuid>`): a citizen's contact from receipt to closing.
+//!
+//! Lifecycle: received → taken in charge by an office (with the latest expected completion date,
+//! PNRR C.SE.1.10) → assigned to an operator → possibly transferred to another comune's URP (the
+//! case keeps its code; the receiving comune now owns it and takes it in charge again) → possibly
+//! suspended once waiting for documents (L. 241/1990 art. 2 c.7: the due date moves by the days
+//! suspended) → answered → closed with an outcome; a closed case can be reopened with a reason, and
+//! the citizen can withdraw an open case.
+
+use super::Aggregate;
+use crate::vault::Sealed;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseKind {
+    Informazione,
+    Segnalazione,
+    Reclamo,
+    Suggerimento,
+    /// Access to administrative documents, L. 241/1990 art. 22 ff.
+    AccessoAgliAtti,
+    /// Civic access, d.lgs. 33/2013 art. 5.
+    AccessoCivico,
+}
+
+impl CaseKind {
+    pub const ALL: [CaseKind; 6] = [
+        CaseKind::Informazione,
+        CaseKind::Segnalazione,
+        CaseKind::Reclamo,
+        CaseKind::Suggerimento,
+        CaseKind::AccessoAgliAtti,
+        CaseKind::AccessoCivico,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sportello,
+    Telefono,
+    Email,
+    Pec,
+    Web,
+    App,
+    Posta,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 7] = [
+        Channel::Sportello,
+        Channel::Telefono,
+        Channel::Email,
+        Channel::Pec,
+        Channel::Web,
+        Channel::App,
+        Channel::Posta,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Accolta / risolta.
+    Accolta,
+    Respinta,
+    NonDiCompetenza,
+    Duplicata,
+    /// Only through a withdrawal by the citizen.
+    RitirataDalCittadino,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    New,
+    Received,
+    TakenInCharge,
+    Assigned,
+    Suspended,
+    Answered,
+    Closed,
+}
+
+/// The citizen behind a case; every field of theirs is sealed under their subject id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citizen {
+    pub subject_id: Uuid,
+    pub name: Option<Sealed>,
+    pub email: Option<Sealed>,
+    pub phone: Option<Sealed>,
+    pub fiscal_code: Option<Sealed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum CaseEvent {
+    CaseOpened {
+        code: String,
+        comune: String,
+        kind: CaseKind,
+        channel: Channel,
+        service: Option<String>,
+        /// Written by the citizen: sealed.
+        subject: Sealed,
+        description: Option<Sealed>,
+        citizen: Option<Citizen>,
+        received_at: DateTime<Utc>,
+        term_days: u32,
+        due_on: NaiveDate,
+        /// SHA-256 (hex) of the access key given to the citizen to follow the case.
+        access_key_hash: Option<String>,
+    },
+    CaseTakenInCharge {
+        office: String,
+        at: DateTime<Utc>,
+        /// The latest expected completion date shown to the citizen (PNRR C.SE.1.10).
+        expected_by: NaiveDate,
+    },
+    CaseAssigned {
+        operator: String,
+    },
+    CaseTransferred {
+        from_comune: String,
+        to_comune: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    DocumentsRequested {
+        documents: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    DocumentsReceived {
+        at: DateTime<Utc>,
+        suspended_days: u32,
+        due_on: NaiveDate,
+    },
+    CaseAnswered {
+        text: String,
+        at: DateTime<Utc>,
+    },
+    CaseClosed {
+        outcome: Outcome,
+        at: DateTime<Utc>,
+    },
+    CaseReopened {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    CaseWithdrawn {
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseCommand {
+    Open(OpenCase),
+    TakeInCharge { office: String, at: DateTime<Utc>, expected_by: NaiveDate },
+    Assign { operator: String },
+    Transfer { to_comune: String, reason: String, at: DateTime<Utc> },
+    RequestDocuments { documents: Vec<String>, at: DateTime<Utc> },
+    /// `due_on` is the original due date moved by the days suspended, computed with the calendar.
+    ReceiveDocuments { at: DateTime<Utc>, suspended_days: u32, due_on: NaiveDate },
+    Answer { text: String, at: DateTime<Utc> },
+    Close { outcome: Outcome, at: DateTime<Utc> },
+    Reopen { reason: String, at: DateTime<Utc> },
+    Withdraw { at: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCase {
+    pub code: String,
+    pub comune: String,
+    pub kind: CaseKind,
+    pub channel: Channel,
+    pub service: Option<String>,
+    pub subject: Sealed,
+    pub description: Option<Sealed>,
+    pub citizen: Option<Citizen>,
+    pub received_at: DateTime<Utc>,
+    pub term_days: u32,
+    pub due_on: NaiveDate,
+    pub access_key_hash: Option<String>,
+}
+
+/// Why a case refused a command. `code()` is stable; `message_it()` is for staff and citizens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaseError {
+    #[error("the case already exists")]
+    AlreadyOpened,
+    #[error("the case does not exist")]
+    NotFound,
+    #[error("the case is closed")]
+    Closed,
+    #[error("the citizen withdrew the case")]
+    Withdrawn,
+    #[error("the case has not been taken in charge yet")]
+    NotTakenInCharge,
+    #[error("the case is already in charge of {0}")]
+    AlreadyInCharge(String),
+    #[error("the case is suspended waiting for documents")]
+    Suspended,
+    #[error("documents were already requested once (L. 241/1990 art. 2 c.7)")]
+    AlreadySuspendedOnce,
+    #[error("the case is not waiting for documents")]
+    NotSuspended,
+    #[error("the case has not been answered")]
+    NotAnswered,
+    #[error("the case has already been answered")]
+    AlreadyAnswered,
+    #[error("the case already belongs to comune {0}")]
+    SameComune(String),
+    #[error("the outcome 'ritirata dal cittadino' comes only from a withdrawal")]
+    WithdrawalOutcome,
+    #[error("the case is not closed")]
+    NotClosed,
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("the term must be between 1 and 180 days, got {0}")]
+    TermOutOfRange(u32),
+}
+
+impl CaseError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CaseError::AlreadyOpened => "case_already_opened",
+            CaseError::NotFound => "case_not_found",
+            CaseError::Closed => "case_closed",
+            CaseError::Withdrawn => "case_withdrawn",
+            CaseError::NotTakenInCharge => "case_not_taken_in_charge",
+            CaseError::AlreadyInCharge(_) => "case_already_in_charge",
+            CaseError::Suspended => "case_suspended",
+            CaseError::AlreadySuspendedOnce => "case_already_suspended_once",
+            CaseError::NotSuspended => "case_not_suspended",
+            CaseError::NotAnswered => "case_not_answered",
+            CaseError::AlreadyAnswered => "case_already_answered",
+            CaseError::SameComune(_) => "case_same_comune",
+            CaseError::WithdrawalOutcome => "case_withdrawal_outcome",
+            CaseError::NotClosed => "case_not_closed",
+            CaseError::Empty(_) => "case_field_empty",
+            CaseError::TermOutOfRange(_) => "case_term_out_of_range",
+        }
+    }
+
+    pub fn message_it(&self) -> String {
+        match self {
+            CaseError::AlreadyOpened => "La pratica esiste già.".into(),
+            CaseError::NotFound => "La pratica non esiste.".into(),
+            CaseError::Closed => "La pratica è chiusa.".into(),
+            CaseError::Withdrawn => "La pratica è stata ritirata dal cittadino.".into(),
+            CaseError::NotTakenInCharge => "La pratica non è ancora stata presa in carico.".into(),
+            CaseError::AlreadyInCharge(office) => format!("La pratica è già in carico all'ufficio {office}."),
+            CaseError::Suspended => "La pratica è sospesa in attesa di documenti.".into(),
+            CaseError::AlreadySuspendedOnce => {
+                "I documenti sono già stati richiesti una volta: la sospensione è ammessa una sola volta (L. 241/1990, art. 2 c. 7).".into()
+            }
+            CaseError::NotSuspended => "La pratica non è in attesa di documenti.".into(),
+            CaseError::NotAnswered => "La pratica non ha ancora una risposta.".into(),
+            CaseError::AlreadyAnswered => "La pratica ha già una risposta.".into(),
+            CaseError::SameComune(c) => format!("La pratica appartiene già al comune {c}."),
+            CaseError::WithdrawalOutcome => {
+                "L'esito «ritirata dal cittadino» deriva solo dal ritiro da parte del cittadino.".into()
+            }
+            CaseError::NotClosed => "La pratica non è chiusa.".into(),
+            CaseError::Empty(field) => format!("Il campo «{field}» è obbligatorio."),
+            CaseError::TermOutOfRange(d) => {
+                format!("Il termine deve essere tra 1 e 180 giorni (indicati {d}).")
+            }
+        }
+    }
+}
+
+/// The state of a case, as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    pub status: CaseStatus,
+    pub code: String,
+    /// The comune that owns the case now (the receiving one after a transfer).
+    pub comune: String,
+    pub office: Option<String>,
+    pub operator: Option<String>,
+    pub due_on: Option<NaiveDate>,
+    pub suspended_once: bool,
+    pub outcome: Option<Outcome>,
+    pub withdrawn: bool,
+    /// The status before a suspension, to return to when documents arrive.
+    resume_to: CaseStatus,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            status: CaseStatus::New,
+            code: String::new(),
+            comune: String::new(),
+            office: None,
+            operator: None,
+            due_on: None,
+            suspended_once: false,
+            outcome: None,
+            withdrawn: false,
+            resume_to: CaseStatus::TakenInCharge,
+        }
+    }
+}
+
+impl Case {
+    /// Refuses anything on a case that is closed, withdrawn or not yet opened.
+    fn ensure_open(&self) -> Result<(), CaseError> {
+        match self.status {
+            CaseStatus::New => Err(CaseError::NotFound),
+            CaseStatus::Closed if self.withdrawn => Err(CaseError::Withdrawn),
+            CaseStatus::Closed => Err(CaseError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// Work on the case needs an office in charge and no pending suspension.
+    fn ensure_workable(&self) -> Result<(), CaseError> {
+        self.ensure_open()?;
+        match self.status {
+            CaseStatus::Received => Err(CaseError::NotTakenInCharge),
+            CaseStatus::Suspended => Err(CaseError::Suspended),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn not_empty(value: &str, field: &'static str) -> Result<(), CaseError> {
+    if value.trim().is_empty() { Err(CaseError::Empty(field)) } else { Ok(()) }
+}
+
+impl Aggregate for Case {
+    type Command = CaseCommand;
+    type Event = CaseEvent;
+    type Error = CaseError;
+    const CATEGORY: &'static str = "case";
+
+    fn decide(&self, command: &CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
+        use CaseCommand as C;
+        use CaseEvent as E;
+        let event = match command {
+            C::Open(open) => {
+                if self.status != CaseStatus::New {
+                    return Err(CaseError::AlreadyOpened);
+                }
+                not_empty(&open.code, "codice")?;
+                not_empty(&open.comune, "comune")?;
+                if !(1..=180).contains(&open.term_days) {
+                    return Err(CaseError::TermOutOfRange(open.term_days));
+                }
+                E::CaseOpened {
+                    code: open.code.clone(),
+                    comune: open.comune.clone(),
+                    kind: open.kind,
+                    channel: open.channel,
+                    service: open.service.clone(),
+                    subject: open.subject.clone(),
+                    description: open.description.clone(),
+                    citizen: open.citizen.clone(),
+                    received_at: open.received_at,
+                    term_days: open.term_days,
+                    due_on: open.due_on,
+                    access_key_hash: open.access_key_hash.clone(),
+                }
+            }
+            C::TakeInCharge { office, at, expected_by } => {
+                self.ensure_open()?;
+                not_empty(office, "ufficio")?;
+                if self.status != CaseStatus::Received {
+                    return Err(CaseError::AlreadyInCharge(self.office.clone().unwrap_or_default()));
+                }
+                E::CaseTakenInCharge { office: office.clone(), at: *at, expected_by: *expected_by }
+            }
+            C::Assign { operator } => {
+                self.ensure_workable()?;
+                not_empty(operator, "operatore")?;
+                if self.status == CaseStatus::Answered {
+                    return Err(CaseError::AlreadyAnswered);
+                }
+                E::CaseAssigned { operator: operator.clone() }
+            }
+            C::Transfer { to_comune, reason, at } => {
+                self.ensure_open()?;
+                not_empty(reason, "motivo")?;
+                if *to_comune == self.comune {
+                    return Err(CaseError::SameComune(self.comune.clone()));
+                }
+                E::CaseTransferred {
+                    from_comune: self.comune.clone(),
+                    to_comune: to_comune.clone(),
+                    reason: reason.clone(),
+                    at: *at,
+                }
+            }
+            C::RequestDocuments { documents, at } => {
+                self.ensure_workable()?;
+                if self.suspended_once {
+                    return Err(CaseError::AlreadySuspendedOnce);
+                }
+                if documents.iter().all(|d| d.trim().is_empty()) {
+                    return Err(CaseError::Empty("documenti"));
+                }
+                E::DocumentsRequested { documents: documents.clone(), at: *at }
+            }
+            C::ReceiveDocuments { at, suspended_days, due_on } => {
+                self.ensure_open()?;
+                if self.status != CaseStatus::Suspended {
+                    return Err(CaseError::NotSuspended);
+                }
+                E::DocumentsReceived { at: *at, suspended_days: *suspended_days, due_on: *due_on }
+            }
+            C::Answer { text, at } => {
+                self.ensure_workable()?;
+                if self.status == CaseStatus::Answered {
+                    return Err(CaseError::AlreadyAnswered);
+                }
+                not_empty(text, "risposta")?;
+                E::CaseAnswered { text: text.clone(), at: *at }
+            }
+            C::Close { outcome, at } => {
+                self.ensure_open()?;
+                match outcome {
+                    Outcome::RitirataDalCittadino => return Err(CaseError::WithdrawalOutcome),
+                    // Nothing to answer: a duplicate or a case for another administration.
+                    Outcome::Duplicata | Outcome::NonDiCompetenza => {}
+                    Outcome::Accolta | Outcome::Respinta => {
+                        if self.status != CaseStatus::Answered {
+                            return Err(CaseError::NotAnswered);
+                        }
+                    }
+                }
+                E::CaseClosed { outcome: *outcome, at: *at }
+            }
+            C::Reopen { reason, at } => {
+                if self.status != CaseStatus::Closed {
+                    return Err(if self.status == CaseStatus::New { CaseError::NotFound } else { CaseError::NotClosed });
+                }
+                if self.withdrawn {
+                    return Err(CaseError::Withdrawn);
+                }
+                not_empty(reason, "motivo")?;
+                E::CaseReopened { reason: reason.clone(), at: *at }
+            }
+            C::Withdraw { at } => {
+                self.ensure_open()?;
+                E::CaseWithdrawn { at: *at }
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut self, event: &CaseEvent) -> Self {
+        match event {
+            CaseEvent::CaseOpened { code, comune, due_on, .. } => {
+                self.status = CaseStatus::Received;
+                self.code = code.clone();
+                self.comune = comune.clone();
+                self.due_on = Some(*due_on);
+            }
+            CaseEvent::CaseTakenInCharge { office, .. } => {
+                self.status = CaseStatus::TakenInCharge;
+                self.office = Some(office.clone());
+            }
+            CaseEvent::CaseAssigned { operator } => {
+                self.status = CaseStatus::Assigned;
+                self.operator = Some(operator.clone());
+            }
+            CaseEvent::CaseTransferred { to_comune, .. } => {
+                // The receiving URP takes it in charge anew; a pending suspension ends with it.
+                self.status = CaseStatus::Received;
+                self.comune = to_comune.clone();
+                self.office = None;
+                self.operator = None;
+            }
+            CaseEvent::DocumentsRequested { .. } => {
+                self.resume_to = self.status;
+                self.status = CaseStatus::Suspended;
+                self.suspended_once = true;
+            }
+            CaseEvent::DocumentsReceived { due_on, .. } => {
+                self.status = self.resume_to;
+                self.due_on = Some(*due_on);
+            }
+            CaseEvent::CaseAnswered { .. } => self.status = CaseStatus::Answered,
+            CaseEvent::CaseClosed { outcome, .. } => {
+                self.status = CaseStatus::Closed;
+                self.outcome = Some(*outcome);
+            }
+            CaseEvent::CaseReopened { .. } => {
+                self.status = if self.office.is_some() { CaseStatus::TakenInCharge } else { CaseStatus::Received };
+                self.outcome = None;
+            }
+            CaseEvent::CaseWithdrawn { .. } => {
+                self.status = CaseStatus::Closed;
+                self.withdrawn = true;
+                self.outcome = Some(Outcome::RitirataDalCittadino);
+            }
+        }
+        self
+    }
+
+    fn event_type(event: &CaseEvent) -> &'static str {
+        match event {
+            CaseEvent::CaseOpened { .. } => "CaseOpened",
+            CaseEvent::CaseTakenInCharge { .. } => "CaseTakenInCharge",
+            CaseEvent::CaseAssigned { .. } => "CaseAssigned",
+            CaseEvent::CaseTransferred { .. } => "CaseTransferred",
+            CaseEvent::DocumentsRequested { .. } => "DocumentsRequested",
+            CaseEvent::DocumentsReceived { .. } => "DocumentsReceived",
+            CaseEvent::CaseAnswered { .. } => "CaseAnswered",
+            CaseEvent::CaseClosed { .. } => "CaseClosed",
+            CaseEvent::CaseReopened { .. } => "CaseReopened",
+            CaseEvent::CaseWithdrawn { .. } => "CaseWithdrawn",
+        }
+    }
+}
+
+/// `MAS-2026-000123`: the comune's prefix, the year of receipt, a number progressive per comune
+/// and year.
+pub fn case_code(prefix: &str, year: i32, number: u64) -> String {
+    format!("{prefix}-{year}-{number:06}")
+}
+
+#[cfg(test)]
+mod tests;
