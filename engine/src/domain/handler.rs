@@ -128,3 +128,98 @@ impl CommandHandler {
 pub fn event_id(command_id: Uuid, index: usize) -> Uuid {
     Uuid::new_v5(&command_id, &(index as u64).to_be_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::case::{Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Channel, CaseKind, OpenCase};
+    use crate::vault::Sealed;
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use std::sync::Arc;
+
+    async fn handler(dir: &std::path::Path) -> CommandHandler {
+        CommandHandler::new(EventLog::new(Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.join("h.db")).await.unwrap(),
+        )))
+    }
+
+    fn open() -> CaseCommand {
+        CaseCommand::Open(OpenCase {
+            code: "STA-2026-000001".into(),
+            comune: "073029".into(),
+            kind: CaseKind::Reclamo,
+            channel: Channel::Sportello,
+            service: None,
+            subject: Sealed { subject: Uuid::nil(), nonce: String::new(), ciphertext: String::new() },
+            description: None,
+            citizen: None,
+            received_at: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+            term_days: 30,
+            due_on: NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
+            access_key_hash: None,
+        })
+    }
+
+    fn take() -> CaseCommand {
+        CaseCommand::TakeInCharge {
+            office: "URP".into(),
+            at: Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap(),
+            expected_by: NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_appends_its_events_with_the_actor_and_its_id_as_causation() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path()).await;
+        let case_id = Uuid::now_v7();
+        let command_id = Uuid::now_v7();
+        let meta = Metadata { actor: Some("staff:lippolis".into()), comune: Some("073029".into()), ..Metadata::default() };
+        let done = h.handle::<Case>(case_id, command_id, meta, &open()).await.unwrap();
+        assert_eq!(done.state.status, CaseStatus::Received);
+        assert_eq!(done.outcome.unwrap().last_version, 1);
+        let stored: Vec<_> = h.log().read_stream(StreamId::new("case", case_id).unwrap(), 1).try_collect().await.unwrap();
+        assert_eq!(stored[0].event_type, "CaseOpened");
+        assert_eq!(stored[0].id, event_id(command_id, 0));
+        assert_eq!(stored[0].metadata.causation_id, Some(command_id));
+        assert_eq!(stored[0].metadata.actor.as_deref(), Some("staff:lippolis"));
+        assert!(matches!(stored[0].decode::<CaseEvent>().unwrap(), CaseEvent::CaseOpened { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_retried_command_is_recognised_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path()).await;
+        let (case_id, command_id) = (Uuid::now_v7(), Uuid::now_v7());
+        h.handle::<Case>(case_id, command_id, Metadata::default(), &open()).await.unwrap();
+        let again = h.handle::<Case>(case_id, command_id, Metadata::default(), &open()).await.unwrap();
+        assert!(again.repeated);
+        assert_eq!(h.log().head().await.unwrap(), 1);
+        // A new command id for the same opening is a real second attempt, and is refused.
+        let err = h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open()).await.unwrap_err();
+        assert!(matches!(err, CommandError::Refused(CaseError::AlreadyOpened)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commands_on_one_case_are_decided_again_after_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path()).await;
+        let case_id = Uuid::now_v7();
+        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open()).await.unwrap();
+        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &take()).await.unwrap();
+        let tasks: Vec<_> = (0..4)
+            .map(|n| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let assign = CaseCommand::Assign { operator: format!("operatore{n}") };
+                    h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &assign).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let (state, version, _) = h.load::<Case>(&StreamId::new("case", case_id).unwrap()).await.unwrap();
+        assert_eq!((state.status, version), (CaseStatus::Assigned, 6));
+    }
+}

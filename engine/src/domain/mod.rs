@@ -9,6 +9,7 @@
 
 pub mod case;
 mod handler;
+pub mod registry;
 
 pub use handler::{CommandError, CommandHandler, Handled};
 
