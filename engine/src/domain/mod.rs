@@ -8,6 +8,7 @@
 //! Naming: events are facts in the past tense (`CaseOpened`), commands imperatives (`OpenCase`).
 
 pub mod case;
+pub mod feedback;
 mod handler;
 pub mod registry;
 
