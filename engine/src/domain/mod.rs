@@ -11,6 +11,7 @@ pub mod case;
 pub mod feedback;
 mod handler;
 pub mod registry;
+pub mod service;
 
 pub use handler::{CommandError, CommandHandler, Handled};
 
