@@ -12,6 +12,7 @@ pub mod feedback;
 mod handler;
 pub mod registry;
 pub mod service;
+pub mod submission;
 
 pub use handler::{CommandError, CommandHandler, Handled};
 
