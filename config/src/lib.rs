@@ -14,7 +14,7 @@ mod codes;
 mod secret;
 
 pub use codes::{CadastralCode, IstatCode, MonthDay};
-pub use secret::SecretUrl;
+pub use secret::{SecretString, SecretUrl};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
@@ -33,6 +33,18 @@ pub struct Settings {
     pub comuni: Vec<ComuneSettings>,
     pub store: StoreSettings,
     pub calendar: CalendarSettings,
+    #[serde(default)]
+    pub vault: VaultSettings,
+}
+
+/// Sealed personal data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    /// 32 bytes in base64 wrapping every data subject's key; give it through
+    /// `SPORTELLO__VAULT__MASTER_KEY`. Without it, an embedded (SQLite) store keeps a generated key
+    /// in `master.key` beside the database file; a PostgreSQL store requires it.
+    pub master_key: Option<SecretString>,
 }
 
 /// Days on which a procedure term cannot end (besides Sundays).
@@ -125,6 +137,17 @@ impl Settings {
             .map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
         settings.validate(&figment)?;
         Ok(settings)
+    }
+
+    /// The prefix of the comune's case codes: the first three letters of its name (`MAS`).
+    pub fn code_prefix(comune: &ComuneSettings) -> String {
+        comune
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphabetic())
+            .take(3)
+            .collect::<String>()
+            .to_ascii_uppercase()
     }
 
     /// The comune with this ISTAT code, if it is part of the configuration.

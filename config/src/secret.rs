@@ -75,6 +75,33 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
+/// A secret value (a key, a token) that is never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(***)")
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +119,13 @@ mod tests {
             url.expose(),
             "postgres://app:s3cret@db.local:5432/urp?password=other&x=1"
         );
+    }
+
+    #[test]
+    fn a_secret_string_never_prints() {
+        let key = SecretString::new("c2VjcmV0LWtleQ==");
+        assert_eq!(format!("{key} {key:?}"), "*** SecretString(***)");
+        assert_eq!(key.expose(), "c2VjcmV0LWtleQ==");
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! - [`domain`]: the URP domain as pure decide/evolve aggregates (cases, …) and the command
 //!   handler that runs them against the log.
 //! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
+//! - [`urp`]: the application service (open a case, act on it, submit a form, rate, erase).
 //! - [`vault`]: sealed personal data, per-subject keys, erasure by key destruction.
 
 pub mod calendar;
 pub mod domain;
 pub mod store;
+pub mod urp;
 pub mod vault;
 
 pub use store::{

@@ -286,6 +286,12 @@ pub struct Case {
     pub suspended_once: bool,
     pub outcome: Option<Outcome>,
     pub withdrawn: bool,
+    pub kind: Option<CaseKind>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub term_days: u32,
+    /// When documents were requested, while the case waits for them.
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub citizen_subject: Option<Uuid>,
     /// The status before a suspension, to return to when documents arrive.
     resume_to: CaseStatus,
 }
@@ -302,6 +308,11 @@ impl Default for Case {
             suspended_once: false,
             outcome: None,
             withdrawn: false,
+            kind: None,
+            received_at: None,
+            term_days: 0,
+            suspended_at: None,
+            citizen_subject: None,
             resume_to: CaseStatus::TakenInCharge,
         }
     }
@@ -455,11 +466,15 @@ impl Aggregate for Case {
 
     fn evolve(mut self, event: &CaseEvent) -> Self {
         match event {
-            CaseEvent::CaseOpened { code, comune, due_on, .. } => {
+            CaseEvent::CaseOpened { code, comune, due_on, kind, received_at, term_days, citizen, .. } => {
                 self.status = CaseStatus::Received;
                 self.code = code.clone();
                 self.comune = comune.clone();
                 self.due_on = Some(*due_on);
+                self.kind = Some(*kind);
+                self.received_at = Some(*received_at);
+                self.term_days = *term_days;
+                self.citizen_subject = citizen.as_ref().map(|c| c.subject_id);
             }
             CaseEvent::CaseTakenInCharge { office, .. } => {
                 self.status = CaseStatus::TakenInCharge;
@@ -472,16 +487,19 @@ impl Aggregate for Case {
             CaseEvent::CaseTransferred { to_comune, .. } => {
                 // The receiving URP takes it in charge anew; a pending suspension ends with it.
                 self.status = CaseStatus::Received;
+                self.suspended_at = None;
                 self.comune = to_comune.clone();
                 self.office = None;
                 self.operator = None;
             }
-            CaseEvent::DocumentsRequested { .. } => {
+            CaseEvent::DocumentsRequested { at, .. } => {
+                self.suspended_at = Some(*at);
                 self.resume_to = self.status;
                 self.status = CaseStatus::Suspended;
                 self.suspended_once = true;
             }
             CaseEvent::DocumentsReceived { due_on, .. } => {
+                self.suspended_at = None;
                 self.status = self.resume_to;
                 self.due_on = Some(*due_on);
             }
