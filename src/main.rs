@@ -34,6 +34,8 @@ enum Command {
     /// Measure the event store (see the README for the targets).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Fill the configured store with a realistic synthetic history.
+    Demo(cli::demo::DemoArgs),
     /// Procedure terms: due dates and holidays (L. 241/1990).
     #[command(subcommand)]
     Calendar(cli::calendar::CalendarCommand),
@@ -66,5 +68,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => cli::verify::run(&settings).await,
         Command::Bench(command) => cli::bench::run(&settings, command).await,
         Command::Calendar(command) => cli::calendar::run(&settings, command),
+        Command::Demo(args) => cli::demo::run(&settings, args).await,
     }
 }

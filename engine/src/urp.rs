@@ -2,10 +2,16 @@
 //! through the command handler, with the vault, the calendar and the registers looked up first.
 
 use crate::calendar::LegalCalendar;
-use crate::domain::case::{Case, CaseCommand, CaseError, CaseKind, Channel, Citizen, OpenCase, case_code};
-use crate::domain::feedback::{Feedback, FeedbackError, GiveFeedback, SealedComment, TargetType, feedback_id_for_case};
+use crate::domain::case::{
+    Case, CaseCommand, CaseError, CaseKind, Channel, Citizen, OpenCase, case_code,
+};
+use crate::domain::feedback::{
+    Feedback, FeedbackError, GiveFeedback, SealedComment, TargetType, feedback_id_for_case,
+};
 use crate::domain::registry::{Register, number_for};
-use crate::domain::service::{CatalogueError, Form, FormCommand, FormDef, Service, ServiceCard, ServiceCommand};
+use crate::domain::service::{
+    CatalogueError, Form, FormCommand, FormDef, Service, ServiceCard, ServiceCommand,
+};
 use crate::domain::submission::{AcceptSubmission, Submission, SubmissionError};
 use crate::domain::{Aggregate, CommandError, CommandHandler, Handled};
 use crate::store::{EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
@@ -27,6 +33,9 @@ pub struct Actor {
     pub name: String,
     pub channel: Option<String>,
     pub correlation_id: Option<Uuid>,
+    /// When the facts happened, for records entered after the fact (a counter contact typed in
+    /// later, the demo's history); `None` means now.
+    pub at: Option<DateTime<Utc>>,
 }
 
 impl Actor {
@@ -71,8 +80,9 @@ pub struct NewContact {
 pub struct OpenedCase {
     pub case_id: Uuid,
     pub code: String,
-    /// Shown once to the citizen to follow the case; only its hash is stored.
-    pub access_key: String,
+    /// Shown once to the citizen to follow the case; only its hash is stored, so a repeated
+    /// request (the case already existed) has none to give back.
+    pub access_key: Option<String>,
     pub subject_id: Option<Uuid>,
     pub due_on: chrono::NaiveDate,
     pub position: u64,
@@ -114,8 +124,13 @@ impl UrpError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            UrpError::Case(_) | UrpError::Feedback(_) | UrpError::Catalogue(_) | UrpError::Submission(_)
-                | UrpError::UnknownComune(_) | UrpError::UnknownService(_)
+            UrpError::Case(_)
+                | UrpError::Feedback(_)
+                | UrpError::Catalogue(_)
+                | UrpError::Submission(_)
+                | UrpError::UnknownComune(_)
+                | UrpError::UnknownService(_)
+                | UrpError::Vault(VaultError::SubjectErased(_))
         )
     }
 
@@ -127,6 +142,7 @@ impl UrpError {
             UrpError::Submission(e) => e.code(),
             UrpError::UnknownComune(_) => "comune_unknown",
             UrpError::UnknownService(_) => "service_unknown",
+            UrpError::Vault(VaultError::SubjectErased(_)) => "subject_erased",
             UrpError::Vault(_) => "vault_failure",
             UrpError::Store(e) => e.code(),
             UrpError::Contention => "contention",
@@ -143,6 +159,9 @@ impl UrpError {
             UrpError::UnknownComune(c) => format!("Il comune {c} non fa parte di questa installazione."),
             UrpError::UnknownService(s) => format!("Il servizio «{s}» non esiste o non è attivo."),
             UrpError::Contention => "La pratica è stata modificata nel frattempo: riprova.".into(),
+            UrpError::Vault(VaultError::SubjectErased(_)) => {
+                "I dati personali di questa persona sono stati cancellati su sua richiesta: non possono essere registrati di nuovo con lo stesso profilo.".into()
+            }
             _ => "Si è verificato un errore interno: riprova più tardi.".into(),
         }
     }
@@ -206,10 +225,17 @@ impl Urp {
     }
 
     fn prefix(&self, comune: &str) -> Result<&str, UrpError> {
-        self.prefixes.get(comune).map(String::as_str).ok_or_else(|| UrpError::UnknownComune(comune.to_owned()))
+        self.prefixes
+            .get(comune)
+            .map(String::as_str)
+            .ok_or_else(|| UrpError::UnknownComune(comune.to_owned()))
     }
 
-    async fn seal_opt(&self, subject: Uuid, text: &Option<String>) -> Result<Option<Sealed>, UrpError> {
+    async fn seal_opt(
+        &self,
+        subject: Uuid,
+        text: &Option<String>,
+    ) -> Result<Option<Sealed>, UrpError> {
         match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             Some(t) => Ok(Some(self.vault.seal(subject, t).await?)),
             None => Ok(None),
@@ -218,14 +244,32 @@ impl Urp {
 
     /// Opens a case: takes the next code of the comune's register, seals what the citizen wrote,
     /// computes the due date and records `CaseOpened`.
-    pub async fn open_case(&self, actor: &Actor, contact: NewContact) -> Result<OpenedCase, UrpError> {
+    pub async fn open_case(
+        &self,
+        actor: &Actor,
+        contact: NewContact,
+    ) -> Result<OpenedCase, UrpError> {
         let prefix = self.prefix(&contact.comune)?.to_owned();
+        // A repeated request: the case is there (and its citizen may since have been erased).
+        if let Ok((case, _)) = self.case(contact.case_id).await {
+            return Ok(OpenedCase {
+                case_id: contact.case_id,
+                code: case.code.clone(),
+                access_key: None,
+                subject_id: case.citizen_subject,
+                due_on: case.due_on.unwrap_or_default(),
+                position: 0,
+            });
+        }
         if contact.subject.trim().is_empty() {
             return Err(CaseError::Empty("oggetto").into());
         }
         let local = contact.received_at.with_timezone(&Rome);
         let year = local.year();
-        let subject_id = contact.citizen.as_ref().map(|c| c.subject_id.unwrap_or_else(Uuid::now_v7));
+        let subject_id = contact
+            .citizen
+            .as_ref()
+            .map(|c| c.subject_id.unwrap_or_else(Uuid::now_v7));
         // Without a citizen, the text is still sealed, under a subject of its own.
         let text_subject = subject_id.unwrap_or_else(|| once(contact.case_id, "text"));
         let citizen = match (&contact.citizen, subject_id) {
@@ -238,12 +282,27 @@ impl Urp {
             }),
             _ => None,
         };
-        let subject = self.vault.seal(text_subject, contact.subject.trim()).await?;
+        let subject = self
+            .vault
+            .seal(text_subject, contact.subject.trim())
+            .await?;
         let description = self.seal_opt(text_subject, &contact.description).await?;
-        let number = number_for(self.log(), Register::Cases, &contact.comune, year, contact.case_id).await?;
+        let number = number_for(
+            self.log(),
+            Register::Cases,
+            &contact.comune,
+            year,
+            contact.case_id,
+        )
+        .await?;
         let code = case_code(&prefix, year, number);
         let comune_code = IstatCode::parse(&contact.comune).ok();
-        let due_on = self.calendar.due_date(local.date_naive(), contact.term_days, 0, comune_code.as_ref());
+        let due_on = self.calendar.due_date(
+            local.date_naive(),
+            contact.term_days,
+            0,
+            comune_code.as_ref(),
+        );
         let access_key = new_access_key();
         let command = CaseCommand::Open(OpenCase {
             code: code.clone(),
@@ -261,12 +320,18 @@ impl Urp {
         });
         let done: Handled<Case> = self
             .handler
-            .handle(contact.case_id, once(contact.case_id, "open"), actor.metadata(&contact.comune), &command)
+            .handle_at(
+                contact.case_id,
+                once(contact.case_id, "open"),
+                actor.metadata(&contact.comune),
+                actor.at,
+                &command,
+            )
             .await?;
         Ok(OpenedCase {
             case_id: contact.case_id,
             code: done.state.code.clone(),
-            access_key,
+            access_key: Some(access_key),
             subject_id,
             due_on: done.state.due_on.unwrap_or(due_on),
             position: done.outcome.map_or(0, |o| o.last_position),
@@ -274,10 +339,25 @@ impl Urp {
     }
 
     /// A staff action on a case. `command_id` makes a retried request idempotent.
-    pub async fn act(&self, actor: &Actor, case_id: Uuid, command_id: Uuid, command: CaseCommand) -> Result<Handled<Case>, UrpError> {
+    pub async fn act(
+        &self,
+        actor: &Actor,
+        case_id: Uuid,
+        command_id: Uuid,
+        command: CaseCommand,
+    ) -> Result<Handled<Case>, UrpError> {
         let (case, _) = self.case(case_id).await?;
         let command = self.complete(&case, command);
-        Ok(self.handler.handle(case_id, command_id, actor.metadata(&case.comune), &command).await?)
+        Ok(self
+            .handler
+            .handle_at(
+                case_id,
+                command_id,
+                actor.metadata(&case.comune),
+                actor.at,
+                &command,
+            )
+            .await?)
     }
 
     /// Fills in what the calendar decides: the expected date when taking in charge and the new due
@@ -288,14 +368,35 @@ impl Urp {
             CaseCommand::TakeInCharge { office, at, .. } => CaseCommand::TakeInCharge {
                 office,
                 at,
-                expected_by: case.due_on.unwrap_or_else(|| at.with_timezone(&Rome).date_naive()),
+                expected_by: case
+                    .due_on
+                    .unwrap_or_else(|| at.with_timezone(&Rome).date_naive()),
             },
             CaseCommand::ReceiveDocuments { at, .. } => {
-                let received = case.received_at.unwrap_or(at).with_timezone(&Rome).date_naive();
-                let since = case.suspended_at.unwrap_or(at).with_timezone(&Rome).date_naive();
-                let suspended_days = (at.with_timezone(&Rome).date_naive() - since).num_days().max(0) as u32;
-                let due_on = self.calendar.due_date(received, case.term_days, suspended_days, comune.as_ref());
-                CaseCommand::ReceiveDocuments { at, suspended_days, due_on }
+                let received = case
+                    .received_at
+                    .unwrap_or(at)
+                    .with_timezone(&Rome)
+                    .date_naive();
+                let since = case
+                    .suspended_at
+                    .unwrap_or(at)
+                    .with_timezone(&Rome)
+                    .date_naive();
+                let suspended_days = (at.with_timezone(&Rome).date_naive() - since)
+                    .num_days()
+                    .max(0) as u32;
+                let due_on = self.calendar.due_date(
+                    received,
+                    case.term_days,
+                    suspended_days,
+                    comune.as_ref(),
+                );
+                CaseCommand::ReceiveDocuments {
+                    at,
+                    suspended_days,
+                    due_on,
+                }
             }
             other => other,
         }
@@ -314,7 +415,15 @@ impl Urp {
     pub async fn publish_service(&self, actor: &Actor, card: ServiceCard) -> Result<(), UrpError> {
         let comune = card.comuni.first().cloned().unwrap_or_default();
         let id = once(Uuid::nil(), &format!("service:{}", card.code));
-        self.handler.handle::<Service>(&card.code, id, actor.metadata(&comune), &ServiceCommand::Publish(card.clone())).await?;
+        self.handler
+            .handle_at::<Service>(
+                &card.code,
+                id,
+                actor.metadata(&comune),
+                actor.at,
+                &ServiceCommand::Publish(card.clone()),
+            )
+            .await?;
         Ok(())
     }
 
@@ -324,13 +433,31 @@ impl Urp {
     }
 
     /// Publishes the next version of a form; its documents must be on the service card.
-    pub async fn publish_form(&self, actor: &Actor, form_id: &str, form: FormDef, command_id: Uuid) -> Result<u32, UrpError> {
+    pub async fn publish_form(
+        &self,
+        actor: &Actor,
+        form_id: &str,
+        form: FormDef,
+        command_id: Uuid,
+    ) -> Result<u32, UrpError> {
         let service = self.service(&form.service).await?;
-        let card = service.card.filter(|_| service.active).ok_or_else(|| UrpError::UnknownService(form.service.clone()))?;
+        let card = service
+            .card
+            .filter(|_| service.active)
+            .ok_or_else(|| UrpError::UnknownService(form.service.clone()))?;
         let comune = card.comuni.first().cloned().unwrap_or_default();
         let done = self
             .handler
-            .handle::<Form>(form_id, command_id, actor.metadata(&comune), &FormCommand::Publish { form, service_documents: card.documents })
+            .handle_at::<Form>(
+                form_id,
+                command_id,
+                actor.metadata(&comune),
+                actor.at,
+                &FormCommand::Publish {
+                    form,
+                    service_documents: card.documents,
+                },
+            )
             .await?;
         Ok(done.state.versions.keys().last().copied().unwrap_or(0))
     }
@@ -350,12 +477,45 @@ impl Urp {
         submitted_at: DateTime<Utc>,
     ) -> Result<Submitted, UrpError> {
         self.prefix(comune)?;
-        let form_state = self.handler.load::<Form>(&StreamId::new(Form::CATEGORY, form_id)?).await?.0;
+        let submission_stream = StreamId::new(Submission::CATEGORY, submission_id)?;
+        if let (
+            Submission {
+                accepted: Some((number, case_id)),
+            },
+            _,
+            _,
+        ) = self.handler.load::<Submission>(&submission_stream).await?
+        {
+            let (case, _) = self.case(case_id).await?;
+            let case = OpenedCase {
+                case_id,
+                code: case.code.clone(),
+                access_key: None,
+                subject_id: case.citizen_subject,
+                due_on: case.due_on.unwrap_or_default(),
+                position: 0,
+            };
+            return Ok(Submitted {
+                submission_id,
+                registration_number: number,
+                case,
+            });
+        }
+        let form_state = self
+            .handler
+            .load::<Form>(&StreamId::new(Form::CATEGORY, form_id)?)
+            .await?
+            .0;
         let form = form_state.usable(form_version).cloned();
         let card = match &form {
             Ok(def) => {
                 let service = self.service(&def.service).await?;
-                Some(service.card.filter(|_| service.active).ok_or_else(|| UrpError::UnknownService(def.service.clone()))?)
+                Some(
+                    service
+                        .card
+                        .filter(|_| service.active)
+                        .ok_or_else(|| UrpError::UnknownService(def.service.clone()))?,
+                )
             }
             Err(_) => None,
         };
@@ -367,7 +527,10 @@ impl Urp {
             form_version,
             form,
             values: values.clone(),
-            sealed_values: self.vault.seal(subject, &serde_json::to_string(&values).unwrap_or_default()).await?,
+            sealed_values: self
+                .vault
+                .seal(subject, &serde_json::to_string(&values).unwrap_or_default())
+                .await?,
             documents,
             comune: comune.to_owned(),
             registration_number: 0,
@@ -376,14 +539,29 @@ impl Urp {
             submitted_at,
         };
         Submission::default().decide(&command)?;
-        command.registration_number =
-            number_for(self.log(), Register::Submissions, comune, command.registration_year, submission_id).await?;
+        command.registration_number = number_for(
+            self.log(),
+            Register::Submissions,
+            comune,
+            command.registration_year,
+            submission_id,
+        )
+        .await?;
         let card = card.expect("a usable form has a service card");
         let done: Handled<Submission> = self
             .handler
-            .handle(submission_id, once(submission_id, "accept"), actor.metadata(comune), &command)
+            .handle_at(
+                submission_id,
+                once(submission_id, "accept"),
+                actor.metadata(comune),
+                actor.at,
+                &command,
+            )
             .await?;
-        let (registration_number, case_id) = done.state.accepted.expect("an accepted submission has a number");
+        let (registration_number, case_id) = done
+            .state
+            .accepted
+            .expect("an accepted submission has a number");
         let case = self
             .open_case(
                 actor,
@@ -395,18 +573,31 @@ impl Urp {
                     service: Some(card.code.clone()),
                     subject: card.title.clone(),
                     description: None,
-                    citizen: Some(CitizenInput { subject_id: Some(subject), ..citizen }),
+                    citizen: Some(CitizenInput {
+                        subject_id: Some(subject),
+                        ..citizen
+                    }),
                     received_at: submitted_at,
                     term_days: card.term_days,
                 },
             )
             .await?;
-        Ok(Submitted { submission_id, registration_number, case })
+        Ok(Submitted {
+            submission_id,
+            registration_number,
+            case,
+        })
     }
 
     /// Records a rating. For a case, the feedback stream is derived from the case (one per case)
     /// and the case must be closed.
-    pub async fn give_feedback(&self, actor: &Actor, mut command: GiveFeedback, comment: Option<String>, subject: Option<Uuid>) -> Result<(Uuid, u64), UrpError> {
+    pub async fn give_feedback(
+        &self,
+        actor: &Actor,
+        mut command: GiveFeedback,
+        comment: Option<String>,
+        subject: Option<Uuid>,
+    ) -> Result<(Uuid, u64), UrpError> {
         self.prefix(&command.comune)?;
         let feedback_id = match command.target.target_type {
             TargetType::Case => {
@@ -417,15 +608,31 @@ impl Urp {
             }
             _ => Uuid::now_v7(),
         };
+        let stream = StreamId::new(Feedback::CATEGORY, feedback_id)?;
+        if self.handler.load::<Feedback>(&stream).await?.0.given {
+            return Err(FeedbackError::AlreadyGiven.into());
+        }
         if let Some(text) = comment.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             let chars = text.chars().count();
-            let sealed = self.vault.seal(subject.unwrap_or_else(|| once(feedback_id, "comment")), text).await?;
+            let sealed = self
+                .vault
+                .seal(
+                    subject.unwrap_or_else(|| once(feedback_id, "comment")),
+                    text,
+                )
+                .await?;
             command.comment = Some(SealedComment { sealed, chars });
         }
         let comune = command.comune.clone();
         let done: Handled<Feedback> = self
             .handler
-            .handle(feedback_id, once(feedback_id, "give"), actor.metadata(&comune), &command)
+            .handle_at(
+                feedback_id,
+                once(feedback_id, "give"),
+                actor.metadata(&comune),
+                actor.at,
+                &command,
+            )
             .await?;
         if done.repeated {
             return Err(FeedbackError::AlreadyGiven.into());
@@ -434,12 +641,30 @@ impl Urp {
     }
 
     /// GDPR erasure: destroys the subject's key and records `SubjectErased`.
-    pub async fn erase_subject(&self, actor: &Actor, subject: Uuid, reason: &str) -> Result<u64, UrpError> {
+    pub async fn erase_subject(
+        &self,
+        actor: &Actor,
+        subject: Uuid,
+        reason: &str,
+    ) -> Result<u64, UrpError> {
         self.vault.erase(subject).await?;
         let event = NewEvent::new("SubjectErased", &serde_json::json!({ "reason": reason }))?
             .with_id(once(subject, "erased"))
-            .with_metadata(Metadata { actor: Some(actor.name.clone()), correlation_id: actor.correlation_id, ..Metadata::default() });
-        let outcome = match self.log().append(StreamId::new("subject", subject)?, ExpectedVersion::Any, vec![event]).await {
+            .occurred_at(actor.at.unwrap_or_else(Utc::now))
+            .with_metadata(Metadata {
+                actor: Some(actor.name.clone()),
+                correlation_id: actor.correlation_id,
+                ..Metadata::default()
+            });
+        let outcome = match self
+            .log()
+            .append(
+                StreamId::new("subject", subject)?,
+                ExpectedVersion::Any,
+                vec![event],
+            )
+            .await
+        {
             Ok(o) => o.last_position,
             // Erased before: the key is gone already; the first record stands.
             Err(StoreError::DuplicateEventId { .. }) => self.log().head().await?,
@@ -459,4 +684,3 @@ fn new_access_key() -> String {
 pub fn hash_access_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
-

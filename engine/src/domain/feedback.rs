@@ -27,9 +27,18 @@ pub const FACES_REASONS: &[(&str, &str)] = &[
 
 /// "Dove hai incontrato le maggiori difficoltà?" (stars 1–3, Designers Italia).
 pub const STARS_DIFFICULTIES: &[(&str, &str)] = &[
-    ("indicazioni_non_chiare", "A volte le indicazioni non erano chiare"),
-    ("indicazioni_non_complete", "A volte le indicazioni non erano complete"),
-    ("procedura_incerta", "A volte non capivo se stavo procedendo correttamente"),
+    (
+        "indicazioni_non_chiare",
+        "A volte le indicazioni non erano chiare",
+    ),
+    (
+        "indicazioni_non_complete",
+        "A volte le indicazioni non erano complete",
+    ),
+    (
+        "procedura_incerta",
+        "A volte non capivo se stavo procedendo correttamente",
+    ),
     ("problemi_tecnici", "Ho avuto problemi tecnici"),
     ("altro", "Altro"),
 ];
@@ -38,7 +47,10 @@ pub const STARS_DIFFICULTIES: &[(&str, &str)] = &[
 pub const STARS_STRENGTHS: &[(&str, &str)] = &[
     ("indicazioni_chiare", "Le indicazioni erano chiare"),
     ("indicazioni_complete", "Le indicazioni erano complete"),
-    ("procedura_chiara", "Capivo sempre che stavo procedendo correttamente"),
+    (
+        "procedura_chiara",
+        "Capivo sempre che stavo procedendo correttamente",
+    ),
     ("nessun_problema_tecnico", "Non ho avuto problemi tecnici"),
     ("altro", "Altro"),
 ];
@@ -134,14 +146,20 @@ impl FeedbackError {
 
     pub fn message_it(&self) -> String {
         match self {
-            FeedbackError::AlreadyGiven => "Hai già espresso una valutazione per questa pratica.".into(),
-            FeedbackError::ScoreOutOfRange { scale: Scale::Faces, .. } => {
-                "Il giudizio deve essere 1 (insoddisfatto), 2 (neutro) o 3 (soddisfatto).".into()
+            FeedbackError::AlreadyGiven => {
+                "Hai già espresso una valutazione per questa pratica.".into()
             }
-            FeedbackError::ScoreOutOfRange { scale: Scale::Stars, .. } => {
-                "La valutazione deve essere da 1 a 5 stelle.".into()
+            FeedbackError::ScoreOutOfRange {
+                scale: Scale::Faces,
+                ..
+            } => "Il giudizio deve essere 1 (insoddisfatto), 2 (neutro) o 3 (soddisfatto).".into(),
+            FeedbackError::ScoreOutOfRange {
+                scale: Scale::Stars,
+                ..
+            } => "La valutazione deve essere da 1 a 5 stelle.".into(),
+            FeedbackError::UnknownReason(r) => {
+                format!("La motivazione «{r}» non è tra quelle proposte.")
             }
-            FeedbackError::UnknownReason(r) => format!("La motivazione «{r}» non è tra quelle proposte."),
             FeedbackError::ReasonsNotAsked => {
                 "Le motivazioni si indicano solo dopo un giudizio negativo.".into()
             }
@@ -192,13 +210,20 @@ impl Aggregate for Feedback {
             Scale::Stars => 1..=5,
         };
         if !range.contains(&c.score) {
-            return Err(FeedbackError::ScoreOutOfRange { scale: c.scale, score: c.score });
+            return Err(FeedbackError::ScoreOutOfRange {
+                scale: c.scale,
+                score: c.score,
+            });
         }
         let allowed = reasons_for(c.scale, c.score);
         if allowed.is_empty() && !c.reasons.is_empty() {
             return Err(FeedbackError::ReasonsNotAsked);
         }
-        if let Some(unknown) = c.reasons.iter().find(|r| !allowed.iter().any(|(code, _)| code == r)) {
+        if let Some(unknown) = c
+            .reasons
+            .iter()
+            .find(|r| !allowed.iter().any(|(code, _)| code == r))
+        {
             return Err(FeedbackError::UnknownReason(unknown.clone()));
         }
         if let Some(comment) = &c.comment
@@ -242,7 +267,10 @@ mod tests {
 
     fn give(scale: Scale, score: u8, reasons: &[&str]) -> GiveFeedback {
         GiveFeedback {
-            target: Target { target_type: TargetType::Service, id: "anagrafe.residenza".into() },
+            target: Target {
+                target_type: TargetType::Service,
+                id: "anagrafe.residenza".into(),
+            },
             comune: "073004".into(),
             channel: Channel::Web,
             scale,
@@ -272,46 +300,88 @@ mod tests {
         let c = give(Scale::Faces, 1, &["cortesia", "tempi_di_attesa"]);
         let mut expected = c.clone();
         expected.reasons = vec!["cortesia".into(), "tempi_di_attesa".into()];
-        given::<Feedback>(&[]).when(&c).then(&[given_event(&expected)]);
+        given::<Feedback>(&[])
+            .when(&c)
+            .then(&[given_event(&expected)]);
     }
 
     #[test]
     fn it_rejects_reasons_after_a_satisfied_face() {
-        given::<Feedback>(&[]).when(&give(Scale::Faces, 3, &["cortesia"])).then_refused(FeedbackError::ReasonsNotAsked);
+        given::<Feedback>(&[])
+            .when(&give(Scale::Faces, 3, &["cortesia"]))
+            .then_refused(FeedbackError::ReasonsNotAsked);
     }
 
     #[test]
     fn it_rejects_a_fourth_face_and_a_sixth_star() {
-        given::<Feedback>(&[]).when(&give(Scale::Faces, 4, &[])).then_refused(FeedbackError::ScoreOutOfRange { scale: Scale::Faces, score: 4 });
-        given::<Feedback>(&[]).when(&give(Scale::Stars, 6, &[])).then_refused(FeedbackError::ScoreOutOfRange { scale: Scale::Stars, score: 6 });
-        given::<Feedback>(&[]).when(&give(Scale::Stars, 0, &[])).then_refused(FeedbackError::ScoreOutOfRange { scale: Scale::Stars, score: 0 });
+        given::<Feedback>(&[])
+            .when(&give(Scale::Faces, 4, &[]))
+            .then_refused(FeedbackError::ScoreOutOfRange {
+                scale: Scale::Faces,
+                score: 4,
+            });
+        given::<Feedback>(&[])
+            .when(&give(Scale::Stars, 6, &[]))
+            .then_refused(FeedbackError::ScoreOutOfRange {
+                scale: Scale::Stars,
+                score: 6,
+            });
+        given::<Feedback>(&[])
+            .when(&give(Scale::Stars, 0, &[]))
+            .then_refused(FeedbackError::ScoreOutOfRange {
+                scale: Scale::Stars,
+                score: 0,
+            });
     }
 
     #[test]
     fn low_stars_ask_for_difficulties_and_high_stars_for_strengths() {
         let low = give(Scale::Stars, 2, &["problemi_tecnici"]);
         given::<Feedback>(&[]).when(&low).then(&[given_event(&low)]);
-        given::<Feedback>(&[]).when(&give(Scale::Stars, 5, &["problemi_tecnici"])).then_refused(FeedbackError::UnknownReason("problemi_tecnici".into()));
+        given::<Feedback>(&[])
+            .when(&give(Scale::Stars, 5, &["problemi_tecnici"]))
+            .then_refused(FeedbackError::UnknownReason("problemi_tecnici".into()));
         let high = give(Scale::Stars, 4, &["indicazioni_chiare"]);
-        given::<Feedback>(&[]).when(&high).then(&[given_event(&high)]);
+        given::<Feedback>(&[])
+            .when(&high)
+            .then(&[given_event(&high)]);
     }
 
     #[test]
     fn it_rejects_a_comment_over_200_characters() {
         let mut c = give(Scale::Stars, 4, &[]);
-        c.comment = Some(SealedComment { sealed: Sealed { subject: Uuid::nil(), nonce: String::new(), ciphertext: String::new() }, chars: 201 });
-        given::<Feedback>(&[]).when(&c).then_refused(FeedbackError::CommentTooLong(201));
+        c.comment = Some(SealedComment {
+            sealed: Sealed {
+                subject: Uuid::nil(),
+                nonce: String::new(),
+                ciphertext: String::new(),
+            },
+            chars: 201,
+        });
+        given::<Feedback>(&[])
+            .when(&c)
+            .then_refused(FeedbackError::CommentTooLong(201));
     }
 
     #[test]
     fn a_case_is_rated_once_and_only_when_closed() {
         let mut c = give(Scale::Faces, 3, &[]);
-        c.target = Target { target_type: TargetType::Case, id: Uuid::nil().to_string() };
+        c.target = Target {
+            target_type: TargetType::Case,
+            id: Uuid::nil().to_string(),
+        };
         c.case_closed = Some(false);
-        given::<Feedback>(&[]).when(&c).then_refused(FeedbackError::CaseNotClosed);
+        given::<Feedback>(&[])
+            .when(&c)
+            .then_refused(FeedbackError::CaseNotClosed);
         c.case_closed = Some(true);
         given::<Feedback>(&[]).when(&c).then(&[given_event(&c)]);
-        given::<Feedback>(&[given_event(&c)]).when(&c).then_refused(FeedbackError::AlreadyGiven);
-        assert_eq!(feedback_id_for_case(Uuid::nil()), feedback_id_for_case(Uuid::nil()));
+        given::<Feedback>(&[given_event(&c)])
+            .when(&c)
+            .then_refused(FeedbackError::AlreadyGiven);
+        assert_eq!(
+            feedback_id_for_case(Uuid::nil()),
+            feedback_id_for_case(Uuid::nil())
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! the original outcome instead of being decided again.
 
 use super::Aggregate;
-use crate::store::{AppendOutcome, EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use crate::store::{
+    AppendOutcome, EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
+};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
@@ -26,7 +28,11 @@ pub enum CommandError<E: std::error::Error + 'static> {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored event {stream}@{version} cannot be decoded: {detail}")]
-    Undecodable { stream: StreamId, version: u64, detail: String },
+    Undecodable {
+        stream: StreamId,
+        version: u64,
+        detail: String,
+    },
 }
 
 /// What a handled command left behind.
@@ -68,7 +74,10 @@ impl CommandHandler {
                 return Err(CommandError::Undecodable {
                     stream: stream.clone(),
                     version: recorded.version,
-                    detail: format!("schema version {} is newer than this program", recorded.schema_version),
+                    detail: format!(
+                        "schema version {} is newer than this program",
+                        recorded.schema_version
+                    ),
                 });
             }
             let event: A::Event = recorded.decode().map_err(|e| CommandError::Undecodable {
@@ -83,7 +92,7 @@ impl CommandHandler {
         Ok((state, version, ids))
     }
 
-    /// Handles `command` on the stream `A::CATEGORY-id`.
+    /// Handles `command` on the stream `A::CATEGORY-id`; its events occur now.
     pub async fn handle<A: Aggregate>(
         &self,
         id: impl std::fmt::Display,
@@ -91,30 +100,72 @@ impl CommandHandler {
         metadata: Metadata,
         command: &A::Command,
     ) -> Result<Handled<A>, CommandError<A::Error>> {
+        self.handle_at(id, command_id, metadata, None, command)
+            .await
+    }
+
+    /// As [`CommandHandler::handle`], for facts recorded after they happened (`occurred_at`).
+    pub async fn handle_at<A: Aggregate>(
+        &self,
+        id: impl std::fmt::Display,
+        command_id: Uuid,
+        metadata: Metadata,
+        occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+        command: &A::Command,
+    ) -> Result<Handled<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::CATEGORY, id).map_err(StoreError::from)?;
         for _ in 0..MAX_ATTEMPTS {
             let (state, version, ids) = self.load::<A>(&stream).await?;
             if ids.contains(&event_id(command_id, 0)) {
-                return Ok(Handled { state, events: Vec::new(), outcome: None, repeated: true });
+                return Ok(Handled {
+                    state,
+                    events: Vec::new(),
+                    outcome: None,
+                    repeated: true,
+                });
             }
             let events = state.decide(command).map_err(CommandError::Refused)?;
             if events.is_empty() {
-                return Ok(Handled { state, events, outcome: None, repeated: false });
+                return Ok(Handled {
+                    state,
+                    events,
+                    outcome: None,
+                    repeated: false,
+                });
             }
-            let metadata = Metadata { causation_id: Some(command_id), ..metadata.clone() };
+            let metadata = Metadata {
+                causation_id: Some(command_id),
+                ..metadata.clone()
+            };
             let new_events = events
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    NewEvent::new(A::event_type(e), e)
-                        .map(|n| n.with_id(event_id(command_id, i)).with_metadata(metadata.clone()))
+                    NewEvent::new(A::event_type(e), e).map(|n| {
+                        let n = n
+                            .with_id(event_id(command_id, i))
+                            .with_metadata(metadata.clone());
+                        match occurred_at {
+                            Some(at) => n.occurred_at(at),
+                            None => n,
+                        }
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::from)?;
-            match self.log.append(stream.clone(), ExpectedVersion::Exact(version), new_events).await {
+            match self
+                .log
+                .append(stream.clone(), ExpectedVersion::Exact(version), new_events)
+                .await
+            {
                 Ok(outcome) => {
                     let state = events.iter().fold(state, |s, e| s.evolve(e));
-                    return Ok(Handled { state, events, outcome: Some(outcome), repeated: false });
+                    return Ok(Handled {
+                        state,
+                        events,
+                        outcome: Some(outcome),
+                        repeated: false,
+                    });
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -132,14 +183,18 @@ pub fn event_id(command_id: Uuid, index: usize) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::case::{Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Channel, CaseKind, OpenCase};
+    use crate::domain::case::{
+        Case, CaseCommand, CaseError, CaseEvent, CaseKind, CaseStatus, Channel, OpenCase,
+    };
     use crate::vault::Sealed;
     use chrono::{NaiveDate, TimeZone, Utc};
     use std::sync::Arc;
 
     async fn handler(dir: &std::path::Path) -> CommandHandler {
         CommandHandler::new(EventLog::new(Arc::new(
-            crate::store::sqlite::SqliteStore::open(dir.join("h.db")).await.unwrap(),
+            crate::store::sqlite::SqliteStore::open(dir.join("h.db"))
+                .await
+                .unwrap(),
         )))
     }
 
@@ -150,7 +205,11 @@ mod tests {
             kind: CaseKind::Reclamo,
             channel: Channel::Sportello,
             service: None,
-            subject: Sealed { subject: Uuid::nil(), nonce: String::new(), ciphertext: String::new() },
+            subject: Sealed {
+                subject: Uuid::nil(),
+                nonce: String::new(),
+                ciphertext: String::new(),
+            },
             description: None,
             citizen: None,
             received_at: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
@@ -174,16 +233,31 @@ mod tests {
         let h = handler(dir.path()).await;
         let case_id = Uuid::now_v7();
         let command_id = Uuid::now_v7();
-        let meta = Metadata { actor: Some("staff:lippolis".into()), comune: Some("073029".into()), ..Metadata::default() };
-        let done = h.handle::<Case>(case_id, command_id, meta, &open()).await.unwrap();
+        let meta = Metadata {
+            actor: Some("staff:lippolis".into()),
+            comune: Some("073029".into()),
+            ..Metadata::default()
+        };
+        let done = h
+            .handle::<Case>(case_id, command_id, meta, &open())
+            .await
+            .unwrap();
         assert_eq!(done.state.status, CaseStatus::Received);
         assert_eq!(done.outcome.unwrap().last_version, 1);
-        let stored: Vec<_> = h.log().read_stream(StreamId::new("case", case_id).unwrap(), 1).try_collect().await.unwrap();
+        let stored: Vec<_> = h
+            .log()
+            .read_stream(StreamId::new("case", case_id).unwrap(), 1)
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(stored[0].event_type, "CaseOpened");
         assert_eq!(stored[0].id, event_id(command_id, 0));
         assert_eq!(stored[0].metadata.causation_id, Some(command_id));
         assert_eq!(stored[0].metadata.actor.as_deref(), Some("staff:lippolis"));
-        assert!(matches!(stored[0].decode::<CaseEvent>().unwrap(), CaseEvent::CaseOpened { .. }));
+        assert!(matches!(
+            stored[0].decode::<CaseEvent>().unwrap(),
+            CaseEvent::CaseOpened { .. }
+        ));
     }
 
     #[tokio::test]
@@ -191,13 +265,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path()).await;
         let (case_id, command_id) = (Uuid::now_v7(), Uuid::now_v7());
-        h.handle::<Case>(case_id, command_id, Metadata::default(), &open()).await.unwrap();
-        let again = h.handle::<Case>(case_id, command_id, Metadata::default(), &open()).await.unwrap();
+        h.handle::<Case>(case_id, command_id, Metadata::default(), &open())
+            .await
+            .unwrap();
+        let again = h
+            .handle::<Case>(case_id, command_id, Metadata::default(), &open())
+            .await
+            .unwrap();
         assert!(again.repeated);
         assert_eq!(h.log().head().await.unwrap(), 1);
         // A new command id for the same opening is a real second attempt, and is refused.
-        let err = h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open()).await.unwrap_err();
-        assert!(matches!(err, CommandError::Refused(CaseError::AlreadyOpened)));
+        let err = h
+            .handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            CommandError::Refused(CaseError::AlreadyOpened)
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,21 +290,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path()).await;
         let case_id = Uuid::now_v7();
-        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open()).await.unwrap();
-        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &take()).await.unwrap();
+        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &open())
+            .await
+            .unwrap();
+        h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &take())
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..4)
             .map(|n| {
                 let h = h.clone();
                 tokio::spawn(async move {
-                    let assign = CaseCommand::Assign { operator: format!("operatore{n}") };
-                    h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &assign).await
+                    let assign = CaseCommand::Assign {
+                        operator: format!("operatore{n}"),
+                    };
+                    h.handle::<Case>(case_id, Uuid::now_v7(), Metadata::default(), &assign)
+                        .await
                 })
             })
             .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        let (state, version, _) = h.load::<Case>(&StreamId::new("case", case_id).unwrap()).await.unwrap();
+        let (state, version, _) = h
+            .load::<Case>(&StreamId::new("case", case_id).unwrap())
+            .await
+            .unwrap();
         assert_eq!((state.status, version), (CaseStatus::Assigned, 6));
     }
 }

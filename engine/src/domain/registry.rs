@@ -57,8 +57,13 @@ pub async fn number_for(
         .with_id(Uuid::new_v5(&holder, stream.as_str().as_bytes()))
         .occurred_at(occurred_at)
         // Only what is the same on every retry (a request's correlation id is not).
-        .with_metadata(Metadata { comune: Some(comune.to_owned()), ..Metadata::default() });
-    let outcome = log.append(stream, ExpectedVersion::Any, vec![event]).await?;
+        .with_metadata(Metadata {
+            comune: Some(comune.to_owned()),
+            ..Metadata::default()
+        });
+    let outcome = log
+        .append(stream, ExpectedVersion::Any, vec![event])
+        .await?;
     Ok(outcome.first_version)
 }
 
@@ -69,7 +74,11 @@ mod tests {
     use std::sync::Arc;
 
     async fn log(dir: &std::path::Path) -> EventLog {
-        EventLog::new(Arc::new(crate::store::sqlite::SqliteStore::open(dir.join("r.db")).await.unwrap()))
+        EventLog::new(Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.join("r.db"))
+                .await
+                .unwrap(),
+        ))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +89,9 @@ mod tests {
             .map(|_| {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    number_for(&log, Register::Submissions, "073015", 2026, Uuid::now_v7()).await.unwrap()
+                    number_for(&log, Register::Submissions, "073015", 2026, Uuid::now_v7())
+                        .await
+                        .unwrap()
                 })
             })
             .collect();
@@ -96,11 +107,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path()).await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        assert_eq!(number_for(&log, Register::Cases, "073015", 2026, a).await.unwrap(), 1);
-        assert_eq!(number_for(&log, Register::Cases, "073015", 2026, b).await.unwrap(), 2);
-        assert_eq!(number_for(&log, Register::Cases, "073015", 2026, a).await.unwrap(), 1, "a retry");
-        assert_eq!(number_for(&log, Register::Cases, "073029", 2026, b).await.unwrap(), 1, "per comune");
-        assert_eq!(number_for(&log, Register::Cases, "073015", 2027, b).await.unwrap(), 1, "per year");
-        assert_eq!(number_for(&log, Register::Submissions, "073015", 2026, a).await.unwrap(), 1);
+        assert_eq!(
+            number_for(&log, Register::Cases, "073015", 2026, a)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            number_for(&log, Register::Cases, "073015", 2026, b)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            number_for(&log, Register::Cases, "073015", 2026, a)
+                .await
+                .unwrap(),
+            1,
+            "a retry"
+        );
+        assert_eq!(
+            number_for(&log, Register::Cases, "073029", 2026, b)
+                .await
+                .unwrap(),
+            1,
+            "per comune"
+        );
+        assert_eq!(
+            number_for(&log, Register::Cases, "073015", 2027, b)
+                .await
+                .unwrap(),
+            1,
+            "per year"
+        );
+        assert_eq!(
+            number_for(&log, Register::Submissions, "073015", 2026, a)
+                .await
+                .unwrap(),
+            1
+        );
     }
 }

@@ -95,7 +95,10 @@ impl Aggregate for Submission {
         if self.accepted.is_some() {
             return Err(SubmissionError::AlreadyAccepted);
         }
-        let form = c.form.as_ref().map_err(|e| SubmissionError::Form(e.clone()))?;
+        let form = c
+            .form
+            .as_ref()
+            .map_err(|e| SubmissionError::Form(e.clone()))?;
         validate_submission(form, &c.values, &c.documents).map_err(SubmissionError::Invalid)?;
         Ok(vec![SubmissionEvent::SubmissionAccepted {
             form_id: c.form_id.clone(),
@@ -112,7 +115,11 @@ impl Aggregate for Submission {
     }
 
     fn evolve(mut self, event: &SubmissionEvent) -> Self {
-        let SubmissionEvent::SubmissionAccepted { registration_number, case_id, .. } = event;
+        let SubmissionEvent::SubmissionAccepted {
+            registration_number,
+            case_id,
+            ..
+        } = event;
         self.accepted = Some((*registration_number, *case_id));
         self
     }
@@ -134,18 +141,30 @@ mod tests {
         FormDef {
             service: "segnalazioni".into(),
             title: "Segnalazione".into(),
-            fields: vec![FieldDef { name: "testo".into(), label: "Testo".into(), kind: FieldKind::Text { max_length: 500 }, required: true }],
+            fields: vec![FieldDef {
+                name: "testo".into(),
+                label: "Testo".into(),
+                kind: FieldKind::Text { max_length: 500 },
+                required: true,
+            }],
             documents: vec![],
         }
     }
 
-    fn accept(form: Result<FormDef, CatalogueError>, values: serde_json::Value) -> AcceptSubmission {
+    fn accept(
+        form: Result<FormDef, CatalogueError>,
+        values: serde_json::Value,
+    ) -> AcceptSubmission {
         AcceptSubmission {
             form_id: "segnalazione".into(),
             form_version: 1,
             form,
             values: serde_json::from_value(values).unwrap(),
-            sealed_values: Sealed { subject: Uuid::nil(), nonce: String::new(), ciphertext: String::new() },
+            sealed_values: Sealed {
+                subject: Uuid::nil(),
+                nonce: String::new(),
+                ciphertext: String::new(),
+            },
             documents: vec![],
             comune: "073015".into(),
             registration_number: 7,
@@ -163,7 +182,11 @@ mod tests {
             comune: "073015".into(),
             registration_number: 7,
             registration_year: 2026,
-            values: Sealed { subject: Uuid::nil(), nonce: String::new(), ciphertext: String::new() },
+            values: Sealed {
+                subject: Uuid::nil(),
+                nonce: String::new(),
+                ciphertext: String::new(),
+            },
             documents: vec![],
             case_id: Uuid::nil(),
             submitted_at: Utc.with_ymd_and_hms(2026, 5, 4, 9, 0, 0).unwrap(),
@@ -172,24 +195,36 @@ mod tests {
 
     #[test]
     fn a_valid_submission_on_a_published_version_is_accepted_with_its_number() {
-        given::<Submission>(&[]).when(&accept(Ok(form()), json!({"testo": "Lampione spento"}))).then(&[accepted()]);
+        given::<Submission>(&[])
+            .when(&accept(Ok(form()), json!({"testo": "Lampione spento"})))
+            .then(&[accepted()]);
     }
 
     #[test]
     fn it_rejects_a_withdrawn_or_unpublished_version() {
         given::<Submission>(&[])
-            .when(&accept(Err(CatalogueError::VersionWithdrawn(1)), json!({"testo": "x"})))
+            .when(&accept(
+                Err(CatalogueError::VersionWithdrawn(1)),
+                json!({"testo": "x"}),
+            ))
             .then_refused(SubmissionError::Form(CatalogueError::VersionWithdrawn(1)));
         given::<Submission>(&[])
-            .when(&accept(Err(CatalogueError::VersionNotPublished(3)), json!({"testo": "x"})))
-            .then_refused(SubmissionError::Form(CatalogueError::VersionNotPublished(3)));
+            .when(&accept(
+                Err(CatalogueError::VersionNotPublished(3)),
+                json!({"testo": "x"}),
+            ))
+            .then_refused(SubmissionError::Form(CatalogueError::VersionNotPublished(
+                3,
+            )));
     }
 
     #[test]
     fn it_rejects_an_invalid_submission_with_its_field_errors() {
         let refused = accept(Ok(form()), json!({})).clone();
         let err = Submission::default().decide(&refused).unwrap_err();
-        let SubmissionError::Invalid(errors) = err else { panic!() };
+        let SubmissionError::Invalid(errors) = err else {
+            panic!()
+        };
         assert_eq!(errors[0].code, "field_required");
     }
 

@@ -98,7 +98,7 @@ impl KeyStore for SqliteKeyStore {
                 )
             })
             .await?;
-        stored.ok_or_else(|| VaultError::KeyStore(format!("subject {subject} was erased")))
+        stored.ok_or(VaultError::SubjectErased(subject))
     }
 
     async fn destroy(&self, subject: Uuid) -> Result<bool, VaultError> {
@@ -162,9 +162,7 @@ impl KeyStore for PostgresKeyStore {
         .map_err(failed)?;
         match self.get(subject).await? {
             Some(StoredKey::Wrapped(w)) => Ok(w),
-            _ => Err(VaultError::KeyStore(format!(
-                "subject {subject} was erased"
-            ))),
+            _ => Err(VaultError::SubjectErased(subject)),
         }
     }
 

@@ -90,6 +90,9 @@ pub enum VaultError {
     /// The ciphertext or the wrapped key does not authenticate: altered bytes or another master key.
     #[error("sealed data for subject {0} does not authenticate (altered, or another master key)")]
     Tampered(Uuid),
+    /// The subject was erased: nothing may be sealed for them again.
+    #[error("data subject {0} was erased")]
+    SubjectErased(Uuid),
     #[error("the key store failed: {0}")]
     KeyStore(String),
 }
@@ -121,11 +124,7 @@ impl Vault {
     pub async fn seal(&self, subject: Uuid, clear: &str) -> Result<Sealed, VaultError> {
         let key = match self.keys.get(subject).await? {
             Some(StoredKey::Wrapped(wrapped)) => self.unwrap_key(subject, &wrapped)?,
-            Some(StoredKey::Destroyed) => {
-                return Err(VaultError::KeyStore(format!(
-                    "subject {subject} was erased"
-                )));
-            }
+            Some(StoredKey::Destroyed) => return Err(VaultError::SubjectErased(subject)),
             None => {
                 let fresh = Aes256Gcm::generate_key(OsRng);
                 let wrapped = self.wrap_key(subject, &fresh);

@@ -158,16 +158,44 @@ pub enum CaseEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseCommand {
     Open(OpenCase),
-    TakeInCharge { office: String, at: DateTime<Utc>, expected_by: NaiveDate },
-    Assign { operator: String },
-    Transfer { to_comune: String, reason: String, at: DateTime<Utc> },
-    RequestDocuments { documents: Vec<String>, at: DateTime<Utc> },
+    TakeInCharge {
+        office: String,
+        at: DateTime<Utc>,
+        expected_by: NaiveDate,
+    },
+    Assign {
+        operator: String,
+    },
+    Transfer {
+        to_comune: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    RequestDocuments {
+        documents: Vec<String>,
+        at: DateTime<Utc>,
+    },
     /// `due_on` is the original due date moved by the days suspended, computed with the calendar.
-    ReceiveDocuments { at: DateTime<Utc>, suspended_days: u32, due_on: NaiveDate },
-    Answer { text: String, at: DateTime<Utc> },
-    Close { outcome: Outcome, at: DateTime<Utc> },
-    Reopen { reason: String, at: DateTime<Utc> },
-    Withdraw { at: DateTime<Utc> },
+    ReceiveDocuments {
+        at: DateTime<Utc>,
+        suspended_days: u32,
+        due_on: NaiveDate,
+    },
+    Answer {
+        text: String,
+        at: DateTime<Utc>,
+    },
+    Close {
+        outcome: Outcome,
+        at: DateTime<Utc>,
+    },
+    Reopen {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Withdraw {
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,7 +369,11 @@ impl Case {
 }
 
 fn not_empty(value: &str, field: &'static str) -> Result<(), CaseError> {
-    if value.trim().is_empty() { Err(CaseError::Empty(field)) } else { Ok(()) }
+    if value.trim().is_empty() {
+        Err(CaseError::Empty(field))
+    } else {
+        Ok(())
+    }
 }
 
 impl Aggregate for Case {
@@ -378,13 +410,23 @@ impl Aggregate for Case {
                     access_key_hash: open.access_key_hash.clone(),
                 }
             }
-            C::TakeInCharge { office, at, expected_by } => {
+            C::TakeInCharge {
+                office,
+                at,
+                expected_by,
+            } => {
                 self.ensure_open()?;
                 not_empty(office, "ufficio")?;
                 if self.status != CaseStatus::Received {
-                    return Err(CaseError::AlreadyInCharge(self.office.clone().unwrap_or_default()));
+                    return Err(CaseError::AlreadyInCharge(
+                        self.office.clone().unwrap_or_default(),
+                    ));
                 }
-                E::CaseTakenInCharge { office: office.clone(), at: *at, expected_by: *expected_by }
+                E::CaseTakenInCharge {
+                    office: office.clone(),
+                    at: *at,
+                    expected_by: *expected_by,
+                }
             }
             C::Assign { operator } => {
                 self.ensure_workable()?;
@@ -392,9 +434,15 @@ impl Aggregate for Case {
                 if self.status == CaseStatus::Answered {
                     return Err(CaseError::AlreadyAnswered);
                 }
-                E::CaseAssigned { operator: operator.clone() }
+                E::CaseAssigned {
+                    operator: operator.clone(),
+                }
             }
-            C::Transfer { to_comune, reason, at } => {
+            C::Transfer {
+                to_comune,
+                reason,
+                at,
+            } => {
                 self.ensure_open()?;
                 not_empty(reason, "motivo")?;
                 if *to_comune == self.comune {
@@ -415,14 +463,25 @@ impl Aggregate for Case {
                 if documents.iter().all(|d| d.trim().is_empty()) {
                     return Err(CaseError::Empty("documenti"));
                 }
-                E::DocumentsRequested { documents: documents.clone(), at: *at }
+                E::DocumentsRequested {
+                    documents: documents.clone(),
+                    at: *at,
+                }
             }
-            C::ReceiveDocuments { at, suspended_days, due_on } => {
+            C::ReceiveDocuments {
+                at,
+                suspended_days,
+                due_on,
+            } => {
                 self.ensure_open()?;
                 if self.status != CaseStatus::Suspended {
                     return Err(CaseError::NotSuspended);
                 }
-                E::DocumentsReceived { at: *at, suspended_days: *suspended_days, due_on: *due_on }
+                E::DocumentsReceived {
+                    at: *at,
+                    suspended_days: *suspended_days,
+                    due_on: *due_on,
+                }
             }
             C::Answer { text, at } => {
                 self.ensure_workable()?;
@@ -430,7 +489,10 @@ impl Aggregate for Case {
                     return Err(CaseError::AlreadyAnswered);
                 }
                 not_empty(text, "risposta")?;
-                E::CaseAnswered { text: text.clone(), at: *at }
+                E::CaseAnswered {
+                    text: text.clone(),
+                    at: *at,
+                }
             }
             C::Close { outcome, at } => {
                 self.ensure_open()?;
@@ -444,17 +506,27 @@ impl Aggregate for Case {
                         }
                     }
                 }
-                E::CaseClosed { outcome: *outcome, at: *at }
+                E::CaseClosed {
+                    outcome: *outcome,
+                    at: *at,
+                }
             }
             C::Reopen { reason, at } => {
                 if self.status != CaseStatus::Closed {
-                    return Err(if self.status == CaseStatus::New { CaseError::NotFound } else { CaseError::NotClosed });
+                    return Err(if self.status == CaseStatus::New {
+                        CaseError::NotFound
+                    } else {
+                        CaseError::NotClosed
+                    });
                 }
                 if self.withdrawn {
                     return Err(CaseError::Withdrawn);
                 }
                 not_empty(reason, "motivo")?;
-                E::CaseReopened { reason: reason.clone(), at: *at }
+                E::CaseReopened {
+                    reason: reason.clone(),
+                    at: *at,
+                }
             }
             C::Withdraw { at } => {
                 self.ensure_open()?;
@@ -466,7 +538,16 @@ impl Aggregate for Case {
 
     fn evolve(mut self, event: &CaseEvent) -> Self {
         match event {
-            CaseEvent::CaseOpened { code, comune, due_on, kind, received_at, term_days, citizen, .. } => {
+            CaseEvent::CaseOpened {
+                code,
+                comune,
+                due_on,
+                kind,
+                received_at,
+                term_days,
+                citizen,
+                ..
+            } => {
                 self.status = CaseStatus::Received;
                 self.code = code.clone();
                 self.comune = comune.clone();
@@ -509,7 +590,11 @@ impl Aggregate for Case {
                 self.outcome = Some(*outcome);
             }
             CaseEvent::CaseReopened { .. } => {
-                self.status = if self.office.is_some() { CaseStatus::TakenInCharge } else { CaseStatus::Received };
+                self.status = if self.office.is_some() {
+                    CaseStatus::TakenInCharge
+                } else {
+                    CaseStatus::Received
+                };
                 self.outcome = None;
             }
             CaseEvent::CaseWithdrawn { .. } => {

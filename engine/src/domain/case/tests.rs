@@ -10,7 +10,11 @@ fn date(day: u32) -> NaiveDate {
 }
 
 fn sealed(text: &str) -> Sealed {
-    Sealed { subject: Uuid::nil(), nonce: "bm9uY2U=".into(), ciphertext: text.into() }
+    Sealed {
+        subject: Uuid::nil(),
+        nonce: "bm9uY2U=".into(),
+        ciphertext: text.into(),
+    }
 }
 
 fn opened() -> CaseEvent {
@@ -32,27 +36,64 @@ fn opened() -> CaseEvent {
 
 fn open_command() -> CaseCommand {
     match opened() {
-        CaseEvent::CaseOpened { code, comune, kind, channel, service, subject, description, citizen, received_at, term_days, due_on, access_key_hash } => {
-            CaseCommand::Open(OpenCase { code, comune, kind, channel, service, subject, description, citizen, received_at, term_days, due_on, access_key_hash })
-        }
+        CaseEvent::CaseOpened {
+            code,
+            comune,
+            kind,
+            channel,
+            service,
+            subject,
+            description,
+            citizen,
+            received_at,
+            term_days,
+            due_on,
+            access_key_hash,
+        } => CaseCommand::Open(OpenCase {
+            code,
+            comune,
+            kind,
+            channel,
+            service,
+            subject,
+            description,
+            citizen,
+            received_at,
+            term_days,
+            due_on,
+            access_key_hash,
+        }),
         _ => unreachable!(),
     }
 }
 
 fn taken() -> CaseEvent {
-    CaseEvent::CaseTakenInCharge { office: "URP".into(), at: at(3), expected_by: date(1) }
+    CaseEvent::CaseTakenInCharge {
+        office: "URP".into(),
+        at: at(3),
+        expected_by: date(1),
+    }
 }
 
 fn answered() -> CaseEvent {
-    CaseEvent::CaseAnswered { text: "Intervento programmato".into(), at: at(10) }
+    CaseEvent::CaseAnswered {
+        text: "Intervento programmato".into(),
+        at: at(10),
+    }
 }
 
 fn closed(outcome: Outcome) -> CaseEvent {
-    CaseEvent::CaseClosed { outcome, at: at(11) }
+    CaseEvent::CaseClosed {
+        outcome,
+        at: at(11),
+    }
 }
 
 fn requested() -> CaseEvent {
-    CaseEvent::DocumentsRequested { documents: vec!["planimetria".into()], at: at(4) }
+    CaseEvent::DocumentsRequested {
+        documents: vec!["planimetria".into()],
+        at: at(4),
+    }
 }
 
 #[test]
@@ -62,43 +103,65 @@ fn opening_a_case_records_it_as_received() {
 
 #[test]
 fn it_rejects_opening_a_case_twice() {
-    given::<Case>(&[opened()]).when(&open_command()).then_refused(CaseError::AlreadyOpened);
+    given::<Case>(&[opened()])
+        .when(&open_command())
+        .then_refused(CaseError::AlreadyOpened);
 }
 
 #[test]
 fn it_rejects_a_term_beyond_180_days() {
-    let CaseCommand::Open(mut open) = open_command() else { unreachable!() };
+    let CaseCommand::Open(mut open) = open_command() else {
+        unreachable!()
+    };
     open.term_days = 181;
-    given::<Case>(&[]).when(&CaseCommand::Open(open)).then_refused(CaseError::TermOutOfRange(181));
+    given::<Case>(&[])
+        .when(&CaseCommand::Open(open))
+        .then_refused(CaseError::TermOutOfRange(181));
 }
 
 #[test]
 fn an_office_takes_a_received_case_in_charge_with_its_expected_date() {
     given::<Case>(&[opened()])
-        .when(&CaseCommand::TakeInCharge { office: "URP".into(), at: at(3), expected_by: date(1) })
+        .when(&CaseCommand::TakeInCharge {
+            office: "URP".into(),
+            at: at(3),
+            expected_by: date(1),
+        })
         .then(&[taken()]);
 }
 
 #[test]
 fn it_rejects_taking_in_charge_twice() {
     given::<Case>(&[opened(), taken()])
-        .when(&CaseCommand::TakeInCharge { office: "Tributi".into(), at: at(4), expected_by: date(1) })
+        .when(&CaseCommand::TakeInCharge {
+            office: "Tributi".into(),
+            at: at(4),
+            expected_by: date(1),
+        })
         .then_refused(CaseError::AlreadyInCharge("URP".into()));
 }
 
 #[test]
 fn it_rejects_assigning_before_taking_in_charge() {
     given::<Case>(&[opened()])
-        .when(&CaseCommand::Assign { operator: "rossi".into() })
+        .when(&CaseCommand::Assign {
+            operator: "rossi".into(),
+        })
         .then_refused(CaseError::NotTakenInCharge);
 }
 
 #[test]
 fn a_case_in_charge_is_assigned_and_reassigned() {
-    let first = CaseEvent::CaseAssigned { operator: "rossi".into() };
+    let first = CaseEvent::CaseAssigned {
+        operator: "rossi".into(),
+    };
     given::<Case>(&[opened(), taken(), first])
-        .when(&CaseCommand::Assign { operator: "bianchi".into() })
-        .then(&[CaseEvent::CaseAssigned { operator: "bianchi".into() }]);
+        .when(&CaseCommand::Assign {
+            operator: "bianchi".into(),
+        })
+        .then(&[CaseEvent::CaseAssigned {
+            operator: "bianchi".into(),
+        }]);
 }
 
 #[test]
@@ -110,109 +173,192 @@ fn a_transfer_hands_the_case_to_the_other_comune_which_takes_it_in_charge_again(
         at: at(5),
     };
     given::<Case>(&[opened(), taken()])
-        .when(&CaseCommand::Transfer { to_comune: "073029".into(), reason: "Competenza territoriale".into(), at: at(5) })
+        .when(&CaseCommand::Transfer {
+            to_comune: "073029".into(),
+            reason: "Competenza territoriale".into(),
+            at: at(5),
+        })
         .then(&[transferred.clone()]);
     let state: Case = crate::domain::fold(&[opened(), taken(), transferred.clone()]);
-    assert_eq!((state.comune.as_str(), state.status, state.code.as_str()), ("073029", CaseStatus::Received, "MAS-2026-000001"));
+    assert_eq!(
+        (state.comune.as_str(), state.status, state.code.as_str()),
+        ("073029", CaseStatus::Received, "MAS-2026-000001")
+    );
     given::<Case>(&[opened(), taken(), transferred])
-        .when(&CaseCommand::TakeInCharge { office: "URP Statte".into(), at: at(6), expected_by: date(1) })
-        .then(&[CaseEvent::CaseTakenInCharge { office: "URP Statte".into(), at: at(6), expected_by: date(1) }]);
+        .when(&CaseCommand::TakeInCharge {
+            office: "URP Statte".into(),
+            at: at(6),
+            expected_by: date(1),
+        })
+        .then(&[CaseEvent::CaseTakenInCharge {
+            office: "URP Statte".into(),
+            at: at(6),
+            expected_by: date(1),
+        }]);
 }
 
 #[test]
 fn it_rejects_a_transfer_to_the_comune_that_already_owns_it() {
     given::<Case>(&[opened()])
-        .when(&CaseCommand::Transfer { to_comune: "073015".into(), reason: "x".into(), at: at(5) })
+        .when(&CaseCommand::Transfer {
+            to_comune: "073015".into(),
+            reason: "x".into(),
+            at: at(5),
+        })
         .then_refused(CaseError::SameComune("073015".into()));
 }
 
 #[test]
 fn documents_suspend_the_case_and_their_arrival_moves_the_due_date() {
     given::<Case>(&[opened(), taken()])
-        .when(&CaseCommand::RequestDocuments { documents: vec!["planimetria".into()], at: at(4) })
+        .when(&CaseCommand::RequestDocuments {
+            documents: vec!["planimetria".into()],
+            at: at(4),
+        })
         .then(&[requested()]);
-    let received = CaseEvent::DocumentsReceived { at: at(14), suspended_days: 10, due_on: date(13) };
+    let received = CaseEvent::DocumentsReceived {
+        at: at(14),
+        suspended_days: 10,
+        due_on: date(13),
+    };
     given::<Case>(&[opened(), taken(), requested()])
-        .when(&CaseCommand::ReceiveDocuments { at: at(14), suspended_days: 10, due_on: date(13) })
+        .when(&CaseCommand::ReceiveDocuments {
+            at: at(14),
+            suspended_days: 10,
+            due_on: date(13),
+        })
         .then(&[received.clone()]);
     let state: Case = crate::domain::fold(&[opened(), taken(), requested(), received]);
-    assert_eq!((state.status, state.due_on), (CaseStatus::TakenInCharge, Some(date(13))));
+    assert_eq!(
+        (state.status, state.due_on),
+        (CaseStatus::TakenInCharge, Some(date(13)))
+    );
 }
 
 #[test]
 fn it_rejects_a_second_suspension() {
-    let received = CaseEvent::DocumentsReceived { at: at(14), suspended_days: 10, due_on: date(13) };
+    let received = CaseEvent::DocumentsReceived {
+        at: at(14),
+        suspended_days: 10,
+        due_on: date(13),
+    };
     given::<Case>(&[opened(), taken(), requested(), received])
-        .when(&CaseCommand::RequestDocuments { documents: vec!["altro".into()], at: at(15) })
+        .when(&CaseCommand::RequestDocuments {
+            documents: vec!["altro".into()],
+            at: at(15),
+        })
         .then_refused(CaseError::AlreadySuspendedOnce);
 }
 
 #[test]
 fn it_rejects_answering_a_suspended_case() {
     given::<Case>(&[opened(), taken(), requested()])
-        .when(&CaseCommand::Answer { text: "x".into(), at: at(5) })
+        .when(&CaseCommand::Answer {
+            text: "x".into(),
+            at: at(5),
+        })
         .then_refused(CaseError::Suspended);
 }
 
 #[test]
 fn it_rejects_documents_that_were_not_requested() {
     given::<Case>(&[opened(), taken()])
-        .when(&CaseCommand::ReceiveDocuments { at: at(5), suspended_days: 1, due_on: date(2) })
+        .when(&CaseCommand::ReceiveDocuments {
+            at: at(5),
+            suspended_days: 1,
+            due_on: date(2),
+        })
         .then_refused(CaseError::NotSuspended);
 }
 
 #[test]
 fn an_answered_case_closes_with_its_outcome() {
     given::<Case>(&[opened(), taken(), answered()])
-        .when(&CaseCommand::Close { outcome: Outcome::Accolta, at: at(11) })
+        .when(&CaseCommand::Close {
+            outcome: Outcome::Accolta,
+            at: at(11),
+        })
         .then(&[closed(Outcome::Accolta)]);
 }
 
 #[test]
 fn it_rejects_closing_as_accolta_before_an_answer() {
     given::<Case>(&[opened(), taken()])
-        .when(&CaseCommand::Close { outcome: Outcome::Accolta, at: at(11) })
+        .when(&CaseCommand::Close {
+            outcome: Outcome::Accolta,
+            at: at(11),
+        })
         .then_refused(CaseError::NotAnswered);
 }
 
 #[test]
 fn a_duplicate_closes_without_an_answer() {
     given::<Case>(&[opened()])
-        .when(&CaseCommand::Close { outcome: Outcome::Duplicata, at: at(11) })
+        .when(&CaseCommand::Close {
+            outcome: Outcome::Duplicata,
+            at: at(11),
+        })
         .then(&[closed(Outcome::Duplicata)]);
 }
 
 #[test]
 fn it_rejects_a_second_closing() {
     given::<Case>(&[opened(), taken(), answered(), closed(Outcome::Accolta)])
-        .when(&CaseCommand::Close { outcome: Outcome::Respinta, at: at(12) })
+        .when(&CaseCommand::Close {
+            outcome: Outcome::Respinta,
+            at: at(12),
+        })
         .then_refused(CaseError::Closed);
 }
 
 #[test]
 fn it_rejects_the_withdrawal_outcome_from_staff() {
     given::<Case>(&[opened(), taken(), answered()])
-        .when(&CaseCommand::Close { outcome: Outcome::RitirataDalCittadino, at: at(12) })
+        .when(&CaseCommand::Close {
+            outcome: Outcome::RitirataDalCittadino,
+            at: at(12),
+        })
         .then_refused(CaseError::WithdrawalOutcome);
 }
 
 #[test]
 fn a_closed_case_reopens_with_a_reason() {
-    let reopened = CaseEvent::CaseReopened { reason: "Il problema persiste".into(), at: at(20) };
+    let reopened = CaseEvent::CaseReopened {
+        reason: "Il problema persiste".into(),
+        at: at(20),
+    };
     given::<Case>(&[opened(), taken(), answered(), closed(Outcome::Accolta)])
-        .when(&CaseCommand::Reopen { reason: "Il problema persiste".into(), at: at(20) })
+        .when(&CaseCommand::Reopen {
+            reason: "Il problema persiste".into(),
+            at: at(20),
+        })
         .then(&[reopened.clone()]);
-    let state: Case = crate::domain::fold(&[opened(), taken(), answered(), closed(Outcome::Accolta), reopened]);
-    assert_eq!((state.status, state.outcome), (CaseStatus::TakenInCharge, None));
+    let state: Case = crate::domain::fold(&[
+        opened(),
+        taken(),
+        answered(),
+        closed(Outcome::Accolta),
+        reopened,
+    ]);
+    assert_eq!(
+        (state.status, state.outcome),
+        (CaseStatus::TakenInCharge, None)
+    );
 }
 
 #[test]
 fn it_rejects_reopening_without_a_reason_or_an_open_case() {
     given::<Case>(&[opened(), taken(), answered(), closed(Outcome::Accolta)])
-        .when(&CaseCommand::Reopen { reason: " ".into(), at: at(20) })
+        .when(&CaseCommand::Reopen {
+            reason: " ".into(),
+            at: at(20),
+        })
         .then_refused(CaseError::Empty("motivo"));
     given::<Case>(&[opened()])
-        .when(&CaseCommand::Reopen { reason: "x".into(), at: at(20) })
+        .when(&CaseCommand::Reopen {
+            reason: "x".into(),
+            at: at(20),
+        })
         .then_refused(CaseError::NotClosed);
 }
 
@@ -226,24 +372,36 @@ fn the_citizen_withdraws_an_open_case() {
 #[test]
 fn it_rejects_answering_a_withdrawn_case() {
     given::<Case>(&[opened(), taken(), CaseEvent::CaseWithdrawn { at: at(6) }])
-        .when(&CaseCommand::Answer { text: "x".into(), at: at(7) })
+        .when(&CaseCommand::Answer {
+            text: "x".into(),
+            at: at(7),
+        })
         .then_refused(CaseError::Withdrawn);
     given::<Case>(&[opened(), CaseEvent::CaseWithdrawn { at: at(6) }])
-        .when(&CaseCommand::Reopen { reason: "x".into(), at: at(7) })
+        .when(&CaseCommand::Reopen {
+            reason: "x".into(),
+            at: at(7),
+        })
         .then_refused(CaseError::Withdrawn);
 }
 
 #[test]
 fn it_rejects_anything_on_a_case_that_does_not_exist() {
     given::<Case>(&[])
-        .when(&CaseCommand::Answer { text: "x".into(), at: at(7) })
+        .when(&CaseCommand::Answer {
+            text: "x".into(),
+            at: at(7),
+        })
         .then_refused(CaseError::NotFound);
 }
 
 #[test]
 fn it_rejects_answering_twice() {
     given::<Case>(&[opened(), taken(), answered()])
-        .when(&CaseCommand::Answer { text: "ancora".into(), at: at(12) })
+        .when(&CaseCommand::Answer {
+            text: "ancora".into(),
+            at: at(12),
+        })
         .then_refused(CaseError::AlreadyAnswered);
 }
 

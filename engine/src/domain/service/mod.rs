@@ -91,15 +91,25 @@ impl CatalogueError {
             CatalogueError::NotFound => "Servizio o modulo inesistente.".into(),
             CatalogueError::Withdrawn => "Il servizio non è più attivo.".into(),
             CatalogueError::Empty(f) => format!("Il campo «{f}» è obbligatorio."),
-            CatalogueError::TermOutOfRange(d) => format!("Il termine deve essere tra 1 e 180 giorni (indicati {d})."),
-            CatalogueError::CodeMismatch(c) => format!("Il codice {c} non corrisponde al servizio."),
+            CatalogueError::TermOutOfRange(d) => {
+                format!("Il termine deve essere tra 1 e 180 giorni (indicati {d}).")
+            }
+            CatalogueError::CodeMismatch(c) => {
+                format!("Il codice {c} non corrisponde al servizio.")
+            }
             CatalogueError::UnpublishedDocument(d) => format!(
                 "Il modulo non può richiedere il documento «{d}»: non è pubblicato nella scheda del servizio (d.lgs. 33/2013, art. 35)."
             ),
             CatalogueError::DuplicateField(f) => format!("Il campo «{f}» compare due volte."),
-            CatalogueError::ChoiceWithoutOptions(f) => format!("Il campo a scelta «{f}» non ha opzioni."),
-            CatalogueError::VersionNotPublished(v) => format!("La versione {v} del modulo non è pubblicata."),
-            CatalogueError::VersionWithdrawn(v) => format!("La versione {v} del modulo è stata ritirata."),
+            CatalogueError::ChoiceWithoutOptions(f) => {
+                format!("Il campo a scelta «{f}» non ha opzioni.")
+            }
+            CatalogueError::VersionNotPublished(v) => {
+                format!("La versione {v} del modulo non è pubblicata.")
+            }
+            CatalogueError::VersionWithdrawn(v) => {
+                format!("La versione {v} del modulo è stata ritirata.")
+            }
         }
     }
 }
@@ -167,7 +177,9 @@ impl Aggregate for Service {
                 if reason.trim().is_empty() {
                     return Err(CatalogueError::Empty("motivo"));
                 }
-                ServiceEvent::ServiceWithdrawn { reason: reason.clone() }
+                ServiceEvent::ServiceWithdrawn {
+                    reason: reason.clone(),
+                }
             }
         }])
     }
@@ -195,12 +207,19 @@ impl Aggregate for Service {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FieldKind {
-    Text { max_length: usize },
+    Text {
+        max_length: usize,
+    },
     Email,
     Phone,
     Date,
-    Number { min: Option<f64>, max: Option<f64> },
-    Choice { options: Vec<String> },
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Choice {
+        options: Vec<String>,
+    },
     Boolean,
     /// The value is the name of an uploaded document.
     Attachment,
@@ -234,8 +253,13 @@ pub enum FormEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FormCommand {
     /// `service_documents` is what the service card publishes, looked up before deciding.
-    Publish { form: FormDef, service_documents: Vec<String> },
-    Withdraw { version: u32 },
+    Publish {
+        form: FormDef,
+        service_documents: Vec<String>,
+    },
+    Withdraw {
+        version: u32,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -255,7 +279,11 @@ impl Form {
     }
 
     pub fn latest_usable(&self) -> Option<(u32, &FormDef)> {
-        self.versions.iter().rev().find(|(_, (_, w))| !w).map(|(v, (d, _))| (*v, d))
+        self.versions
+            .iter()
+            .rev()
+            .find(|(_, (_, w))| !w)
+            .map(|(v, (d, _))| (*v, d))
     }
 }
 
@@ -267,11 +295,18 @@ impl Aggregate for Form {
 
     fn decide(&self, command: &FormCommand) -> Result<Vec<FormEvent>, CatalogueError> {
         Ok(vec![match command {
-            FormCommand::Publish { form, service_documents } => {
+            FormCommand::Publish {
+                form,
+                service_documents,
+            } => {
                 if form.title.trim().is_empty() {
                     return Err(CatalogueError::Empty("titolo"));
                 }
-                if let Some(doc) = form.documents.iter().find(|d| !service_documents.contains(d)) {
+                if let Some(doc) = form
+                    .documents
+                    .iter()
+                    .find(|d| !service_documents.contains(d))
+                {
                     return Err(CatalogueError::UnpublishedDocument(doc.clone()));
                 }
                 let mut names = std::collections::HashSet::new();
@@ -289,7 +324,10 @@ impl Aggregate for Form {
                     }
                 }
                 let version = self.versions.keys().last().copied().unwrap_or(0) + 1;
-                FormEvent::FormVersionPublished { version, form: form.clone() }
+                FormEvent::FormVersionPublished {
+                    version,
+                    form: form.clone(),
+                }
             }
             FormCommand::Withdraw { version } => {
                 self.usable(*version)?;
@@ -336,18 +374,32 @@ pub fn validate_submission(
 ) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut err = |field: &str, code: &'static str, message: String| {
-        errors.push(FieldError { field: field.to_owned(), code, message })
+        errors.push(FieldError {
+            field: field.to_owned(),
+            code,
+            message,
+        })
     };
     for name in values.keys() {
         if !form.fields.iter().any(|f| &f.name == name) {
-            err(name, "field_unknown", format!("Il campo «{name}» non è previsto dal modulo pubblicato."));
+            err(
+                name,
+                "field_unknown",
+                format!("Il campo «{name}» non è previsto dal modulo pubblicato."),
+            );
         }
     }
     for field in &form.fields {
-        let value = values.get(&field.name).filter(|v| !v.is_null() && *v != &Value::String(String::new()));
+        let value = values
+            .get(&field.name)
+            .filter(|v| !v.is_null() && *v != &Value::String(String::new()));
         let Some(value) = value else {
             if field.required {
-                err(&field.name, "field_required", format!("Il campo «{}» è obbligatorio.", field.label));
+                err(
+                    &field.name,
+                    "field_required",
+                    format!("Il campo «{}» è obbligatorio.", field.label),
+                );
             }
             continue;
         };
@@ -360,7 +412,11 @@ pub fn validate_submission(
                     format!("Il campo «{label}» può avere al massimo {max_length} caratteri."),
                 ),
                 Some(_) => {}
-                None => err(&field.name, "field_not_text", format!("Il campo «{label}» deve essere un testo.")),
+                None => err(
+                    &field.name,
+                    "field_not_text",
+                    format!("Il campo «{label}» deve essere un testo."),
+                ),
             },
             FieldKind::Email => {
                 let ok = value.as_str().is_some_and(|s| {
@@ -369,23 +425,40 @@ pub fn validate_submission(
                         if !u.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !s.contains(' '))
                 });
                 if !ok {
-                    err(&field.name, "field_not_email", format!("Il campo «{label}» deve essere un indirizzo email valido."));
+                    err(
+                        &field.name,
+                        "field_not_email",
+                        format!("Il campo «{label}» deve essere un indirizzo email valido."),
+                    );
                 }
             }
             FieldKind::Phone => {
                 let ok = value.as_str().is_some_and(|s| {
-                    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '/' | '.')).collect();
+                    let digits: String = s
+                        .chars()
+                        .filter(|c| !matches!(c, ' ' | '-' | '/' | '.'))
+                        .collect();
                     let body = digits.strip_prefix('+').unwrap_or(&digits);
                     (6..=15).contains(&body.len()) && body.chars().all(|c| c.is_ascii_digit())
                 });
                 if !ok {
-                    err(&field.name, "field_not_phone", format!("Il campo «{label}» deve essere un numero di telefono."));
+                    err(
+                        &field.name,
+                        "field_not_phone",
+                        format!("Il campo «{label}» deve essere un numero di telefono."),
+                    );
                 }
             }
             FieldKind::Date => {
-                let ok = value.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok());
+                let ok = value
+                    .as_str()
+                    .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok());
                 if !ok {
-                    err(&field.name, "field_not_date", format!("Il campo «{label}» deve essere una data (AAAA-MM-GG)."));
+                    err(
+                        &field.name,
+                        "field_not_date",
+                        format!("Il campo «{label}» deve essere una data (AAAA-MM-GG)."),
+                    );
                 }
             }
             FieldKind::Number { min, max } => match value.as_f64() {
@@ -399,31 +472,61 @@ pub fn validate_submission(
                     ),
                 ),
                 Some(_) => {}
-                None => err(&field.name, "field_not_number", format!("Il campo «{label}» deve essere un numero.")),
+                None => err(
+                    &field.name,
+                    "field_not_number",
+                    format!("Il campo «{label}» deve essere un numero."),
+                ),
             },
             FieldKind::Choice { options } => {
-                if !value.as_str().is_some_and(|s| options.iter().any(|o| o == s)) {
-                    err(&field.name, "field_not_an_option", format!("Scegli una delle opzioni previste per «{label}»."));
+                if !value
+                    .as_str()
+                    .is_some_and(|s| options.iter().any(|o| o == s))
+                {
+                    err(
+                        &field.name,
+                        "field_not_an_option",
+                        format!("Scegli una delle opzioni previste per «{label}»."),
+                    );
                 }
             }
             FieldKind::Boolean => {
                 if !value.is_boolean() {
-                    err(&field.name, "field_not_boolean", format!("Il campo «{label}» deve essere sì o no."));
+                    err(
+                        &field.name,
+                        "field_not_boolean",
+                        format!("Il campo «{label}» deve essere sì o no."),
+                    );
                 }
             }
             FieldKind::Attachment => {
-                if !value.as_str().is_some_and(|s| documents.iter().any(|d| d == s)) {
-                    err(&field.name, "field_attachment_missing", format!("Allega il documento indicato in «{label}»."));
+                if !value
+                    .as_str()
+                    .is_some_and(|s| documents.iter().any(|d| d == s))
+                {
+                    err(
+                        &field.name,
+                        "field_attachment_missing",
+                        format!("Allega il documento indicato in «{label}»."),
+                    );
                 }
             }
         }
     }
     for doc in &form.documents {
         if !documents.contains(doc) {
-            err(doc, "document_missing", format!("Manca il documento richiesto: {doc}."));
+            err(
+                doc,
+                "document_missing",
+                format!("Manca il documento richiesto: {doc}."),
+            );
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]

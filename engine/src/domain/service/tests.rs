@@ -20,21 +20,69 @@ fn form() -> FormDef {
         service: "occupazione-suolo".into(),
         title: "Domanda di occupazione".into(),
         fields: vec![
-            FieldDef { name: "nome".into(), label: "Nome e cognome".into(), kind: FieldKind::Text { max_length: 80 }, required: true },
-            FieldDef { name: "email".into(), label: "Email".into(), kind: FieldKind::Email, required: true },
-            FieldDef { name: "telefono".into(), label: "Telefono".into(), kind: FieldKind::Phone, required: false },
-            FieldDef { name: "dal".into(), label: "Dal giorno".into(), kind: FieldKind::Date, required: true },
-            FieldDef { name: "mq".into(), label: "Metri quadri".into(), kind: FieldKind::Number { min: Some(1.0), max: Some(200.0) }, required: true },
-            FieldDef { name: "uso".into(), label: "Uso".into(), kind: FieldKind::Choice { options: vec!["cantiere".into(), "dehors".into()] }, required: true },
-            FieldDef { name: "privacy".into(), label: "Consenso".into(), kind: FieldKind::Boolean, required: true },
-            FieldDef { name: "pianta".into(), label: "Planimetria".into(), kind: FieldKind::Attachment, required: true },
+            FieldDef {
+                name: "nome".into(),
+                label: "Nome e cognome".into(),
+                kind: FieldKind::Text { max_length: 80 },
+                required: true,
+            },
+            FieldDef {
+                name: "email".into(),
+                label: "Email".into(),
+                kind: FieldKind::Email,
+                required: true,
+            },
+            FieldDef {
+                name: "telefono".into(),
+                label: "Telefono".into(),
+                kind: FieldKind::Phone,
+                required: false,
+            },
+            FieldDef {
+                name: "dal".into(),
+                label: "Dal giorno".into(),
+                kind: FieldKind::Date,
+                required: true,
+            },
+            FieldDef {
+                name: "mq".into(),
+                label: "Metri quadri".into(),
+                kind: FieldKind::Number {
+                    min: Some(1.0),
+                    max: Some(200.0),
+                },
+                required: true,
+            },
+            FieldDef {
+                name: "uso".into(),
+                label: "Uso".into(),
+                kind: FieldKind::Choice {
+                    options: vec!["cantiere".into(), "dehors".into()],
+                },
+                required: true,
+            },
+            FieldDef {
+                name: "privacy".into(),
+                label: "Consenso".into(),
+                kind: FieldKind::Boolean,
+                required: true,
+            },
+            FieldDef {
+                name: "pianta".into(),
+                label: "Planimetria".into(),
+                kind: FieldKind::Attachment,
+                required: true,
+            },
         ],
         documents: vec!["planimetria".into()],
     }
 }
 
 fn published() -> FormEvent {
-    FormEvent::FormVersionPublished { version: 1, form: form() }
+    FormEvent::FormVersionPublished {
+        version: 1,
+        form: form(),
+    }
 }
 
 fn good_values() -> BTreeMap<String, Value> {
@@ -47,25 +95,36 @@ fn good_values() -> BTreeMap<String, Value> {
 
 #[test]
 fn a_service_card_is_published_revised_and_withdrawn() {
-    given::<Service>(&[]).when(&ServiceCommand::Publish(card())).then(&[ServiceEvent::ServicePublished { card: card() }]);
+    given::<Service>(&[])
+        .when(&ServiceCommand::Publish(card()))
+        .then(&[ServiceEvent::ServicePublished { card: card() }]);
     let mut revised = card();
     revised.term_days = 60;
     given::<Service>(&[ServiceEvent::ServicePublished { card: card() }])
         .when(&ServiceCommand::Revise(revised.clone()))
         .then(&[ServiceEvent::ServiceRevised { card: revised }]);
     given::<Service>(&[ServiceEvent::ServicePublished { card: card() }])
-        .when(&ServiceCommand::Withdraw { reason: "Servizio trasferito".into() })
-        .then(&[ServiceEvent::ServiceWithdrawn { reason: "Servizio trasferito".into() }]);
+        .when(&ServiceCommand::Withdraw {
+            reason: "Servizio trasferito".into(),
+        })
+        .then(&[ServiceEvent::ServiceWithdrawn {
+            reason: "Servizio trasferito".into(),
+        }]);
 }
 
 #[test]
 fn it_rejects_a_term_beyond_180_days_and_a_revision_of_a_withdrawn_service() {
     let mut long = card();
     long.term_days = 365;
-    given::<Service>(&[]).when(&ServiceCommand::Publish(long)).then_refused(CatalogueError::TermOutOfRange(365));
-    given::<Service>(&[ServiceEvent::ServicePublished { card: card() }, ServiceEvent::ServiceWithdrawn { reason: "x".into() }])
-        .when(&ServiceCommand::Revise(card()))
-        .then_refused(CatalogueError::Withdrawn);
+    given::<Service>(&[])
+        .when(&ServiceCommand::Publish(long))
+        .then_refused(CatalogueError::TermOutOfRange(365));
+    given::<Service>(&[
+        ServiceEvent::ServicePublished { card: card() },
+        ServiceEvent::ServiceWithdrawn { reason: "x".into() },
+    ])
+    .when(&ServiceCommand::Revise(card()))
+    .then_refused(CatalogueError::Withdrawn);
 }
 
 #[test]
@@ -73,27 +132,51 @@ fn a_form_version_may_only_ask_for_documents_the_service_card_publishes() {
     let mut asks_more = form();
     asks_more.documents.push("certificato antimafia".into());
     given::<Form>(&[])
-        .when(&FormCommand::Publish { form: asks_more, service_documents: card().documents })
-        .then_refused(CatalogueError::UnpublishedDocument("certificato antimafia".into()));
+        .when(&FormCommand::Publish {
+            form: asks_more,
+            service_documents: card().documents,
+        })
+        .then_refused(CatalogueError::UnpublishedDocument(
+            "certificato antimafia".into(),
+        ));
     given::<Form>(&[])
-        .when(&FormCommand::Publish { form: form(), service_documents: card().documents })
+        .when(&FormCommand::Publish {
+            form: form(),
+            service_documents: card().documents,
+        })
         .then(&[published()]);
 }
 
 #[test]
 fn versions_are_numbered_and_a_withdrawn_one_cannot_be_used() {
     given::<Form>(&[published()])
-        .when(&FormCommand::Publish { form: form(), service_documents: card().documents })
-        .then(&[FormEvent::FormVersionPublished { version: 2, form: form() }]);
-    let state: Form = crate::domain::fold(&[published(), FormEvent::FormVersionWithdrawn { version: 1 }]);
-    assert_eq!(state.usable(1).unwrap_err(), CatalogueError::VersionWithdrawn(1));
-    assert_eq!(state.usable(2).unwrap_err(), CatalogueError::VersionNotPublished(2));
+        .when(&FormCommand::Publish {
+            form: form(),
+            service_documents: card().documents,
+        })
+        .then(&[FormEvent::FormVersionPublished {
+            version: 2,
+            form: form(),
+        }]);
+    let state: Form =
+        crate::domain::fold(&[published(), FormEvent::FormVersionWithdrawn { version: 1 }]);
+    assert_eq!(
+        state.usable(1).unwrap_err(),
+        CatalogueError::VersionWithdrawn(1)
+    );
+    assert_eq!(
+        state.usable(2).unwrap_err(),
+        CatalogueError::VersionNotPublished(2)
+    );
     assert!(state.latest_usable().is_none());
 }
 
 #[test]
 fn a_complete_submission_passes() {
-    assert_eq!(validate_submission(&form(), &good_values(), &["planimetria".into()]), Ok(()));
+    assert_eq!(
+        validate_submission(&form(), &good_values(), &["planimetria".into()]),
+        Ok(())
+    );
 }
 
 #[test]
@@ -124,7 +207,9 @@ fn every_wrong_field_gets_its_own_message() {
             ("planimetria", "document_missing"),
         ]
     );
-    assert!(errors[1].message.contains("Nome e cognome") && errors[1].message.contains("obbligatorio"));
+    assert!(
+        errors[1].message.contains("Nome e cognome") && errors[1].message.contains("obbligatorio")
+    );
     assert!(errors[5].message.contains("tra 1 e 200"));
 }
 
@@ -132,7 +217,10 @@ fn every_wrong_field_gets_its_own_message() {
 fn an_optional_field_may_be_left_out_but_not_overlong() {
     let mut values = good_values();
     values.remove("telefono");
-    assert_eq!(validate_submission(&form(), &values, &["planimetria".into()]), Ok(()));
+    assert_eq!(
+        validate_submission(&form(), &values, &["planimetria".into()]),
+        Ok(())
+    );
     values.insert("nome".into(), json!("x".repeat(81)));
     let errors = validate_submission(&form(), &values, &["planimetria".into()]).unwrap_err();
     assert_eq!(errors[0].code, "field_too_long");
