@@ -65,11 +65,27 @@ fn embedded_master_key(db: &Path) -> anyhow::Result<MasterKey> {
         return MasterKey::from_base64(&text)
             .with_context(|| format!("{} is not a valid master key", file.display()));
     }
+    // Several processes may start on a fresh folder at once: write the key aside, then link it
+    // into place, which fails if another process got there first; then everyone reads the winner's.
     let key = MasterKey::generate();
-    write_private(&file, &key.to_base64())
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    tracing::warn!(path = %file.display(), "generated the vault's master key; back it up apart from the database");
-    Ok(key)
+    let draft = folder.join(format!(".master.key.{}", uuid::Uuid::new_v4().simple()));
+    write_private(&draft, &key.to_base64())
+        .with_context(|| format!("cannot write {}", draft.display()))?;
+    let linked = std::fs::hard_link(&draft, &file);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => {
+            tracing::warn!(path = %file.display(), "generated the vault's master key; back it up apart from the database");
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            MasterKey::from_base64(&text)
+                .with_context(|| format!("{} is not a valid master key", file.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", file.display())),
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

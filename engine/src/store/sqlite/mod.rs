@@ -68,10 +68,28 @@ impl SqliteStore {
                 StoreError::backend(BACKEND, format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let mut conn = open_connection(&path, true).map_err(|e| {
-            StoreError::backend(BACKEND, format!("cannot open {}: {e}", path.display()))
-        })?;
-        migrate(&mut conn).map_err(backend_error)?;
+        // Switching a new file to WAL and migrating need the lock for a moment; when several
+        // processes open the same new file at once, the losers wait and try again.
+        let mut attempt = 0;
+        let conn = loop {
+            let opened = open_connection(&path, true).and_then(|mut conn| {
+                migrate(&mut conn)?;
+                Ok(conn)
+            });
+            match opened {
+                Ok(conn) => break conn,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && attempt < 100 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20 + 5 * attempt));
+                }
+                Err(e) => {
+                    return Err(StoreError::backend(BACKEND, format!("cannot open {}: {e}", path.display())));
+                }
+            }
+        };
         let head = read_head(&conn).map_err(backend_error)?;
         let (head_tx, _) = watch::channel(head);
         let (tx, rx) = mpsc::channel();
