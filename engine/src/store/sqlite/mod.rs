@@ -79,14 +79,19 @@ impl SqliteStore {
             match opened {
                 Ok(conn) => break conn,
                 Err(rusqlite::Error::SqliteFailure(e, _))
-                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                        && attempt < 100 =>
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && attempt < 100 =>
                 {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20 + 5 * attempt));
                 }
                 Err(e) => {
-                    return Err(StoreError::backend(BACKEND, format!("cannot open {}: {e}", path.display())));
+                    return Err(StoreError::backend(
+                        BACKEND,
+                        format!("cannot open {}: {e}", path.display()),
+                    ));
                 }
             }
         };
