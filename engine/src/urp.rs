@@ -88,6 +88,20 @@ pub struct OpenedCase {
     pub position: u64,
 }
 
+/// A citizen's submission of a published form.
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    pub submission_id: Uuid,
+    pub form_id: String,
+    pub form_version: u32,
+    pub values: BTreeMap<String, Value>,
+    /// Names of the uploaded documents.
+    pub documents: Vec<String>,
+    pub comune: String,
+    pub citizen: CitizenInput,
+    pub submitted_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Submitted {
     pub submission_id: Uuid,
@@ -467,15 +481,19 @@ impl Urp {
     pub async fn submit(
         &self,
         actor: &Actor,
-        submission_id: Uuid,
-        form_id: &str,
-        form_version: u32,
-        values: BTreeMap<String, Value>,
-        documents: Vec<String>,
-        comune: &str,
-        citizen: CitizenInput,
-        submitted_at: DateTime<Utc>,
+        submission: NewSubmission,
     ) -> Result<Submitted, UrpError> {
+        let NewSubmission {
+            submission_id,
+            form_id,
+            form_version,
+            values,
+            documents,
+            comune,
+            citizen,
+            submitted_at,
+        } = submission;
+        let (form_id, comune) = (form_id.as_str(), comune.as_str());
         self.prefix(comune)?;
         let submission_stream = StreamId::new(Submission::CATEGORY, submission_id)?;
         if let (

@@ -12,7 +12,7 @@ use sportello_engine::domain::feedback::{FeedbackError, GiveFeedback, Scale, Tar
 use sportello_engine::domain::service::{FieldDef, FieldKind, FormDef, ServiceCard};
 use sportello_engine::domain::submission::SubmissionError;
 use sportello_engine::store::sqlite::SqliteStore;
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, Urp, UrpError};
+use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, Urp, UrpError};
 use sportello_engine::vault::{MasterKey, SqliteKeyStore, Unsealed, Vault};
 use sportello_engine::{EventLog, ReadAll};
 use std::sync::Arc;
@@ -250,6 +250,25 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
     ));
 }
 
+fn submission(
+    form_version: u32,
+    values: std::collections::BTreeMap<String, serde_json::Value>,
+    documents: Vec<String>,
+    citizen: CitizenInput,
+    submitted_at: chrono::DateTime<Utc>,
+) -> NewSubmission {
+    NewSubmission {
+        submission_id: Uuid::now_v7(),
+        form_id: "passo-carrabile".into(),
+        form_version,
+        values,
+        documents,
+        comune: "073015".into(),
+        citizen,
+        submitted_at,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_is_checked_against_the_published_form_then_numbered_and_opens_a_case() {
     let App { urp, dir: _dir } = app().await;
@@ -296,14 +315,7 @@ async fn a_submission_is_checked_against_the_published_form_then_numbered_and_op
     let refused = urp
         .submit(
             &citizen,
-            Uuid::now_v7(),
-            "passo-carrabile",
-            1,
-            Default::default(),
-            vec![],
-            "073015",
-            person(),
-            when,
+            submission(1, Default::default(), vec![], person(), when),
         )
         .await
         .unwrap_err();
@@ -317,14 +329,7 @@ async fn a_submission_is_checked_against_the_published_form_then_numbered_and_op
     let unpublished = urp
         .submit(
             &citizen,
-            Uuid::now_v7(),
-            "passo-carrabile",
-            2,
-            Default::default(),
-            vec![],
-            "073015",
-            person(),
-            when,
+            submission(2, Default::default(), vec![], person(), when),
         )
         .await
         .unwrap_err();
@@ -334,14 +339,7 @@ async fn a_submission_is_checked_against_the_published_form_then_numbered_and_op
     let done = urp
         .submit(
             &citizen,
-            Uuid::now_v7(),
-            "passo-carrabile",
-            1,
-            values,
-            vec!["planimetria".into()],
-            "073015",
-            person(),
-            when,
+            submission(1, values, vec!["planimetria".into()], person(), when),
         )
         .await
         .unwrap();

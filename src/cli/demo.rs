@@ -19,7 +19,7 @@ use sportello_config::Settings;
 use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
 use sportello_engine::domain::feedback::{GiveFeedback, Scale, Target, TargetType, reasons_for};
 use sportello_engine::domain::service::{FieldDef, FieldKind, FormDef, ServiceCard};
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, Urp, UrpError};
+use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, Urp, UrpError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::process::ExitCode;
@@ -360,6 +360,7 @@ fn values_for(rng: &mut Rng, form: &FormDef, email: &str) -> BTreeMap<String, se
         .collect()
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Action {
     Open {
         contact: Box<NewContact>,
@@ -434,7 +435,7 @@ fn working(at: DateTime<Utc>) -> DateTime<Utc> {
 pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let urp = open_urp(settings).await?;
     let started = Instant::now();
-    let mut rng = Rng(args.seed ^ 0x5EED_0F_5A0_7E11);
+    let mut rng = Rng(args.seed ^ 0x5EED_0F5A_07E1_1000);
     let start = Rome
         .with_ymd_and_hms(2024, 11, 1, 0, 0, 0)
         .unwrap()
@@ -531,7 +532,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode
             Err(e) => return Err(e).context("the demo could not record an action"),
         }
         done += 1;
-        if done % 10_000 == 0 {
+        if done.is_multiple_of(10_000) {
             eprintln!(
                 "demo: {done} actions, {opened} cases opened, {:.0} s",
                 started.elapsed().as_secs_f64()
@@ -916,19 +917,17 @@ async fn execute(
                         .clone()
                         .unwrap_or_else(|| "cittadino@example.it".into());
                     let values = values_for(rng, form, &email);
-                    urp.submit(
-                        &actor,
+                    let submission = NewSubmission {
                         submission_id,
-                        &card.code,
-                        1,
+                        form_id: card.code.clone(),
+                        form_version: 1,
                         values,
-                        form.documents.clone(),
-                        &contact.comune,
+                        documents: form.documents.clone(),
+                        comune: contact.comune.clone(),
                         citizen,
-                        at,
-                    )
-                    .await
-                    .map(|_| true)
+                        submitted_at: at,
+                    };
+                    urp.submit(&actor, submission).await.map(|_| true)
                 }
             }
         }

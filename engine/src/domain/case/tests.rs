@@ -178,7 +178,7 @@ fn a_transfer_hands_the_case_to_the_other_comune_which_takes_it_in_charge_again(
             reason: "Competenza territoriale".into(),
             at: at(5),
         })
-        .then(&[transferred.clone()]);
+        .then(std::slice::from_ref(&transferred));
     let state: Case = crate::domain::fold(&[opened(), taken(), transferred.clone()]);
     assert_eq!(
         (state.comune.as_str(), state.status, state.code.as_str()),
@@ -227,7 +227,7 @@ fn documents_suspend_the_case_and_their_arrival_moves_the_due_date() {
             suspended_days: 10,
             due_on: date(13),
         })
-        .then(&[received.clone()]);
+        .then(std::slice::from_ref(&received));
     let state: Case = crate::domain::fold(&[opened(), taken(), requested(), received]);
     assert_eq!(
         (state.status, state.due_on),
@@ -332,7 +332,7 @@ fn a_closed_case_reopens_with_a_reason() {
             reason: "Il problema persiste".into(),
             at: at(20),
         })
-        .then(&[reopened.clone()]);
+        .then(std::slice::from_ref(&reopened));
     let state: Case = crate::domain::fold(&[
         opened(),
         taken(),
