@@ -228,7 +228,7 @@ fn a_follower_sees_every_event_of_four_concurrent_writers_once_in_order() {
     let admin = postgres_admin_url();
     let name = format!("sportello_cli_{}", uuid::Uuid::new_v4().simple());
     psql(&admin, &format!("CREATE DATABASE {name}"));
-    let store = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let store = sportello_engine::store::postgres::with_database(&admin, &name);
     let result = std::panic::catch_unwind(|| {
         // Create the schema first so the follower and the writers start together.
         stdout(&sportello(&store, &["verify"]));

@@ -21,7 +21,7 @@ async fn erasure_on_postgres_leaves_neither_clear_text_nor_key() {
         .execute(&admin)
         .await
         .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let url = sportello_engine::store::postgres::with_database(&admin_url, &name);
     let outcome = tokio::spawn(async move {
         let store = PostgresStore::connect(&url).await.unwrap();
         let pool = store.pool().clone();

@@ -309,7 +309,9 @@ impl Scratch {
                 .await
                 .context("failed to create the bench database")?;
             admin.close().await;
-            settings.store.url = SecretUrl::new(replace_database(&url, &name));
+            settings.store.url = SecretUrl::new(sportello_engine::store::postgres::with_database(
+                &url, &name,
+            ));
             if target.keep {
                 eprintln!("bench store kept at {}", settings.store.url);
             } else {
@@ -347,20 +349,6 @@ impl Scratch {
         }
         Ok(())
     }
-}
-
-/// The URL with its database name replaced.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[start..].find('/') {
-        Some(i) => &base[..start + i],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
 }
 
 /// Durable 4 KiB overwrites per second in `dir` for about a second: the bound on sequential

@@ -65,7 +65,7 @@ pub async fn postgres() -> Fixture {
         .execute(&admin)
         .await
         .expect("create a test database");
-    let url = database_url(&admin_url, &name);
+    let url = sportello_engine::store::postgres::with_database(&admin_url, &name);
     let store = PostgresStore::connect(&url)
         .await
         .expect("open PostgreSQL store");
@@ -113,18 +113,4 @@ pub async fn admin_pool(admin_url: &str) -> sqlx::PgPool {
              SPORTELLO_TEST_POSTGRES_URL at a server where this user may create databases."
         ),
     }
-}
-
-/// The admin URL with its database replaced by `name`.
-pub fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin_url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
 }

@@ -83,7 +83,7 @@ impl PostgresStore {
             .map_err(|e| {
                 backend_error(format!(
                     "cannot connect to {}: {e}",
-                    sportello_redacted(url)
+                    sportello_config::SecretUrl::new(url)
                 ))
             })?;
         migrate(&pool).await?;
@@ -124,16 +124,19 @@ impl PostgresStore {
     }
 }
 
-/// The URL without its password, for error messages.
-fn sportello_redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+/// `url` with its database name replaced by `database` (query parameters kept): for tools that
+/// create a scratch database on the same server.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[start..].find('/') {
+        Some(i) => &base[..start + i],
+        None => base,
+    };
+    format!("{base}/{database}{query}")
 }
 
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
@@ -617,5 +620,17 @@ impl EventStore for PostgresStore {
     async fn wait_for_append(&self, position: u64, timeout: Duration) {
         let mut head = self.inner.head.subscribe();
         let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > position)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn with_database_swaps_only_the_database_name() {
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "scratch"),
+            "postgres://u:p@h:5432/scratch?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
