@@ -567,3 +567,61 @@ fn the_demo_tells_the_whole_story_without_a_clear_name_in_the_store() {
         head_before
     );
 }
+
+#[test]
+fn the_demo_runs_on_postgres_with_a_configured_master_key_and_erasure_leaves_no_clear_text() {
+    let admin = postgres_admin_url();
+    let name = format!("sportello_demo_{}", uuid::Uuid::new_v4().simple());
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let store = sportello_engine::store::postgres::with_database(&admin, &name);
+    let result = std::panic::catch_unwind(|| {
+        let demo = |key: Option<&str>| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_sportello"));
+            command.args(["--store", &store, "demo", "--cases", "300", "--seed", "5"]);
+            match key {
+                Some(k) => command.env("SPORTELLO__VAULT__MASTER_KEY", k),
+                None => command.env_remove("SPORTELLO__VAULT__MASTER_KEY"),
+            };
+            command.output().unwrap()
+        };
+        let refused = demo(None);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("SPORTELLO__VAULT__MASTER_KEY"));
+        // 32 bytes of base64.
+        let out = stdout(&demo(Some("c3BvcnRlbGxvLXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU=")));
+        assert!(out.contains("300 cases opened"), "{out}");
+        let events = json_lines(&stdout(&sportello(&store, &["replay"])));
+        assert_gap_free(&events);
+        assert!(stdout(&sportello(&store, &["verify"])).starts_with("ok: "));
+        // Nothing personal in clear in any table, and erased subjects have no key left.
+        let count = |sql: &str| -> i64 {
+            let out = Command::new("psql")
+                .args([store.as_str(), "-qAtc", sql])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        for clear in ["Semeraro", "Carrieri", "example.it"] {
+            let rows = count(&format!(
+                "SELECT (SELECT count(*) FROM events e WHERE e::text LIKE '%{clear}%') + \
+                 (SELECT count(*) FROM subject_keys k WHERE k::text LIKE '%{clear}%')"
+            ));
+            assert_eq!(rows, 0, "{clear} in clear");
+        }
+        let erased = events
+            .iter()
+            .filter(|e| e["type"] == "SubjectErased")
+            .count() as i64;
+        assert_eq!(
+            count("SELECT count(*) FROM subject_keys WHERE wrapped IS NULL"),
+            erased
+        );
+    });
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
