@@ -183,7 +183,28 @@ fn backend_error(e: rusqlite::Error) -> StoreError {
     StoreError::backend(BACKEND, e)
 }
 
+/// What the writer knows from its own commits: stream heads and the log's head position. Valid
+/// while no other connection commits to the file, which `PRAGMA data_version` tells (it changes
+/// only for commits made by other connections, e.g. another process).
+#[derive(Default)]
+struct WriterCache {
+    data_version: i64,
+    heads: HashMap<StreamId, StreamHead>,
+    head_position: Option<u64>,
+}
+
+/// Stream heads kept at most; past this the cache starts again empty.
+const MAX_CACHED_HEADS: usize = 100_000;
+
+impl WriterCache {
+    fn forget(&mut self) {
+        self.heads.clear();
+        self.head_position = None;
+    }
+}
+
 fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch::Sender<u64>) {
+    let mut cache = WriterCache::default();
     while let Ok(first) = jobs.recv() {
         let mut events = first.request.events.len();
         let mut batch = vec![first];
@@ -199,7 +220,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.request, j.reply)).unzip();
         tracing::trace!(appends = requests.len(), events, "writing a batch");
-        let results = match write_batch(&mut conn, &requests) {
+        let results = match write_batch(&mut conn, &requests, &mut cache) {
             Ok(plan) => {
                 if let Some(last) = plan.last_position() {
                     head.send_if_modified(|h| {
@@ -230,23 +251,54 @@ fn backend_error_ref(e: &rusqlite::Error) -> StoreError {
 
 /// Writes one batch in one transaction, ids assumed new (see [`refused_ids`]); a unique-index
 /// violation redoes the batch with every id looked up.
-fn write_batch(conn: &mut Connection, requests: &[AppendRequest]) -> rusqlite::Result<BatchPlan> {
-    match try_write_batch(conn, requests, false) {
+fn write_batch(
+    conn: &mut Connection,
+    requests: &[AppendRequest],
+    cache: &mut WriterCache,
+) -> rusqlite::Result<BatchPlan> {
+    let result = match try_write_batch(conn, requests, false, cache) {
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            try_write_batch(conn, requests, true)
+            cache.forget();
+            try_write_batch(conn, requests, true, cache)
         }
         other => other,
+    };
+    match &result {
+        Ok(plan)
+            if plan
+                .results
+                .iter()
+                .all(|r| !r.as_ref().is_err_and(StoreError::is_infrastructure)) =>
+        {
+            if let Some(last) = plan.last_position() {
+                cache.head_position = Some(last);
+            }
+            if cache.heads.len() + plan.new_heads.len() > MAX_CACHED_HEADS {
+                cache.heads.clear();
+            }
+            for head in &plan.new_heads {
+                cache.heads.insert(head.stream.clone(), head.clone());
+            }
+        }
+        _ => cache.forget(),
     }
+    result
 }
 
 fn try_write_batch(
     conn: &mut Connection,
     requests: &[AppendRequest],
     look_up_every_id: bool,
+    cache: &mut WriterCache,
 ) -> rusqlite::Result<BatchPlan> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    if data_version != cache.data_version {
+        cache.forget();
+        cache.data_version = data_version;
+    }
     let mut heads = HashMap::new();
     {
         let mut head_of = tx.prepare_cached(
@@ -254,6 +306,10 @@ fn try_write_batch(
         )?;
         for request in requests {
             if heads.contains_key(&request.stream) {
+                continue;
+            }
+            if let Some(known) = cache.heads.get(&request.stream) {
+                heads.insert(request.stream.clone(), known.clone());
                 continue;
             }
             let head = head_of
@@ -273,7 +329,10 @@ fn try_write_batch(
             }
         }
     }
-    let head_position = read_head(&tx)?;
+    let head_position = match cache.head_position {
+        Some(known) => known,
+        None => read_head(&tx)?,
+    };
     let recorded_at = super::types::truncate_to_micros(Utc::now());
     let context = |existing| BatchContext {
         heads: heads.clone(),
@@ -583,5 +642,36 @@ impl EventStore for SqliteStore {
     async fn wait_for_append(&self, position: u64, timeout: Duration) {
         let mut head = self.inner.head.subscribe();
         let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > position)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventLog;
+
+    /// Two stores on one file stand for two processes: each one's writer must notice the other's
+    /// commits (no stale stream head, no spurious conflict, an intact chain).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_writers_on_one_file_see_each_others_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a = EventLog::new(Arc::new(SqliteStore::open(&path).await.unwrap()));
+        let b = EventLog::new(Arc::new(SqliteStore::open(&path).await.unwrap()));
+        let stream = StreamId::parse("case-shared").unwrap();
+        for version in 0..40u64 {
+            let writer = if version % 2 == 0 { &a } else { &b };
+            let event = NewEvent::new("Noted", &serde_json::json!({ "v": version })).unwrap();
+            let outcome = writer
+                .append(stream.clone(), ExpectedVersion::Exact(version), vec![event])
+                .await
+                .unwrap();
+            assert_eq!(
+                (outcome.last_version, outcome.last_position),
+                (version + 1, version + 1)
+            );
+        }
+        let report = a.verify().await.unwrap();
+        assert_eq!((report.events, report.first_break), (40, None));
     }
 }
