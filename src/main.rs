@@ -34,6 +34,11 @@ enum Command {
     /// Measure the event store (see the README for the targets).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Build a projection again from the first event (all of them when no name is given).
+    Rebuild(cli::views::RebuildArgs),
+    /// Read a projection: `query cases` is the staff's inbox.
+    #[command(subcommand)]
+    Query(cli::views::QueryCommand),
     /// Fill the configured store with a realistic synthetic history.
     Demo(cli::demo::DemoArgs),
     /// Procedure terms: due dates and holidays (L. 241/1990).
@@ -69,5 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => cli::bench::run(&settings, command).await,
         Command::Calendar(command) => cli::calendar::run(&settings, command),
         Command::Demo(args) => cli::demo::run(&settings, args).await,
+        Command::Rebuild(args) => cli::views::run_rebuild(&settings, args).await,
+        Command::Query(command) => cli::views::run_query(&settings, command).await,
     }
 }

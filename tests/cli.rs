@@ -625,3 +625,77 @@ fn the_demo_runs_on_postgres_with_a_configured_master_key_and_erasure_leaves_no_
         std::panic::resume_unwind(panic);
     }
 }
+
+#[test]
+fn rebuild_then_query_cases_shows_the_inbox_as_a_table_json_or_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    stdout(&sportello(
+        &store,
+        &["demo", "--cases", "200", "--seed", "3"],
+    ));
+    let rebuilt = stdout(&sportello(&store, &["rebuild"]));
+    assert!(
+        rebuilt.starts_with("rebuilt inbox up to position "),
+        "{rebuilt}"
+    );
+    // Again at once: the first run released its lease.
+    stdout(&sportello(&store, &["rebuild", "inbox"]));
+    let unknown = sportello(&store, &["rebuild", "nonesuch"]);
+    assert!(!unknown.status.success());
+
+    let all: Value = serde_json::from_str(&stdout(&sportello(
+        &store,
+        &["query", "cases", "--format", "json", "--limit", "1000"],
+    )))
+    .unwrap();
+    assert_eq!(all["total"], 200);
+    let entries = all["entries"].as_array().unwrap();
+    let dues: Vec<&str> = entries
+        .iter()
+        .map(|e| e["due_on"].as_str().unwrap())
+        .collect();
+    assert!(dues.windows(2).all(|w| w[0] <= w[1]), "sorted by due date");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["code"].as_str().unwrap().len() == 15)
+    );
+
+    let massafra: Value = serde_json::from_str(&stdout(&sportello(
+        &store,
+        &[
+            "query", "cases", "--comune", "073015", "--status", "closed", "--format", "json",
+            "--limit", "1000",
+        ],
+    )))
+    .unwrap();
+    assert!(
+        massafra["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["comune"] == "073015" && e["status"] == "closed")
+    );
+
+    let overdue = stdout(&sportello(
+        &store,
+        &[
+            "query",
+            "cases",
+            "--overdue",
+            "--today",
+            "2030-01-01",
+            "--format",
+            "csv",
+        ],
+    ));
+    let mut lines = overdue.lines();
+    assert!(lines.next().unwrap().starts_with("codice,comune,tipo"));
+    assert!(
+        lines.all(|l| l.contains(",si,") || l.ends_with(",si")),
+        "{overdue}"
+    );
+    let table = stdout(&sportello(&store, &["query", "cases", "--limit", "3"]));
+    assert!(table.trim_end().ends_with("di 200 pratiche"), "{table}");
+}

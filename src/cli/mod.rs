@@ -4,6 +4,7 @@ pub mod demo;
 pub mod replay;
 pub mod telemetry;
 pub mod verify;
+pub mod views;
 
 use anyhow::{Context, bail};
 use sportello_config::Settings;

@@ -1,0 +1,361 @@
+//! The URP staff's inbox: one row per case, filtered and sorted by due date.
+
+use crate::model::{Column, Projection, SqlType, SqlValue};
+use crate::views::{Views, ViewsError};
+use chrono::NaiveDate;
+use serde::Serialize;
+use sportello_engine::domain::case::{CaseEvent, CaseStatus};
+use sportello_engine::store::rfc3339;
+use sportello_engine::{ReadAll, RecordedEvent};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboxRow {
+    pub id: String,
+    pub code: String,
+    /// The comune that owns the case now.
+    pub comune: String,
+    pub office: Option<String>,
+    pub operator: Option<String>,
+    pub kind: String,
+    pub channel: String,
+    pub service: Option<String>,
+    pub status: String,
+    pub received_at: String,
+    pub taken_in_charge_at: Option<String>,
+    pub answered_at: Option<String>,
+    pub closed_at: Option<String>,
+    /// Latest due date, moved by any suspension.
+    pub due_on: String,
+    pub outcome: Option<String>,
+    /// The comune it was transferred from, if any (the last one).
+    pub transferred_from: Option<String>,
+    pub citizen_subject: Option<String>,
+}
+
+const fn col(name: &'static str, indexed: bool) -> Column {
+    Column {
+        name,
+        sql_type: SqlType::Text,
+        indexed,
+    }
+}
+
+const COLUMNS: &[Column] = &[
+    col("id", false),
+    col("code", true),
+    col("comune", true),
+    col("office", true),
+    col("operator", true),
+    col("kind", true),
+    col("channel", true),
+    col("service", true),
+    col("status", true),
+    col("received_at", true),
+    col("taken_in_charge_at", false),
+    col("answered_at", false),
+    col("closed_at", false),
+    col("due_on", true),
+    col("outcome", false),
+    col("transferred_from", true),
+    col("citizen_subject", true),
+];
+
+fn status_name(status: CaseStatus) -> &'static str {
+    match status {
+        CaseStatus::New | CaseStatus::Received => "received",
+        CaseStatus::TakenInCharge => "taken_in_charge",
+        CaseStatus::Assigned => "assigned",
+        CaseStatus::Suspended => "suspended",
+        CaseStatus::Answered => "answered",
+        CaseStatus::Closed => "closed",
+    }
+}
+
+fn name_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub struct Inbox;
+
+impl Projection for Inbox {
+    type Row = InboxRow;
+    const NAME: &'static str = "inbox";
+    const VERSION: u32 = 1;
+
+    fn columns() -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn filter() -> ReadAll {
+        ReadAll {
+            categories: vec!["case".into()],
+            ..ReadAll::default()
+        }
+    }
+
+    fn key(event: &RecordedEvent) -> Option<String> {
+        Some(event.stream.id().to_owned())
+    }
+
+    fn apply(row: Option<InboxRow>, event: &RecordedEvent) -> Option<InboxRow> {
+        let Ok(case_event) = event.decode::<CaseEvent>() else {
+            tracing::warn!(
+                position = event.position,
+                "inbox: undecodable case event skipped"
+            );
+            return row;
+        };
+        if let CaseEvent::CaseOpened {
+            code,
+            comune,
+            kind,
+            channel,
+            service,
+            citizen,
+            received_at,
+            due_on,
+            ..
+        } = &case_event
+        {
+            return Some(InboxRow {
+                id: event.stream.id().to_owned(),
+                code: code.clone(),
+                comune: comune.clone(),
+                office: None,
+                operator: None,
+                kind: name_of(kind),
+                channel: name_of(channel),
+                service: service.clone(),
+                status: status_name(CaseStatus::Received).into(),
+                received_at: rfc3339(*received_at),
+                taken_in_charge_at: None,
+                answered_at: None,
+                closed_at: None,
+                due_on: due_on.to_string(),
+                outcome: None,
+                transferred_from: None,
+                citizen_subject: citizen.as_ref().map(|c| c.subject_id.to_string()),
+            });
+        }
+        let mut row = row?;
+        match case_event {
+            CaseEvent::CaseOpened { .. } => {}
+            CaseEvent::CaseTakenInCharge { office, at, .. } => {
+                row.office = Some(office);
+                row.taken_in_charge_at = Some(rfc3339(at));
+                row.status = status_name(CaseStatus::TakenInCharge).into();
+            }
+            CaseEvent::CaseAssigned { operator } => {
+                row.operator = Some(operator);
+                row.status = status_name(CaseStatus::Assigned).into();
+            }
+            CaseEvent::CaseTransferred {
+                from_comune,
+                to_comune,
+                ..
+            } => {
+                row.transferred_from = Some(from_comune);
+                row.comune = to_comune;
+                row.office = None;
+                row.operator = None;
+                row.status = status_name(CaseStatus::Received).into();
+            }
+            CaseEvent::DocumentsRequested { .. } => {
+                row.status = status_name(CaseStatus::Suspended).into()
+            }
+            CaseEvent::DocumentsReceived { due_on, .. } => {
+                row.due_on = due_on.to_string();
+                row.status = if row.operator.is_some() {
+                    "assigned"
+                } else {
+                    "taken_in_charge"
+                }
+                .into();
+            }
+            CaseEvent::CaseAnswered { at, .. } => {
+                row.answered_at = Some(rfc3339(at));
+                row.status = status_name(CaseStatus::Answered).into();
+            }
+            CaseEvent::CaseClosed { outcome, at } => {
+                row.closed_at = Some(rfc3339(at));
+                row.outcome = Some(name_of(&outcome));
+                row.status = status_name(CaseStatus::Closed).into();
+            }
+            CaseEvent::CaseReopened { .. } => {
+                row.closed_at = None;
+                row.answered_at = None;
+                row.outcome = None;
+                row.status = if row.office.is_some() {
+                    "taken_in_charge"
+                } else {
+                    "received"
+                }
+                .into();
+            }
+            CaseEvent::CaseWithdrawn { at } => {
+                row.closed_at = Some(rfc3339(at));
+                row.outcome = Some("ritirata_dal_cittadino".into());
+                row.status = status_name(CaseStatus::Closed).into();
+            }
+        }
+        Some(row)
+    }
+
+    fn to_values(r: &InboxRow) -> Vec<SqlValue> {
+        let t = |s: &String| SqlValue::Text(s.clone());
+        let o = |s: &Option<String>| SqlValue::text(s.clone());
+        vec![
+            t(&r.id),
+            t(&r.code),
+            t(&r.comune),
+            o(&r.office),
+            o(&r.operator),
+            t(&r.kind),
+            t(&r.channel),
+            o(&r.service),
+            t(&r.status),
+            t(&r.received_at),
+            o(&r.taken_in_charge_at),
+            o(&r.answered_at),
+            o(&r.closed_at),
+            t(&r.due_on),
+            o(&r.outcome),
+            o(&r.transferred_from),
+            o(&r.citizen_subject),
+        ]
+    }
+
+    fn from_values(values: Vec<SqlValue>) -> Option<InboxRow> {
+        let mut v = values.into_iter().map(|v| v.as_text().map(str::to_owned));
+        let mut next = || v.next().flatten();
+        Some(InboxRow {
+            id: next()?,
+            code: next()?,
+            comune: next()?,
+            office: next(),
+            operator: next(),
+            kind: next()?,
+            channel: next()?,
+            service: next(),
+            status: next()?,
+            received_at: next()?,
+            taken_in_charge_at: next(),
+            answered_at: next(),
+            closed_at: next(),
+            due_on: next()?,
+            outcome: next(),
+            transferred_from: next(),
+            citizen_subject: next(),
+        })
+    }
+}
+
+/// Filters of the inbox; every one is optional.
+#[derive(Debug, Clone, Default)]
+pub struct InboxQuery {
+    pub comune: Option<String>,
+    pub office: Option<String>,
+    pub operator: Option<String>,
+    pub kind: Option<String>,
+    pub channel: Option<String>,
+    pub service: Option<String>,
+    pub status: Option<String>,
+    pub code: Option<String>,
+    pub transferred_from: Option<String>,
+    /// Only cases still open past their due date (or only those not).
+    pub overdue: Option<bool>,
+    pub received_from: Option<NaiveDate>,
+    /// Exclusive.
+    pub received_until: Option<NaiveDate>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxEntry {
+    #[serde(flatten)]
+    pub row: InboxRow,
+    /// Days from `today` to the due date (negative when late); none once answered or closed.
+    pub days_left: Option<i64>,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxPage {
+    pub total: u64,
+    pub entries: Vec<InboxEntry>,
+}
+
+/// Reads the inbox as of `today` (for days left and lateness), sorted by due date.
+pub async fn query(
+    views: &Views,
+    q: &InboxQuery,
+    today: NaiveDate,
+) -> Result<InboxPage, ViewsError> {
+    let mut clauses = vec!["1 = 1".to_owned()];
+    let mut params = Vec::new();
+    let mut add = |clause: &str, value: SqlValue| {
+        params.push(value);
+        clauses.push(clause.replace('?', &Views::placeholder(params.len())));
+    };
+    for (column, value) in [
+        ("comune", &q.comune),
+        ("office", &q.office),
+        ("operator", &q.operator),
+        ("kind", &q.kind),
+        ("channel", &q.channel),
+        ("service", &q.service),
+        ("status", &q.status),
+        ("code", &q.code),
+        ("transferred_from", &q.transferred_from),
+    ] {
+        if let Some(v) = value {
+            add(&format!("{column} = ?"), SqlValue::Text(v.clone()));
+        }
+    }
+    let open = "status NOT IN ('answered', 'closed')";
+    match q.overdue {
+        Some(true) => add(
+            &format!("{open} AND due_on < ?"),
+            SqlValue::Text(today.to_string()),
+        ),
+        Some(false) => add(
+            &format!("NOT ({open} AND due_on < ?)"),
+            SqlValue::Text(today.to_string()),
+        ),
+        None => {}
+    }
+    if let Some(from) = q.received_from {
+        add("received_at >= ?", SqlValue::Text(from.to_string()));
+    }
+    if let Some(until) = q.received_until {
+        add("received_at < ?", SqlValue::Text(until.to_string()));
+    }
+    let limit = if q.limit == 0 { 50 } else { q.limit.min(1000) };
+    let (rows, total) = views
+        .select::<Inbox>(
+            &clauses.join(" AND "),
+            params,
+            "due_on, code",
+            limit,
+            q.offset,
+        )
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|row| {
+            let open = !matches!(row.status.as_str(), "answered" | "closed");
+            let due = NaiveDate::parse_from_str(&row.due_on, "%Y-%m-%d").ok();
+            let days_left = due.filter(|_| open).map(|d| (d - today).num_days());
+            InboxEntry {
+                overdue: days_left.is_some_and(|d| d < 0),
+                days_left,
+                row,
+            }
+        })
+        .collect();
+    Ok(InboxPage { total, entries })
+}

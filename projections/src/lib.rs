@@ -1,0 +1,17 @@
+//! The read side: projections of the log into tables that staff queries read.
+//!
+//! ## Layout
+//! - [`Projection`]: a read model as a pure function from (its row, an event) to its row, with
+//!   the columns it keeps; the same code serves SQLite and PostgreSQL.
+//! - [`Views`]: the database the read models live in (the store's own), with each projection's
+//!   checkpoint kept in the same transaction as its rows, and one runner per projection at a time.
+//! - [`runner`]: catch up from the checkpoint, then follow live appends; rebuild from zero.
+//! - [`inbox`]: the URP staff's case inbox.
+
+pub mod inbox;
+mod model;
+pub mod runner;
+mod views;
+
+pub use model::{Column, Projection, SqlType, SqlValue};
+pub use views::{Views, ViewsError};

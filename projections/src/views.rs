@@ -1,0 +1,586 @@
+//! The database the read models live in: the store's own (the SQLite file or the PostgreSQL
+//! database), so that a deployment has one thing to back up.
+//!
+//! A batch of events is applied in one transaction that also moves the projection's checkpoint:
+//! a crash at any point leaves rows and checkpoint agreeing, so no event is applied twice or
+//! skipped. One runner per projection at a time: on PostgreSQL a session advisory lock (released by
+//! the server if the runner dies); on SQLite a lease row renewed by every batch (taken over once it
+//! expires).
+
+use crate::model::{Projection, SqlType, SqlValue};
+use rusqlite::OptionalExtension;
+use rusqlite::types::{Value, ValueRef};
+use sportello_engine::RecordedEvent;
+use sqlx::{AssertSqlSafe, PgPool, Row};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name       TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    position   BIGINT  NOT NULL,
+    status     TEXT    NOT NULL, -- building | live
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS projection_leases (
+    name       TEXT   PRIMARY KEY,
+    owner      TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL -- unix milliseconds
+);";
+/// How long a SQLite runner's lease lasts without a renewal.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewsError {
+    #[error("read-model database failed: {0}")]
+    Database(String),
+    #[error("another runner holds projection {0}")]
+    LeaseLost(&'static str),
+    #[error(transparent)]
+    Store(#[from] sportello_engine::StoreError),
+}
+
+fn db(e: impl std::fmt::Display) -> ViewsError {
+    ViewsError::Database(e.to_string())
+}
+
+#[derive(Clone)]
+pub enum Views {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(PgPool),
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn sql_type(t: SqlType) -> &'static str {
+    match t {
+        SqlType::Text => "TEXT",
+        SqlType::Integer => "BIGINT",
+        SqlType::Real => "DOUBLE PRECISION",
+    }
+}
+
+impl Views {
+    /// The read models of the store at `url` (`sqlite://PATH` or `postgres://…`).
+    pub async fn open(url: &str) -> Result<Self, ViewsError> {
+        let views = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = Path::new(path).to_path_buf();
+            let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.busy_timeout(Duration::from_secs(30))?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                // Read models are rebuilt from the log: NORMAL is enough and halves the fsyncs.
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                Ok(conn)
+            })
+            .await
+            .map_err(db)?
+            .map_err(db)?;
+            Views::Sqlite(Arc::new(Mutex::new(conn)))
+        } else {
+            Views::Postgres(PgPool::connect(url).await.map_err(db)?)
+        };
+        views.execute_batch(SCHEMA.to_owned()).await?;
+        Ok(views)
+    }
+
+    async fn execute_batch(&self, sql: String) -> Result<(), ViewsError> {
+        match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    conn.lock().expect("views poisoned").execute_batch(&sql)
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)
+            }
+            Views::Postgres(pool) => {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates the projection's table, indexes and checkpoint if they do not exist.
+    pub async fn ensure<P: Projection>(&self) -> Result<(), ViewsError> {
+        self.create_table::<P>().await?;
+        self.create_indexes::<P>().await
+    }
+
+    /// The secondary indexes: built once at the end of a rebuild, faster than maintained row by row.
+    pub async fn create_indexes<P: Projection>(&self) -> Result<(), ViewsError> {
+        let table = P::table();
+        let mut sql = String::new();
+        for c in P::columns().iter().skip(1).filter(|c| c.indexed) {
+            sql.push_str(&format!(
+                "CREATE INDEX IF NOT EXISTS {table}_{0} ON {table} ({0});\n",
+                c.name
+            ));
+        }
+        self.execute_batch(sql).await
+    }
+
+    async fn create_table<P: Projection>(&self) -> Result<(), ViewsError> {
+        let table = P::table();
+        let columns: Vec<String> = P::columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let key = if i == 0 { " PRIMARY KEY" } else { "" };
+                format!("{} {}{key}", c.name, sql_type(c.sql_type))
+            })
+            .collect();
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({});\n",
+            columns.join(", ")
+        );
+        sql.push_str(&format!(
+            "INSERT INTO projection_checkpoints (name, version, position, status) VALUES ('{}', {}, 0, 'building') \
+             ON CONFLICT DO NOTHING;",
+            P::NAME,
+            P::VERSION
+        ));
+        self.execute_batch(sql).await
+    }
+
+    /// Drops the projection's rows and checkpoint, to build it again from the start; the
+    /// indexes come back with [`Views::create_indexes`].
+    pub async fn reset<P: Projection>(&self) -> Result<(), ViewsError> {
+        self.execute_batch(format!(
+            "DROP TABLE IF EXISTS {}; DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {};",
+            P::table(),
+            P::NAME,
+            P::VERSION
+        ))
+        .await?;
+        self.create_table::<P>().await
+    }
+
+    pub async fn checkpoint<P: Projection>(&self) -> Result<u64, ViewsError> {
+        let sql = "SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2";
+        let position: Option<i64> = match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    conn.lock()
+                        .expect("views poisoned")
+                        .query_row(sql, rusqlite::params![P::NAME, P::VERSION], |r| r.get(0))
+                        .optional()
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => sqlx::query_scalar(sql)
+                .bind(P::NAME)
+                .bind(P::VERSION as i64)
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?,
+        };
+        Ok(position.unwrap_or(0) as u64)
+    }
+
+    /// Marks the projection's version as the one queries read.
+    pub async fn mark_live<P: Projection>(&self) -> Result<(), ViewsError> {
+        self.execute_batch(format!(
+            "UPDATE projection_checkpoints SET status = 'live' WHERE name = '{}' AND version = {};",
+            P::NAME,
+            P::VERSION
+        ))
+        .await
+    }
+
+    /// Takes (or renews) the SQLite lease of a projection; always true on PostgreSQL, where the
+    /// runner holds an advisory lock instead (see [`crate::runner`]).
+    pub async fn take_lease<P: Projection>(&self, owner: &str) -> Result<bool, ViewsError> {
+        let Views::Sqlite(conn) = self else {
+            return Ok(true);
+        };
+        let (conn, owner) = (conn.clone(), owner.to_owned());
+        tokio::task::spawn_blocking(move || {
+            take_lease_sqlite(&conn.lock().expect("views poisoned"), P::NAME, &owner)
+        })
+        .await
+        .map_err(db)?
+    }
+
+    /// Gives up a SQLite lease at once (a runner that stops cleanly), instead of letting it expire.
+    pub async fn release_lease<P: Projection>(&self, owner: &str) -> Result<(), ViewsError> {
+        let Views::Sqlite(conn) = self else {
+            return Ok(());
+        };
+        let (conn, owner) = (conn.clone(), owner.to_owned());
+        tokio::task::spawn_blocking(move || {
+            conn.lock().expect("views poisoned").execute(
+                "DELETE FROM projection_leases WHERE name = ?1 AND owner = ?2",
+                rusqlite::params![P::NAME, owner],
+            )
+        })
+        .await
+        .map_err(db)?
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Applies `events` in one transaction with the checkpoint. Events at or below the checkpoint
+    /// are skipped (they were applied before a crash). Returns the new checkpoint.
+    pub async fn apply_batch<P: Projection>(
+        &self,
+        owner: &str,
+        events: Vec<RecordedEvent>,
+    ) -> Result<u64, ViewsError> {
+        match self {
+            Views::Sqlite(conn) => {
+                let (conn, owner) = (conn.clone(), owner.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    apply_sqlite::<P>(&mut conn.lock().expect("views poisoned"), &owner, &events)
+                })
+                .await
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => apply_postgres::<P>(pool, &events).await,
+        }
+    }
+
+    /// Rows of the projection matching `filter` (SQL with `$1…` placeholders), in `order`.
+    pub async fn select<P: Projection>(
+        &self,
+        filter: &str,
+        params: Vec<SqlValue>,
+        order: &str,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<P::Row>, u64), ViewsError> {
+        let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+        let table = P::table();
+        let rows_sql = format!(
+            "SELECT {} FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            columns.join(", ")
+        );
+        let count_sql = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
+                    let conn = conn.lock().expect("views poisoned");
+                    let values: Vec<Value> = params.iter().map(to_sqlite).collect();
+                    let total: i64 = conn
+                        .query_row(&count_sql, rusqlite::params_from_iter(values.iter()), |r| {
+                            r.get(0)
+                        })
+                        .map_err(db)?;
+                    let mut stmt = conn.prepare_cached(&rows_sql).map_err(db)?;
+                    let mut rows = stmt
+                        .query(rusqlite::params_from_iter(values.iter()))
+                        .map_err(db)?;
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next().map_err(db)? {
+                        out.extend(P::from_values(read_sqlite_row::<P>(row)?));
+                    }
+                    Ok((out, total as u64))
+                })
+                .await
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => {
+                let bind_all = |sql: String| {
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for p in &params {
+                        q = match p {
+                            SqlValue::Null => q.bind(None::<String>),
+                            SqlValue::Int(i) => q.bind(*i),
+                            SqlValue::Real(r) => q.bind(*r),
+                            SqlValue::Text(t) => q.bind(t.clone()),
+                        };
+                    }
+                    q
+                };
+                let total: i64 = bind_all(count_sql)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db)?
+                    .try_get(0)
+                    .map_err(db)?;
+                let rows = bind_all(rows_sql).fetch_all(pool).await.map_err(db)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.extend(P::from_values(read_pg_row::<P>(row)?));
+                }
+                Ok((out, total as u64))
+            }
+        }
+    }
+
+    /// The n-th parameter of a filter given to [`Views::select`]: `$n` on both databases
+    /// (SQLite numbers `$`-parameters in order of first appearance, so use them in order).
+    pub fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+}
+
+fn take_lease_sqlite(
+    conn: &rusqlite::Connection,
+    name: &str,
+    owner: &str,
+) -> Result<bool, ViewsError> {
+    let now = now_ms();
+    let expires = now + LEASE.as_millis() as i64;
+    let changed = conn
+        .execute(
+            "INSERT INTO projection_leases (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE projection_leases.owner = excluded.owner OR projection_leases.expires_at < ?4",
+            rusqlite::params![name, owner, expires, now],
+        )
+        .map_err(db)?;
+    Ok(changed > 0)
+}
+
+fn to_sqlite(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(i) => Value::Integer(*i),
+        SqlValue::Real(r) => Value::Real(*r),
+        SqlValue::Text(t) => Value::Text(t.clone()),
+    }
+}
+
+fn read_sqlite_row<P: Projection>(row: &rusqlite::Row<'_>) -> Result<Vec<SqlValue>, ViewsError> {
+    (0..P::columns().len())
+        .map(|i| {
+            Ok(match row.get_ref(i).map_err(db)? {
+                ValueRef::Null => SqlValue::Null,
+                ValueRef::Integer(v) => SqlValue::Int(v),
+                ValueRef::Real(v) => SqlValue::Real(v),
+                ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(_) => SqlValue::Null,
+            })
+        })
+        .collect()
+}
+
+fn read_pg_row<P: Projection>(row: &sqlx::postgres::PgRow) -> Result<Vec<SqlValue>, ViewsError> {
+    P::columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(match c.sql_type {
+                SqlType::Text => SqlValue::text(row.try_get::<Option<String>, _>(i).map_err(db)?),
+                SqlType::Integer => row
+                    .try_get::<Option<i64>, _>(i)
+                    .map_err(db)?
+                    .map_or(SqlValue::Null, SqlValue::Int),
+                SqlType::Real => row
+                    .try_get::<Option<f64>, _>(i)
+                    .map_err(db)?
+                    .map_or(SqlValue::Null, SqlValue::Real),
+            })
+        })
+        .collect()
+}
+
+/// Folds the batch into the rows it touches, in memory.
+fn fold_batch<P: Projection>(
+    mut rows: HashMap<String, Option<P::Row>>,
+    events: &[RecordedEvent],
+) -> HashMap<String, Option<P::Row>> {
+    for event in events {
+        if let Some(key) = P::key(event) {
+            let current = rows.remove(&key).flatten();
+            rows.insert(key, P::apply(current, event));
+        }
+    }
+    rows
+}
+
+fn apply_sqlite<P: Projection>(
+    conn: &mut rusqlite::Connection,
+    owner: &str,
+    events: &[RecordedEvent],
+) -> Result<u64, ViewsError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db)?;
+    if !take_lease_sqlite(&tx, P::NAME, owner)? {
+        return Err(ViewsError::LeaseLost(P::NAME));
+    }
+    let checkpoint: i64 = tx
+        .query_row(
+            "SELECT position FROM projection_checkpoints WHERE name = ?1 AND version = ?2",
+            rusqlite::params![P::NAME, P::VERSION],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let fresh: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.position as i64 > checkpoint)
+        .cloned()
+        .collect();
+    let Some(last) = fresh.last().map(|e| e.position) else {
+        return Ok(checkpoint as u64);
+    };
+    let table = P::table();
+    let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+    let mut rows: HashMap<String, Option<P::Row>> = HashMap::new();
+    {
+        let mut load = tx
+            .prepare_cached(&format!(
+                "SELECT {} FROM {table} WHERE id = ?1",
+                columns.join(", ")
+            ))
+            .map_err(db)?;
+        for key in fresh.iter().filter_map(P::key) {
+            if rows.contains_key(&key) {
+                continue;
+            }
+            let mut found = load.query([&key]).map_err(db)?;
+            let row = match found.next().map_err(db)? {
+                Some(r) => P::from_values(read_sqlite_row::<P>(r)?),
+                None => None,
+            };
+            rows.insert(key, row);
+        }
+    }
+    let rows = fold_batch::<P>(rows, &fresh);
+    {
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .skip(1)
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let mut upsert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
+                columns.join(", "),
+                marks.join(", "),
+                updates.join(", ")
+            ))
+            .map_err(db)?;
+        let mut delete = tx
+            .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
+            .map_err(db)?;
+        for (key, row) in &rows {
+            match row {
+                Some(row) => {
+                    let values: Vec<Value> = P::to_values(row).iter().map(to_sqlite).collect();
+                    upsert
+                        .execute(rusqlite::params_from_iter(values))
+                        .map_err(db)?;
+                }
+                None => {
+                    delete.execute([key]).map_err(db)?;
+                }
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE projection_checkpoints SET position = ?1 WHERE name = ?2 AND version = ?3",
+        rusqlite::params![last as i64, P::NAME, P::VERSION],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(last)
+}
+
+async fn apply_postgres<P: Projection>(
+    pool: &PgPool,
+    events: &[RecordedEvent],
+) -> Result<u64, ViewsError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2 FOR UPDATE",
+    )
+    .bind(P::NAME)
+    .bind(P::VERSION as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db)?;
+    let fresh: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.position as i64 > checkpoint)
+        .cloned()
+        .collect();
+    let Some(last) = fresh.last().map(|e| e.position) else {
+        return Ok(checkpoint as u64);
+    };
+    let table = P::table();
+    let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+    let mut keys: Vec<String> = fresh.iter().filter_map(P::key).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows: HashMap<String, Option<P::Row>> =
+        keys.iter().map(|k| (k.clone(), None)).collect();
+    for row in sqlx::query(AssertSqlSafe(format!(
+        "SELECT {} FROM {table} WHERE id = ANY($1)",
+        columns.join(", ")
+    )))
+    .persistent(false)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?
+    {
+        let values = read_pg_row::<P>(&row)?;
+        if let Some(SqlValue::Text(id)) = values.first().cloned() {
+            rows.insert(id, P::from_values(values));
+        }
+    }
+    let rows = fold_batch::<P>(rows, &fresh);
+    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .skip(1)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let upsert = format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
+        columns.join(", "),
+        marks.join(", "),
+        updates.join(", ")
+    );
+    for (key, row) in &rows {
+        match row {
+            Some(row) => {
+                let mut q = sqlx::query(AssertSqlSafe(upsert.clone()));
+                for (value, column) in P::to_values(row).into_iter().zip(P::columns()) {
+                    q = match (value, column.sql_type) {
+                        (SqlValue::Null, SqlType::Integer) => q.bind(None::<i64>),
+                        (SqlValue::Null, SqlType::Real) => q.bind(None::<f64>),
+                        (SqlValue::Null, SqlType::Text) => q.bind(None::<String>),
+                        (SqlValue::Int(i), _) => q.bind(i),
+                        (SqlValue::Real(r), _) => q.bind(r),
+                        (SqlValue::Text(t), _) => q.bind(t),
+                    };
+                }
+                q.execute(&mut *tx).await.map_err(db)?;
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE id = $1")))
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+    }
+    sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE name = $2 AND version = $3")
+        .bind(last as i64)
+        .bind(P::NAME)
+        .bind(P::VERSION as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(last)
+}

@@ -1,0 +1,415 @@
+//! The inbox projection on SQLite and PostgreSQL: rows, filters, exactly-once application,
+//! rebuild equal to the incremental build, and a single runner per projection.
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use futures::FutureExt;
+use sportello_config::Settings;
+use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
+use sportello_engine::store::postgres::{PostgresStore, with_database};
+use sportello_engine::store::sqlite::SqliteStore;
+use sportello_engine::urp::{Actor, CitizenInput, NewContact, Urp};
+use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
+use sportello_engine::{EventLog, EventStore};
+use sportello_projections::inbox::{Inbox, InboxQuery, query};
+use sportello_projections::runner::{acquire, catch_up, rebuild};
+use sportello_projections::{Projection, Views};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use uuid::Uuid;
+
+struct Backend {
+    url: String,
+    log: EventLog,
+    urp: Urp,
+    views: Views,
+}
+
+async fn sqlite(dir: &std::path::Path) -> Backend {
+    let db = dir.join("urp.db");
+    let url = format!("sqlite://{}", db.display());
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&db).await.unwrap());
+    let keys: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&db).unwrap());
+    backend(url, store, keys, dir).await
+}
+
+async fn postgres(name: &str, dir: &std::path::Path) -> Backend {
+    let url = with_database(&admin_url(), name);
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let keys: Arc<dyn KeyStore> = Arc::new(
+        PostgresKeyStore::connect(store.pool().clone())
+            .await
+            .unwrap(),
+    );
+    backend(url, Arc::new(store), keys, dir).await
+}
+
+async fn backend(
+    url: String,
+    store: Arc<dyn EventStore>,
+    keys: Arc<dyn KeyStore>,
+    dir: &std::path::Path,
+) -> Backend {
+    let log = EventLog::new(store);
+    let settings = Settings::load_from(dir, None, Vec::new()).unwrap();
+    let urp = Urp::new(
+        log.clone(),
+        Vault::new(&MasterKey::generate(), keys),
+        &settings,
+    );
+    let views = Views::open(&url).await.unwrap();
+    Backend {
+        url,
+        log,
+        urp,
+        views,
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn on_both<F, Fut>(case: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    case(sqlite(dir.path()).await).await;
+
+    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable ({e}): start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
+    });
+    let name = format!("sportello_views_{}", Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let pg_dir = tempfile::tempdir().unwrap();
+    let outcome = AssertUnwindSafe(async { case(postgres(&name, pg_dir.path()).await).await })
+        .catch_unwind()
+        .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn day(d: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, d, 9, 0, 0).unwrap()
+}
+
+/// Four cases: one open in Massafra, one transferred to Statte, one suspended, one closed.
+async fn history(urp: &Urp) -> Vec<Uuid> {
+    let staff = Actor {
+        name: "staff:test".into(),
+        ..Actor::default()
+    };
+    let mut ids = Vec::new();
+    for (comune, received) in [("073015", 2), ("073015", 3), ("073004", 4), ("073029", 5)] {
+        let opened = urp
+            .open_case(
+                &staff,
+                NewContact {
+                    case_id: Uuid::now_v7(),
+                    comune: comune.into(),
+                    kind: CaseKind::Segnalazione,
+                    channel: Channel::Sportello,
+                    service: None,
+                    subject: "Lampione spento".into(),
+                    description: None,
+                    citizen: Some(CitizenInput {
+                        name: Some("Rosa Greco".into()),
+                        ..CitizenInput::default()
+                    }),
+                    received_at: day(received),
+                    term_days: 30,
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(opened.case_id);
+    }
+    let act = |id: Uuid, command: CaseCommand| {
+        let staff = staff.clone();
+        async move { urp.act(&staff, id, Uuid::now_v7(), command).await.unwrap() }
+    };
+    for id in &ids {
+        act(
+            *id,
+            CaseCommand::TakeInCharge {
+                office: "URP".into(),
+                at: day(6),
+                expected_by: NaiveDate::MIN,
+            },
+        )
+        .await;
+    }
+    act(
+        ids[1],
+        CaseCommand::Transfer {
+            to_comune: "073029".into(),
+            reason: "Competenza".into(),
+            at: day(7),
+        },
+    )
+    .await;
+    act(
+        ids[2],
+        CaseCommand::RequestDocuments {
+            documents: vec!["foto".into()],
+            at: day(7),
+        },
+    )
+    .await;
+    act(
+        ids[3],
+        CaseCommand::Answer {
+            text: "Riparato".into(),
+            at: day(8),
+        },
+    )
+    .await;
+    act(
+        ids[3],
+        CaseCommand::Close {
+            outcome: Outcome::Accolta,
+            at: day(9),
+        },
+    )
+    .await;
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_shows_every_case_where_it_belongs_now() {
+    on_both(|b| async move {
+        let ids = history(&b.urp).await;
+        let guard = acquire::<Inbox>(&b.views, &b.url, "test-runner")
+            .await
+            .unwrap();
+        let checkpoint = catch_up::<Inbox>(&b.log, &b.views, &guard, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(checkpoint, b.log.head().await.unwrap());
+
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let all = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        assert_eq!(all.total, 4);
+        let dues: Vec<&str> = all.entries.iter().map(|e| e.row.due_on.as_str()).collect();
+        assert!(
+            dues.windows(2).all(|w| w[0] <= w[1]),
+            "sorted by due date: {dues:?}"
+        );
+
+        let statte = query(
+            &b.views,
+            &InboxQuery {
+                comune: Some("073029".into()),
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            statte.total, 2,
+            "the transferred case belongs to Statte now"
+        );
+        let moved = statte
+            .entries
+            .iter()
+            .find(|e| e.row.id == ids[1].to_string())
+            .unwrap();
+        assert_eq!(
+            (
+                moved.row.transferred_from.as_deref(),
+                moved.row.code.as_str()
+            ),
+            (Some("073015"), "MAS-2026-000002")
+        );
+        assert_eq!(
+            (moved.row.status.as_str(), moved.row.office.as_deref()),
+            ("received", None)
+        );
+
+        let closed = query(
+            &b.views,
+            &InboxQuery {
+                status: Some("closed".into()),
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        assert_eq!(closed.entries[0].row.outcome.as_deref(), Some("accolta"));
+        assert_eq!(closed.entries[0].days_left, None);
+
+        let suspended = query(
+            &b.views,
+            &InboxQuery {
+                status: Some("suspended".into()),
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        assert_eq!(suspended.entries[0].row.id, ids[2].to_string());
+        // 4 March + 30 days = 3 April: 14 days left on 20 March.
+        assert_eq!(suspended.entries[0].days_left, Some(14));
+
+        let late = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let overdue = query(
+            &b.views,
+            &InboxQuery {
+                overdue: Some(true),
+                ..InboxQuery::default()
+            },
+            late,
+        )
+        .await
+        .unwrap();
+        assert_eq!(overdue.total, 3, "every open case is late in May");
+        assert!(overdue.entries.iter().all(|e| e.overdue));
+        let page = query(
+            &b.views,
+            &InboxQuery {
+                limit: 2,
+                offset: 2,
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        assert_eq!((page.total, page.entries.len()), (4, 2));
+        let march_5 = query(
+            &b.views,
+            &InboxQuery {
+                received_from: NaiveDate::from_ymd_opt(2026, 3, 5),
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        assert_eq!(march_5.total, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
+    on_both(|b| async move {
+        let guard = acquire::<Inbox>(&b.views, &b.url, "test-runner")
+            .await
+            .unwrap();
+        // Incremental: follow the history as it is written, batch by batch.
+        let ids = history(&b.urp).await;
+        let events: Vec<_> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
+                .await
+                .unwrap();
+        for chunk in events.chunks(3) {
+            b.views
+                .apply_batch::<Inbox>(guard.owner(), chunk.to_vec())
+                .await
+                .unwrap();
+        }
+        // A batch replayed after a crash changes nothing.
+        let replayed = b
+            .views
+            .apply_batch::<Inbox>(guard.owner(), events.clone())
+            .await
+            .unwrap();
+        assert_eq!(replayed, events.last().unwrap().position);
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let incremental = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        assert_eq!(incremental.total, ids.len() as u64);
+
+        let mut seen = Vec::new();
+        rebuild::<Inbox>(&b.log, &b.views, &guard, |checkpoint, head| {
+            seen.push((checkpoint, head))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            seen.last().map(|(c, _)| *c),
+            Some(events.last().unwrap().position)
+        );
+        let rebuilt = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        let rows = |p: &sportello_projections::inbox::InboxPage| {
+            p.entries.iter().map(|e| e.row.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&rebuilt), rows(&incremental));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runner_waits_while_the_first_holds_the_projection() {
+    on_both(|b| async move {
+        let first = acquire::<Inbox>(&b.views, &b.url, "runner-a")
+            .await
+            .unwrap();
+        let second = tokio::time::timeout(
+            std::time::Duration::from_millis(1500),
+            acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+        )
+        .await;
+        assert!(second.is_err(), "the second runner must wait");
+        match &first {
+            sportello_projections::runner::RunnerGuard::Lease { .. } => {
+                // On SQLite the second one may not write a batch under its name either.
+                let err = b
+                    .views
+                    .apply_batch::<Inbox>("runner-b", vec![])
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, sportello_projections::ViewsError::LeaseLost("inbox")),
+                    "{err}"
+                );
+                assert!(!b.views.take_lease::<Inbox>("runner-b").await.unwrap());
+                assert!(
+                    b.views.take_lease::<Inbox>("runner-a").await.unwrap(),
+                    "the holder renews"
+                );
+                b.views.release_lease::<Inbox>("runner-a").await.unwrap();
+                let taken = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+                )
+                .await;
+                assert!(taken.is_ok(), "a released lease passes on at once");
+            }
+            sportello_projections::runner::RunnerGuard::Advisory { .. } => {
+                drop(first);
+                let taken = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+                )
+                .await;
+                assert!(
+                    taken.is_ok(),
+                    "the lock passes on when the first runner goes away"
+                );
+            }
+        }
+    })
+    .await;
+}

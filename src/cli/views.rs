@@ -1,0 +1,222 @@
+//! `sportello rebuild` and `sportello query`: the read models from the command line.
+
+use super::open_store;
+use anyhow::{Context, bail};
+use chrono::NaiveDate;
+use sportello_config::Settings;
+use sportello_projections::Views;
+use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
+use sportello_projections::runner::{acquire, rebuild};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Projections known to `rebuild`.
+const PROJECTIONS: &[&str] = &["inbox"];
+
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// The projection to rebuild (all when omitted): inbox.
+    name: Option<String>,
+}
+
+pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<&str> = match args.name.as_deref() {
+        None => PROJECTIONS.to_vec(),
+        Some(name) if PROJECTIONS.contains(&name) => vec![name],
+        Some(other) => bail!(
+            "unknown projection '{other}' (known: {})",
+            PROJECTIONS.join(", ")
+        ),
+    };
+    let log = open_store(settings).await?;
+    let url = settings.store.url.expose();
+    let views = Views::open(url)
+        .await
+        .context("failed to open the read models")?;
+    let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
+    for name in names {
+        let started = Instant::now();
+        let guard = acquire::<Inbox>(&views, url, &owner).await?;
+        let mut last_print = Instant::now();
+        let checkpoint = rebuild::<Inbox>(&log, &views, &guard, |checkpoint, head| {
+            if last_print.elapsed().as_millis() >= 200 {
+                last_print = Instant::now();
+                let percent = if head == 0 {
+                    100.0
+                } else {
+                    checkpoint as f64 * 100.0 / head as f64
+                };
+                let filled = (percent / 5.0) as usize;
+                eprint!(
+                    "\r{name:<8} [{:<20}] {percent:5.1}% position {checkpoint}/{head}",
+                    "#".repeat(filled.min(20))
+                );
+                let _ = std::io::stderr().flush();
+            }
+        })
+        .await?;
+        views.release_lease::<Inbox>(guard.owner()).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "\r{name:<8} [{}] 100.0% position {checkpoint}",
+            "#".repeat(20)
+        );
+        println!("rebuilt {name} up to position {checkpoint} in {seconds:.2} s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Subcommand)]
+pub enum QueryCommand {
+    /// The case inbox, sorted by due date.
+    Cases(CasesArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CasesArgs {
+    /// ISTAT code of the comune that owns the cases.
+    #[arg(long)]
+    comune: Option<String>,
+    #[arg(long)]
+    office: Option<String>,
+    #[arg(long)]
+    operator: Option<String>,
+    /// informazione, segnalazione, reclamo, suggerimento, accesso_agli_atti, accesso_civico.
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    channel: Option<String>,
+    #[arg(long)]
+    service: Option<String>,
+    /// received, taken_in_charge, assigned, suspended, answered, closed.
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    code: Option<String>,
+    #[arg(long)]
+    transferred_from: Option<String>,
+    /// Only open cases past their due date.
+    #[arg(long)]
+    overdue: bool,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    received_from: Option<NaiveDate>,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    received_until: Option<NaiveDate>,
+    /// The day that "days left" and "overdue" are counted from (default: today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    today: Option<NaiveDate>,
+    #[arg(long, default_value_t = 50)]
+    limit: u64,
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Result<ExitCode> {
+    let QueryCommand::Cases(args) = command;
+    let views = Views::open(settings.store.url.expose())
+        .await
+        .context("failed to open the read models")?;
+    views.ensure::<Inbox>().await?;
+    let today = args
+        .today
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let q = InboxQuery {
+        comune: args.comune,
+        office: args.office,
+        operator: args.operator,
+        kind: args.kind,
+        channel: args.channel,
+        service: args.service,
+        status: args.status,
+        code: args.code,
+        transferred_from: args.transferred_from,
+        overdue: args.overdue.then_some(true),
+        received_from: args.received_from,
+        received_until: args.received_until,
+        limit: args.limit,
+        offset: args.offset,
+    };
+    let page = query(&views, &q, today).await?;
+    print_page(&page, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(page)?)?,
+        Format::Csv => {
+            writeln!(
+                out,
+                "codice,comune,tipo,canale,stato,ufficio,operatore,ricevuta,scadenza,giorni_residui,in_ritardo,trasferita_da"
+            )?;
+            for e in &page.entries {
+                let r = &e.row;
+                let fields = [
+                    r.code.clone(),
+                    r.comune.clone(),
+                    r.kind.clone(),
+                    r.channel.clone(),
+                    r.status.clone(),
+                    r.office.clone().unwrap_or_default(),
+                    r.operator.clone().unwrap_or_default(),
+                    r.received_at.clone(),
+                    r.due_on.clone(),
+                    e.days_left.map(|d| d.to_string()).unwrap_or_default(),
+                    if e.overdue { "si" } else { "no" }.to_owned(),
+                    r.transferred_from.clone().unwrap_or_default(),
+                ];
+                let quoted: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        if f.contains([',', '"', '\n']) {
+                            format!("\"{}\"", f.replace('"', "\"\""))
+                        } else {
+                            f.clone()
+                        }
+                    })
+                    .collect();
+                writeln!(out, "{}", quoted.join(","))?;
+            }
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<16} {:<7} {:<18} {:<10} {:<16} {:<10} {:>6} ufficio",
+                "codice", "comune", "tipo", "canale", "stato", "scadenza", "giorni"
+            )?;
+            for e in &page.entries {
+                let r = &e.row;
+                let days = e
+                    .days_left
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let late = if e.overdue { " IN RITARDO" } else { "" };
+                writeln!(
+                    out,
+                    "{:<16} {:<7} {:<18} {:<10} {:<16} {:<10} {:>6} {}{late}",
+                    r.code,
+                    r.comune,
+                    r.kind,
+                    r.channel,
+                    r.status,
+                    r.due_on,
+                    days,
+                    r.office.as_deref().unwrap_or("-")
+                )?;
+            }
+            writeln!(out, "{} di {} pratiche", page.entries.len(), page.total)?;
+        }
+    }
+    Ok(())
+}
