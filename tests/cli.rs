@@ -698,4 +698,49 @@ fn rebuild_then_query_cases_shows_the_inbox_as_a_table_json_or_csv() {
     );
     let table = stdout(&sportello(&store, &["query", "cases", "--limit", "3"]));
     assert!(table.trim_end().ends_with("di 200 pratiche"), "{table}");
+
+    let stats: Value = serde_json::from_str(&stdout(&sportello(
+        &store,
+        &[
+            "query",
+            "satisfaction",
+            "--group-by",
+            "comune,month",
+            "--from",
+            "2024-11",
+            "--to",
+            "2026-10",
+            "--format",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let rows = stats["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        for key in [
+            "comune",
+            "month",
+            "scale",
+            "count",
+            "distribution",
+            "share_positive",
+            "reasons",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing in {row}");
+        }
+        let points = if row["scale"] == "stars" { 5 } else { 3 };
+        let distribution = row["distribution"].as_object().unwrap();
+        assert_eq!(distribution.len(), points);
+        assert_eq!(
+            distribution
+                .values()
+                .map(|v| v.as_i64().unwrap())
+                .sum::<i64>(),
+            row["count"].as_i64().unwrap()
+        );
+        assert_eq!(row.get("mean").is_some(), row["scale"] == "stars");
+    }
+    let bad = sportello(&store, &["query", "satisfaction", "--from", "2026-13"]);
+    assert!(!bad.status.success());
 }

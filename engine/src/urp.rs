@@ -622,6 +622,7 @@ impl Urp {
                 let case_id: Uuid = command.target.id.parse().map_err(|_| CaseError::NotFound)?;
                 let (case, _) = self.case(case_id).await?;
                 command.case_closed = Some(case.status == crate::domain::case::CaseStatus::Closed);
+                command.case_kind = case.kind;
                 feedback_id_for_case(case_id)
             }
             _ => Uuid::now_v7(),

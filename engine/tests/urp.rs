@@ -175,6 +175,7 @@ fn rating(case_id: Uuid, score: u8) -> GiveFeedback {
         comment: None,
         given_at: Utc.with_ymd_and_hms(2026, 4, 2, 9, 0, 0).unwrap(),
         case_closed: None,
+        case_kind: None,
     }
 }
 

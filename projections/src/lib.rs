@@ -7,10 +7,13 @@
 //!   checkpoint kept in the same transaction as its rows, and one runner per projection at a time.
 //! - [`runner`]: catch up from the checkpoint, then follow live appends; rebuild from zero.
 //! - [`inbox`]: the URP staff's case inbox.
+//! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
+//!   participation rate.
 
 pub mod inbox;
 mod model;
 pub mod runner;
+pub mod satisfaction;
 mod views;
 
 pub use model::{Column, Projection, SqlType, SqlValue};

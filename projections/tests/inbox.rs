@@ -413,3 +413,208 @@ async fn a_second_runner_waits_while_the_first_holds_the_projection() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate() {
+    use sportello_engine::domain::feedback::{GiveFeedback, Scale, Target, TargetType};
+    use sportello_projections::satisfaction::{
+        Closures, Ratings, SatisfactionQuery, query as satisfaction,
+    };
+    on_both(|b| async move {
+        let ids = history(&b.urp).await; // ids[3] is closed in Statte in March
+        let staff = Actor {
+            name: "staff:test".into(),
+            ..Actor::default()
+        };
+        // Close two more cases in Massafra (one answered, one as a duplicate).
+        b.urp
+            .act(
+                &staff,
+                ids[0],
+                Uuid::now_v7(),
+                CaseCommand::Answer {
+                    text: "ok".into(),
+                    at: day(10),
+                },
+            )
+            .await
+            .unwrap();
+        b.urp
+            .act(
+                &staff,
+                ids[0],
+                Uuid::now_v7(),
+                CaseCommand::Close {
+                    outcome: Outcome::Accolta,
+                    at: day(11),
+                },
+            )
+            .await
+            .unwrap();
+        let citizen = Actor {
+            name: "citizen".into(),
+            ..Actor::default()
+        };
+        let rate = |target: Target, comune: &str, scale: Scale, score: u8, reasons: &[&str]| {
+            GiveFeedback {
+                target,
+                comune: comune.into(),
+                channel: Channel::Web,
+                scale,
+                score,
+                reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                comment: None,
+                given_at: day(12),
+                case_closed: None,
+                case_kind: None,
+            }
+        };
+        let case = |id: Uuid| Target {
+            target_type: TargetType::Case,
+            id: id.to_string(),
+        };
+        let service = || Target {
+            target_type: TargetType::Service,
+            id: "passo-carrabile".into(),
+        };
+        b.urp
+            .give_feedback(
+                &citizen,
+                rate(
+                    case(ids[3]),
+                    "073029",
+                    Scale::Stars,
+                    5,
+                    &["indicazioni_chiare"],
+                ),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        b.urp
+            .give_feedback(
+                &citizen,
+                rate(
+                    case(ids[0]),
+                    "073015",
+                    Scale::Stars,
+                    2,
+                    &["problemi_tecnici"],
+                ),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        for (score, reasons) in [
+            (3u8, vec![]),
+            (1, vec!["tempi_di_attesa"]),
+            (1, vec!["tempi_di_attesa", "cortesia"]),
+        ] {
+            b.urp
+                .give_feedback(
+                    &citizen,
+                    rate(service(), "073015", Scale::Faces, score, &reasons),
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let ratings = acquire::<Ratings>(&b.views, &b.url, "test").await.unwrap();
+        catch_up::<Ratings>(&b.log, &b.views, &ratings, |_, _| {})
+            .await
+            .unwrap();
+        let closures = acquire::<Closures>(&b.views, &b.url, "test").await.unwrap();
+        catch_up::<Closures>(&b.log, &b.views, &closures, |_, _| {})
+            .await
+            .unwrap();
+
+        let by_comune = satisfaction(
+            &b.views,
+            &SatisfactionQuery {
+                group_by: vec!["comune".into()],
+                ..SatisfactionQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        let row = |comune: &str, scale: &str| {
+            by_comune
+                .rows
+                .iter()
+                .find(|r| r.keys["comune"] == comune && r.keys["scale"] == scale)
+                .cloned()
+                .unwrap()
+        };
+        let faces = row("073015", "faces");
+        assert_eq!(faces.count, 3);
+        assert_eq!(
+            faces.distribution.values().copied().collect::<Vec<_>>(),
+            [2, 0, 1]
+        );
+        assert!((faces.share_positive - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(faces.mean, None, "no mean on the faces scale");
+        assert_eq!(faces.reasons["tempi_di_attesa"], 2);
+        let stars = row("073015", "stars");
+        assert_eq!(
+            (stars.count, stars.mean, stars.share_positive),
+            (1, Some(2.0), 0.0)
+        );
+        // One rating of a closed case out of one case closed in Massafra in March.
+        assert_eq!(stars.participation_rate, Some(1.0));
+        let statte = row("073029", "stars");
+        assert_eq!(
+            (statte.count, statte.mean, statte.participation_rate),
+            (1, Some(5.0), Some(1.0))
+        );
+
+        let by_target = satisfaction(
+            &b.views,
+            &SatisfactionQuery {
+                group_by: vec!["target_type".into(), "target".into()],
+                from: Some("2026-03".into()),
+                to: Some("2026-03".into()),
+                ..SatisfactionQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        let kinds: Vec<(&str, &str)> = by_target
+            .rows
+            .iter()
+            .map(|r| (r.keys["target_type"].as_str(), r.keys["target"].as_str()))
+            .collect();
+        assert!(kinds.contains(&("case", "segnalazione")), "{kinds:?}");
+        assert!(kinds.contains(&("service", "passo-carrabile")), "{kinds:?}");
+        assert!(
+            by_target
+                .rows
+                .iter()
+                .all(|r| r.participation_rate.is_none())
+        );
+        let april = satisfaction(
+            &b.views,
+            &SatisfactionQuery {
+                from: Some("2026-04".into()),
+                ..SatisfactionQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(april.rows.is_empty());
+        assert!(
+            satisfaction(
+                &b.views,
+                &SatisfactionQuery {
+                    group_by: vec!["colour".into()],
+                    ..SatisfactionQuery::default()
+                }
+            )
+            .await
+            .is_err()
+        );
+    })
+    .await;
+}

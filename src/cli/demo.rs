@@ -828,6 +828,7 @@ fn plan_case(
             comment: None,
             given_at: at,
             case_closed: None,
+            case_kind: None,
         };
         t.push(
             at,

@@ -4,15 +4,17 @@ use super::open_store;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use sportello_config::Settings;
-use sportello_projections::Views;
+use sportello_engine::EventLog;
 use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
 use sportello_projections::runner::{acquire, rebuild};
+use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
+use sportello_projections::{Projection, Views};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Projections known to `rebuild`.
-const PROJECTIONS: &[&str] = &["inbox"];
+const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures"];
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {
@@ -36,35 +38,50 @@ pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Resu
         .context("failed to open the read models")?;
     let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
     for name in names {
-        let started = Instant::now();
-        let guard = acquire::<Inbox>(&views, url, &owner).await?;
-        let mut last_print = Instant::now();
-        let checkpoint = rebuild::<Inbox>(&log, &views, &guard, |checkpoint, head| {
-            if last_print.elapsed().as_millis() >= 200 {
-                last_print = Instant::now();
-                let percent = if head == 0 {
-                    100.0
-                } else {
-                    checkpoint as f64 * 100.0 / head as f64
-                };
-                let filled = (percent / 5.0) as usize;
-                eprint!(
-                    "\r{name:<8} [{:<20}] {percent:5.1}% position {checkpoint}/{head}",
-                    "#".repeat(filled.min(20))
-                );
-                let _ = std::io::stderr().flush();
-            }
-        })
-        .await?;
-        views.release_lease::<Inbox>(guard.owner()).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        eprintln!(
-            "\r{name:<8} [{}] 100.0% position {checkpoint}",
-            "#".repeat(20)
-        );
-        println!("rebuilt {name} up to position {checkpoint} in {seconds:.2} s");
+        match name {
+            "inbox" => rebuild_one::<Inbox>(&log, &views, url, &owner).await?,
+            "ratings" => rebuild_one::<Ratings>(&log, &views, url, &owner).await?,
+            _ => rebuild_one::<Closures>(&log, &views, url, &owner).await?,
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild_one<P: Projection>(
+    log: &EventLog,
+    views: &Views,
+    url: &str,
+    owner: &str,
+) -> anyhow::Result<()> {
+    let name = P::NAME;
+    let started = Instant::now();
+    let guard = acquire::<P>(views, url, owner).await?;
+    let mut last_print = Instant::now();
+    let checkpoint = rebuild::<P>(log, views, &guard, |checkpoint, head| {
+        if last_print.elapsed().as_millis() >= 200 {
+            last_print = Instant::now();
+            let percent = if head == 0 {
+                100.0
+            } else {
+                checkpoint as f64 * 100.0 / head as f64
+            };
+            let filled = (percent / 5.0) as usize;
+            eprint!(
+                "\r{name:<8} [{:<20}] {percent:5.1}% position {checkpoint}/{head}",
+                "#".repeat(filled.min(20))
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    views.release_lease::<P>(guard.owner()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "\r{name:<8} [{}] 100.0% position {checkpoint}",
+        "#".repeat(20)
+    );
+    println!("rebuilt {name} up to position {checkpoint} in {seconds:.2} s");
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,6 +95,35 @@ pub enum Format {
 pub enum QueryCommand {
     /// The case inbox, sorted by due date.
     Cases(CasesArgs),
+    /// Satisfaction statistics (CAD art. 7 c.3), grouped and filtered by any dimension.
+    Satisfaction(SatisfactionArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SatisfactionArgs {
+    /// First month, YYYY-MM.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last month, YYYY-MM (inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Comma-separated: comune, target_type, target, channel, month, scale.
+    #[arg(long, value_delimiter = ',')]
+    group_by: Vec<String>,
+    #[arg(long)]
+    comune: Option<String>,
+    /// service, page or case.
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long)]
+    channel: Option<String>,
+    /// faces or stars.
+    #[arg(long)]
+    scale: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -122,7 +168,10 @@ pub struct CasesArgs {
 }
 
 pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Result<ExitCode> {
-    let QueryCommand::Cases(args) = command;
+    let args = match command {
+        QueryCommand::Cases(args) => args,
+        QueryCommand::Satisfaction(args) => return run_satisfaction(settings, args).await,
+    };
     let views = Views::open(settings.store.url.expose())
         .await
         .context("failed to open the read models")?;
@@ -219,4 +268,68 @@ fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow::Result<ExitCode> {
+    for month in [&args.from, &args.to].into_iter().flatten() {
+        if chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_err() {
+            bail!("'{month}' is not a month: write it YYYY-MM");
+        }
+    }
+    let views = Views::open(settings.store.url.expose())
+        .await
+        .context("failed to open the read models")?;
+    views.ensure::<Ratings>().await?;
+    views.ensure::<Closures>().await?;
+    let q = SatisfactionQuery {
+        from: args.from,
+        to: args.to,
+        comune: args.comune,
+        target_type: args.target_type,
+        target: args.target,
+        channel: args.channel,
+        scale: args.scale,
+        group_by: args.group_by,
+    };
+    let report = satisfaction::query(&views, &q).await?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Csv | Format::Table => {
+            let separator = if args.format == Format::Csv {
+                ","
+            } else {
+                "\t"
+            };
+            let dims: Vec<String> = report
+                .rows
+                .first()
+                .map(|r| r.keys.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut header = dims.clone();
+            header.extend(
+                [
+                    "valutazioni",
+                    "quota_positive",
+                    "media",
+                    "tasso_partecipazione",
+                ]
+                .map(String::from),
+            );
+            writeln!(out, "{}", header.join(separator))?;
+            for r in &report.rows {
+                let mut fields: Vec<String> = r.keys.values().cloned().collect();
+                fields.push(r.count.to_string());
+                fields.push(format!("{:.3}", r.share_positive));
+                fields.push(r.mean.map(|m| format!("{m:.2}")).unwrap_or_default());
+                fields.push(
+                    r.participation_rate
+                        .map(|p| format!("{p:.3}"))
+                        .unwrap_or_default(),
+                );
+                writeln!(out, "{}", fields.join(separator))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

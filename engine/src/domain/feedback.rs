@@ -7,7 +7,7 @@
 //! feedback stream id is derived from the case id, so a second one finds the stream taken.
 
 use super::Aggregate;
-use super::case::Channel;
+use super::case::{CaseKind, Channel};
 use crate::vault::Sealed;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,9 @@ pub enum FeedbackEvent {
         reasons: Vec<String>,
         comment: Option<Sealed>,
         given_at: DateTime<Utc>,
+        /// For a case target: the kind of the case, so statistics can group by it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case_kind: Option<CaseKind>,
     },
 }
 
@@ -111,6 +114,8 @@ pub struct GiveFeedback {
     pub given_at: DateTime<Utc>,
     /// For a case target: whether the case is closed (looked up before deciding).
     pub case_closed: Option<bool>,
+    /// For a case target: its kind (looked up before deciding).
+    pub case_kind: Option<CaseKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,6 +251,9 @@ impl Aggregate for Feedback {
             reasons,
             comment: c.comment.as_ref().map(|s| s.sealed.clone()),
             given_at: c.given_at,
+            case_kind: c
+                .case_kind
+                .filter(|_| c.target.target_type == TargetType::Case),
         }])
     }
 
@@ -279,6 +287,7 @@ mod tests {
             comment: None,
             given_at: Utc.with_ymd_and_hms(2026, 5, 4, 11, 0, 0).unwrap(),
             case_closed: None,
+            case_kind: None,
         }
     }
 
@@ -292,6 +301,7 @@ mod tests {
             reasons: c.reasons.clone(),
             comment: None,
             given_at: c.given_at,
+            case_kind: c.case_kind,
         }
     }
 
