@@ -743,4 +743,35 @@ fn rebuild_then_query_cases_shows_the_inbox_as_a_table_json_or_csv() {
     }
     let bad = sportello(&store, &["query", "satisfaction", "--from", "2026-13"]);
     assert!(!bad.status.success());
+
+    let levels: Value = serde_json::from_str(&stdout(&sportello(
+        &store,
+        &[
+            "query",
+            "service-levels",
+            "--group-by",
+            "comune",
+            "--today",
+            "2026-11-26",
+            "--format",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let rows = levels["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["opened"].as_u64().unwrap())
+            .sum::<u64>(),
+        200
+    );
+    for row in rows {
+        assert!(row["closed_within_term"].as_u64() <= row["closed"].as_u64());
+        if let (Some(median), Some(p90)) = (
+            row["median_days_to_answer"].as_f64(),
+            row["p90_days_to_answer"].as_f64(),
+        ) {
+            assert!(median <= p90);
+        }
+    }
 }

@@ -9,11 +9,13 @@
 //! - [`inbox`]: the URP staff's case inbox.
 //! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
 //!   participation rate.
+//! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
 
 pub mod inbox;
 mod model;
 pub mod runner;
 pub mod satisfaction;
+pub mod service_levels;
 mod views;
 
 pub use model::{Column, Projection, SqlType, SqlValue};

@@ -618,3 +618,75 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overdue() {
+    use sportello_projections::service_levels::{ServiceLevelQuery, query as levels};
+    on_both(|b| async move {
+        history(&b.urp).await;
+        let guard = acquire::<Inbox>(&b.views, &b.url, "test").await.unwrap();
+        catch_up::<Inbox>(&b.log, &b.views, &guard, |_, _| {})
+            .await
+            .unwrap();
+        let may = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let report = levels(
+            &b.views,
+            &ServiceLevelQuery {
+                group_by: vec!["comune".into()],
+                ..ServiceLevelQuery::default()
+            },
+            may,
+        )
+        .await
+        .unwrap();
+        let row = |comune: &str| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.keys["comune"] == comune)
+                .cloned()
+                .unwrap()
+        };
+        let statte = row("073029");
+        // Its own case (answered in 3 days, closed in term) and the one transferred to it.
+        assert_eq!(
+            (statte.opened, statte.closed, statte.closed_within_term),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (
+                statte.share_within_term,
+                statte.median_days_to_answer,
+                statte.p90_days_to_answer
+            ),
+            (Some(1.0), Some(3.0), Some(3.0))
+        );
+        assert_eq!(statte.currently_overdue, 1);
+        assert_eq!(
+            (
+                row("073015").opened,
+                row("073015").currently_overdue,
+                row("073015").share_within_term
+            ),
+            (1, 1, None)
+        );
+        assert_eq!(
+            row("073004").currently_overdue,
+            1,
+            "a suspended case still counts when late"
+        );
+        let april = levels(
+            &b.views,
+            &ServiceLevelQuery {
+                from: Some("2026-04".into()),
+                group_by: vec!["month".into()],
+                ..ServiceLevelQuery::default()
+            },
+            may,
+        )
+        .await
+        .unwrap();
+        assert!(april.rows.is_empty(), "nothing happened after March");
+    })
+    .await;
+}

@@ -8,6 +8,7 @@ use sportello_engine::EventLog;
 use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
 use sportello_projections::runner::{acquire, rebuild};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
+use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::{Projection, Views};
 use std::io::Write;
 use std::process::ExitCode;
@@ -97,6 +98,30 @@ pub enum QueryCommand {
     Cases(CasesArgs),
     /// Satisfaction statistics (CAD art. 7 c.3), grouped and filtered by any dimension.
     Satisfaction(SatisfactionArgs),
+    /// Service levels per comune, kind and month (from the inbox).
+    ServiceLevels(ServiceLevelArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ServiceLevelArgs {
+    /// First month, YYYY-MM.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last month, YYYY-MM (inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Comma-separated: comune, kind, month.
+    #[arg(long, value_delimiter = ',')]
+    group_by: Vec<String>,
+    #[arg(long)]
+    comune: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    /// The day "currently overdue" is counted on (default: today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    today: Option<NaiveDate>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +196,7 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
     let args = match command {
         QueryCommand::Cases(args) => args,
         QueryCommand::Satisfaction(args) => return run_satisfaction(settings, args).await,
+        QueryCommand::ServiceLevels(args) => return run_service_levels(settings, args).await,
     };
     let views = Views::open(settings.store.url.expose())
         .await
@@ -270,12 +296,79 @@ fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow::Result<ExitCode> {
-    for month in [&args.from, &args.to].into_iter().flatten() {
+fn check_months(months: [&Option<String>; 2]) -> anyhow::Result<()> {
+    for month in months.into_iter().flatten() {
         if chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_err() {
             bail!("'{month}' is not a month: write it YYYY-MM");
         }
     }
+    Ok(())
+}
+
+async fn run_service_levels(
+    settings: &Settings,
+    args: ServiceLevelArgs,
+) -> anyhow::Result<ExitCode> {
+    check_months([&args.from, &args.to])?;
+    let views = Views::open(settings.store.url.expose())
+        .await
+        .context("failed to open the read models")?;
+    views.ensure::<Inbox>().await?;
+    let today = args
+        .today
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let q = ServiceLevelQuery {
+        from: args.from,
+        to: args.to,
+        comune: args.comune,
+        kind: args.kind,
+        group_by: args.group_by,
+    };
+    let report = service_levels::query(&views, &q, today).await?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Csv | Format::Table => {
+            let separator = if args.format == Format::Csv {
+                ","
+            } else {
+                "\t"
+            };
+            let mut header: Vec<String> = q.group_by.clone();
+            header.extend(
+                [
+                    "aperte",
+                    "chiuse",
+                    "chiuse_nei_termini",
+                    "quota_nei_termini",
+                    "giorni_risposta_mediana",
+                    "giorni_risposta_p90",
+                    "in_ritardo",
+                ]
+                .map(String::from),
+            );
+            writeln!(out, "{}", header.join(separator))?;
+            let number = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
+            for r in &report.rows {
+                let mut fields: Vec<String> = r.keys.values().cloned().collect();
+                fields.extend([
+                    r.opened.to_string(),
+                    r.closed.to_string(),
+                    r.closed_within_term.to_string(),
+                    number(r.share_within_term),
+                    number(r.median_days_to_answer),
+                    number(r.p90_days_to_answer),
+                    r.currently_overdue.to_string(),
+                ]);
+                writeln!(out, "{}", fields.join(separator))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow::Result<ExitCode> {
+    check_months([&args.from, &args.to])?;
     let views = Views::open(settings.store.url.expose())
         .await
         .context("failed to open the read models")?;
