@@ -136,13 +136,12 @@ pub async fn query(
             .closed_at
             .as_deref()
             .and_then(|c| local(c).map(|t| (t, month_of(c))))
+            && in_range(&month)
         {
-            if in_range(&month) {
-                let cell = cells.entry(key_of(row, &month)).or_default();
-                cell.closed += 1;
-                if due.is_some_and(|d| closed_at.date_naive() <= d) {
-                    cell.within += 1;
-                }
+            let cell = cells.entry(key_of(row, &month)).or_default();
+            cell.closed += 1;
+            if due.is_some_and(|d| closed_at.date_naive() <= d) {
+                cell.within += 1;
             }
         }
         if let Some(answered) = row.answered_at.as_deref().and_then(local) {
