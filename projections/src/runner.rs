@@ -142,3 +142,47 @@ pub async fn run<P: Projection>(
         }
     }
 }
+
+/// Where an "as of" build stops.
+#[derive(Debug, Clone, Copy)]
+pub enum AsOf {
+    /// Every event up to and including this global position.
+    Position(u64),
+    /// Every event that occurred before this instant.
+    Instant(chrono::DateTime<chrono::Utc>),
+}
+
+/// Builds `P` into `views` (a scratch database) from the log as it stood at `as_of`, leaving the
+/// live projections untouched. Returns the last position applied.
+pub async fn build_as_of<P: Projection>(
+    log: &EventLog,
+    views: &Views,
+    as_of: AsOf,
+) -> Result<u64, ViewsError> {
+    views.reset::<P>().await?;
+    let owner = "as-of";
+    if !views.take_lease::<P>(owner).await? {
+        return Err(ViewsError::LeaseLost(P::NAME));
+    }
+    let mut query = P::filter();
+    let cap = match as_of {
+        AsOf::Position(p) => p,
+        AsOf::Instant(t) => {
+            query.occurred_until = Some(query.occurred_until.map_or(t, |u| u.min(t)));
+            u64::MAX
+        }
+    };
+    let mut last = 0;
+    let mut batches = log
+        .read_all(query)
+        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= cap)))
+        .ready_chunks(BATCH);
+    while let Some(batch) = batches.next().await {
+        let events = batch
+            .into_iter()
+            .collect::<Result<Vec<RecordedEvent>, _>>()?;
+        last = views.apply_batch::<P>(owner, events).await?;
+    }
+    views.create_indexes::<P>().await?;
+    Ok(last)
+}

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use sportello_config::Settings;
 use sportello_engine::EventLog;
 use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
-use sportello_projections::runner::{acquire, rebuild};
+use sportello_projections::runner::{AsOf, acquire, build_as_of, rebuild};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::{Projection, Views};
@@ -104,6 +104,13 @@ pub enum QueryCommand {
 
 #[derive(clap::Args)]
 pub struct ServiceLevelArgs {
+    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
+    /// that leaves the live projections untouched.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
+    as_of: Option<NaiveDate>,
+    /// Compute it as the log stood at this global position.
+    #[arg(long, value_name = "POS")]
+    as_of_position: Option<u64>,
     /// First month, YYYY-MM.
     #[arg(long)]
     from: Option<String>,
@@ -126,6 +133,13 @@ pub struct ServiceLevelArgs {
 
 #[derive(clap::Args)]
 pub struct SatisfactionArgs {
+    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
+    /// that leaves the live projections untouched.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
+    as_of: Option<NaiveDate>,
+    /// Compute it as the log stood at this global position.
+    #[arg(long, value_name = "POS")]
+    as_of_position: Option<u64>,
     /// First month, YYYY-MM.
     #[arg(long)]
     from: Option<String>,
@@ -153,6 +167,13 @@ pub struct SatisfactionArgs {
 
 #[derive(clap::Args)]
 pub struct CasesArgs {
+    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
+    /// that leaves the live projections untouched.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
+    as_of: Option<NaiveDate>,
+    /// Compute it as the log stood at this global position.
+    #[arg(long, value_name = "POS")]
+    as_of_position: Option<u64>,
     /// ISTAT code of the comune that owns the cases.
     #[arg(long)]
     comune: Option<String>,
@@ -198,12 +219,13 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         QueryCommand::Satisfaction(args) => return run_satisfaction(settings, args).await,
         QueryCommand::ServiceLevels(args) => return run_service_levels(settings, args).await,
     };
-    let views = Views::open(settings.store.url.expose())
-        .await
-        .context("failed to open the read models")?;
+    let (views, _scratch) =
+        views_for(settings, as_of(args.as_of, args.as_of_position), &["inbox"]).await?;
     views.ensure::<Inbox>().await?;
+    // Days left and lateness count from the as-of day when there is one.
     let today = args
         .today
+        .or(args.as_of)
         .unwrap_or_else(|| chrono::Local::now().date_naive());
     let q = InboxQuery {
         comune: args.comune,
@@ -310,12 +332,13 @@ async fn run_service_levels(
     args: ServiceLevelArgs,
 ) -> anyhow::Result<ExitCode> {
     check_months([&args.from, &args.to])?;
-    let views = Views::open(settings.store.url.expose())
-        .await
-        .context("failed to open the read models")?;
+    let (views, _scratch) =
+        views_for(settings, as_of(args.as_of, args.as_of_position), &["inbox"]).await?;
     views.ensure::<Inbox>().await?;
+    // Days left and lateness count from the as-of day when there is one.
     let today = args
         .today
+        .or(args.as_of)
         .unwrap_or_else(|| chrono::Local::now().date_naive());
     let q = ServiceLevelQuery {
         from: args.from,
@@ -369,9 +392,12 @@ async fn run_service_levels(
 
 async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow::Result<ExitCode> {
     check_months([&args.from, &args.to])?;
-    let views = Views::open(settings.store.url.expose())
-        .await
-        .context("failed to open the read models")?;
+    let (views, _scratch) = views_for(
+        settings,
+        as_of(args.as_of, args.as_of_position),
+        &["ratings", "closures"],
+    )
+    .await?;
     views.ensure::<Ratings>().await?;
     views.ensure::<Closures>().await?;
     let q = SatisfactionQuery {
@@ -425,4 +451,73 @@ async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A scratch read-model database for "as of" queries: a temporary SQLite file, removed on drop.
+struct Scratch {
+    views: Views,
+    path: std::path::PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+fn as_of(date: Option<NaiveDate>, position: Option<u64>) -> Option<AsOf> {
+    use chrono::TimeZone;
+    match (date, position) {
+        (_, Some(p)) => Some(AsOf::Position(p)),
+        (Some(d), None) => {
+            let next = d
+                .succ_opt()
+                .unwrap_or(d)
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists");
+            let end = chrono_tz::Europe::Rome
+                .from_local_datetime(&next)
+                .earliest()
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|| next.and_utc());
+            Some(AsOf::Instant(end))
+        }
+        (None, None) => None,
+    }
+}
+
+/// The views to query: the live ones, or a scratch build of `P…` as of a past point.
+async fn views_for(
+    settings: &Settings,
+    point: Option<AsOf>,
+    build: &[&str],
+) -> anyhow::Result<(Views, Option<Scratch>)> {
+    let Some(point) = point else {
+        let views = Views::open(settings.store.url.expose())
+            .await
+            .context("failed to open the read models")?;
+        return Ok((views, None));
+    };
+    let log = open_store(settings).await?;
+    let path = std::env::temp_dir().join(format!(
+        "sportello-as-of-{}.db",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let views = Views::open(&format!("sqlite://{}", path.display()))
+        .await
+        .context("failed to create a scratch database")?;
+    let scratch = Scratch {
+        views: views.clone(),
+        path,
+    };
+    for name in build {
+        match *name {
+            "inbox" => build_as_of::<Inbox>(&log, &views, point).await?,
+            "ratings" => build_as_of::<Ratings>(&log, &views, point).await?,
+            _ => build_as_of::<Closures>(&log, &views, point).await?,
+        };
+    }
+    Ok((scratch.views.clone(), Some(scratch)))
 }
