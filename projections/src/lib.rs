@@ -9,8 +9,10 @@
 //! - [`inbox`]: the URP staff's case inbox.
 //! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
 //!   participation rate.
+//! - [`catalogue`]: the public catalogue of active services and their usable forms.
 //! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
 
+pub mod catalogue;
 pub mod inbox;
 mod model;
 pub mod runner;

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use sportello_config::Settings;
 use sportello_engine::EventLog;
+use sportello_projections::catalogue::{self, Catalogue};
 use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
 use sportello_projections::runner::{AsOf, acquire, build_as_of, rebuild};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// Projections known to `rebuild`.
-const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures"];
+const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures", "catalogue"];
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {
@@ -42,6 +43,7 @@ pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Resu
         match name {
             "inbox" => rebuild_one::<Inbox>(&log, &views, url, &owner).await?,
             "ratings" => rebuild_one::<Ratings>(&log, &views, url, &owner).await?,
+            "catalogue" => rebuild_one::<Catalogue>(&log, &views, url, &owner).await?,
             _ => rebuild_one::<Closures>(&log, &views, url, &owner).await?,
         }
     }
@@ -100,6 +102,22 @@ pub enum QueryCommand {
     Satisfaction(SatisfactionArgs),
     /// Service levels per comune, kind and month (from the inbox).
     ServiceLevels(ServiceLevelArgs),
+    /// The public catalogue: active services with their requirements and usable forms.
+    Catalogue(CatalogueArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CatalogueArgs {
+    /// Only the services of this comune (ISTAT code).
+    #[arg(long)]
+    comune: Option<String>,
+    /// The catalogue as it stood at the end of this day.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
+    as_of: Option<NaiveDate>,
+    #[arg(long, value_name = "POS")]
+    as_of_position: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -218,6 +236,7 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         QueryCommand::Cases(args) => args,
         QueryCommand::Satisfaction(args) => return run_satisfaction(settings, args).await,
         QueryCommand::ServiceLevels(args) => return run_service_levels(settings, args).await,
+        QueryCommand::Catalogue(args) => return run_catalogue(settings, args).await,
     };
     let (views, _scratch) =
         views_for(settings, as_of(args.as_of, args.as_of_position), &["inbox"]).await?;
@@ -516,8 +535,84 @@ async fn views_for(
         match *name {
             "inbox" => build_as_of::<Inbox>(&log, &views, point).await?,
             "ratings" => build_as_of::<Ratings>(&log, &views, point).await?,
+            "catalogue" => build_as_of::<Catalogue>(&log, &views, point).await?,
             _ => build_as_of::<Closures>(&log, &views, point).await?,
         };
     }
     Ok((scratch.views.clone(), Some(scratch)))
+}
+
+async fn run_catalogue(settings: &Settings, args: CatalogueArgs) -> anyhow::Result<ExitCode> {
+    let (views, _scratch) = views_for(
+        settings,
+        as_of(args.as_of, args.as_of_position),
+        &["catalogue"],
+    )
+    .await?;
+    views.ensure::<Catalogue>().await?;
+    let entries = catalogue::query(&views, args.comune.as_deref()).await?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
+        Format::Csv | Format::Table => {
+            let separator = if args.format == Format::Csv {
+                ","
+            } else {
+                "\t"
+            };
+            writeln!(
+                out,
+                "{}",
+                [
+                    "servizio",
+                    "titolo",
+                    "termine_giorni",
+                    "documenti",
+                    "moduli"
+                ]
+                .join(separator)
+            )?;
+            for e in &entries {
+                let field = |k: &str| {
+                    e.card
+                        .get(k)
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .unwrap_or_default()
+                };
+                let documents: Vec<String> = e.card["documents"]
+                    .as_array()
+                    .map(|d| {
+                        d.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let forms: Vec<String> = e
+                    .forms
+                    .iter()
+                    .map(|f| format!("{} v{}", f.id, f.version))
+                    .collect();
+                let quote = |s: String| {
+                    if args.format == Format::Csv && s.contains([',', '"']) {
+                        format!("\"{}\"", s.replace('"', "\"\""))
+                    } else {
+                        s
+                    }
+                };
+                let fields = [
+                    field("code"),
+                    field("title"),
+                    field("term_days"),
+                    documents.join("; "),
+                    forms.join("; "),
+                ];
+                writeln!(out, "{}", fields.map(quote).join(separator))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
