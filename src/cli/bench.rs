@@ -22,6 +22,17 @@ pub enum BenchCommand {
     Appends(AppendsArgs),
     /// Read the whole log back and decode every payload.
     Read(ReadArgs),
+    /// Rebuild every projection from a log of N cases (5 events each).
+    Rebuild(RebuildArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// Cases written to the fresh store before rebuilding (ignored with --in-place).
+    #[arg(long, default_value_t = 200_000)]
+    cases: u64,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Args)]
@@ -99,6 +110,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
     match command {
         BenchCommand::Appends(args) => appends(settings, args).await,
         BenchCommand::Read(args) => read(settings, args).await,
+        BenchCommand::Rebuild(args) => rebuild(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -387,4 +399,130 @@ fn resident_mb() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A case's life in five events, as the domain writes them (the sealed texts are stand-ins).
+fn case_events(n: u64) -> Vec<NewEvent> {
+    use chrono::{Duration, TimeZone, Utc};
+    use sportello_engine::domain::case::{CaseEvent, CaseKind, Channel, Outcome};
+    use sportello_engine::vault::Sealed;
+    let received = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap()
+        + Duration::minutes((n % 500_000) as i64);
+    let comune = ["073004", "073015", "073029"][(n % 3) as usize].to_owned();
+    let sealed = Sealed {
+        subject: uuid::Uuid::nil(),
+        nonce: "AAAAAAAAAAAAAAAA".into(),
+        ciphertext: "c2lnaWxsYXRv".into(),
+    };
+    let events = [
+        CaseEvent::CaseOpened {
+            code: format!("BEN-2025-{n:06}"),
+            comune: comune.clone(),
+            kind: CaseKind::ALL[(n % 6) as usize],
+            channel: Channel::ALL[(n % 7) as usize],
+            service: None,
+            subject: sealed,
+            description: None,
+            citizen: None,
+            received_at: received,
+            term_days: 30,
+            due_on: (received + Duration::days(30)).date_naive(),
+            access_key_hash: None,
+        },
+        CaseEvent::CaseTakenInCharge {
+            office: "URP".into(),
+            at: received + Duration::days(1),
+            expected_by: (received + Duration::days(30)).date_naive(),
+        },
+        CaseEvent::CaseAssigned {
+            operator: "staff:bench".into(),
+        },
+        CaseEvent::CaseAnswered {
+            text: "Risposta".into(),
+            at: received + Duration::days((n % 40) as i64 + 2),
+        },
+        CaseEvent::CaseClosed {
+            outcome: Outcome::Accolta,
+            at: received + Duration::days((n % 40) as i64 + 3),
+        },
+    ];
+    events
+        .iter()
+        .map(|e| {
+            let event_type = serde_json::to_value(e)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let metadata = sportello_engine::Metadata {
+                comune: Some(comune.clone()),
+                ..Default::default()
+            };
+            NewEvent::new(event_type, e)
+                .expect("a case event is a JSON object")
+                .with_metadata(metadata)
+        })
+        .collect()
+}
+
+async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
+    use sportello_projections::runner::{acquire, rebuild};
+    use sportello_projections::{Views, inbox::Inbox, satisfaction::Closures};
+    let scratch = Scratch::create(settings, &args.target).await?;
+    let log = open_store(&scratch.settings).await?;
+    if !args.target.in_place {
+        let started = Instant::now();
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let log = log.clone();
+                let cases = args.cases;
+                tokio::spawn(async move {
+                    for n in (w..cases).step_by(4) {
+                        log.append(
+                            StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?,
+                            ExpectedVersion::NoStream,
+                            case_events(n),
+                        )
+                        .await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await??;
+        }
+        eprintln!(
+            "seeded {} cases in {:.1} s",
+            args.cases,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let url = scratch.settings.store.url.expose().to_owned();
+    let views = Views::open(&url).await?;
+    let head = log.head().await?;
+    let rss_before = resident_mb();
+    let started = Instant::now();
+    let mut peak_rss = rss_before;
+    let guard = acquire::<Inbox>(&views, &url, "bench").await?;
+    rebuild::<Inbox>(&log, &views, &guard, |_, _| {
+        peak_rss = peak_rss.max(resident_mb())
+    })
+    .await?;
+    views.release_lease::<Inbox>("bench").await?;
+    let guard = acquire::<Closures>(&views, &url, "bench").await?;
+    rebuild::<Closures>(&log, &views, &guard, |_, _| {
+        peak_rss = peak_rss.max(resident_mb())
+    })
+    .await?;
+    views.release_lease::<Closures>("bench").await?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(views);
+    drop(log);
+    scratch.finish().await?;
+    println!(
+        "measure=rebuild store={} events={head} seconds={seconds:.3} events_per_s={:.0} rss_mb={peak_rss:.1} rss_before_mb={rss_before:.1}",
+        scratch.backend,
+        head as f64 / seconds
+    );
+    Ok(())
 }
