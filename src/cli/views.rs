@@ -87,6 +87,46 @@ async fn rebuild_one<P: Projection>(
     Ok(())
 }
 
+/// `--as-of` / `--as-of-position`, shared by every query.
+#[derive(clap::Args)]
+pub struct AsOfArgs {
+    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
+    /// that leaves the live projections untouched.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
+    as_of: Option<NaiveDate>,
+    /// Compute it as the log stood at this global position.
+    #[arg(long, value_name = "POS")]
+    as_of_position: Option<u64>,
+}
+
+impl AsOfArgs {
+    fn point(&self) -> Option<AsOf> {
+        as_of(self.as_of, self.as_of_position)
+    }
+}
+
+/// `--from` / `--to`, in months.
+#[derive(clap::Args)]
+pub struct MonthRange {
+    /// First month, YYYY-MM.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last month, YYYY-MM (inclusive).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl MonthRange {
+    fn check(&self) -> anyhow::Result<()> {
+        for month in [&self.from, &self.to].into_iter().flatten() {
+            if chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_err() {
+                bail!("'{month}' is not a month: write it YYYY-MM");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
@@ -111,30 +151,18 @@ pub struct CatalogueArgs {
     /// Only the services of this comune (ISTAT code).
     #[arg(long)]
     comune: Option<String>,
-    /// The catalogue as it stood at the end of this day.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
-    as_of: Option<NaiveDate>,
-    #[arg(long, value_name = "POS")]
-    as_of_position: Option<u64>,
+    #[command(flatten)]
+    when: AsOfArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
 
 #[derive(clap::Args)]
 pub struct ServiceLevelArgs {
-    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
-    /// that leaves the live projections untouched.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
-    as_of: Option<NaiveDate>,
-    /// Compute it as the log stood at this global position.
-    #[arg(long, value_name = "POS")]
-    as_of_position: Option<u64>,
-    /// First month, YYYY-MM.
-    #[arg(long)]
-    from: Option<String>,
-    /// Last month, YYYY-MM (inclusive).
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    when: AsOfArgs,
+    #[command(flatten)]
+    months: MonthRange,
     /// Comma-separated: comune, kind, month.
     #[arg(long, value_delimiter = ',')]
     group_by: Vec<String>,
@@ -151,19 +179,10 @@ pub struct ServiceLevelArgs {
 
 #[derive(clap::Args)]
 pub struct SatisfactionArgs {
-    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
-    /// that leaves the live projections untouched.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
-    as_of: Option<NaiveDate>,
-    /// Compute it as the log stood at this global position.
-    #[arg(long, value_name = "POS")]
-    as_of_position: Option<u64>,
-    /// First month, YYYY-MM.
-    #[arg(long)]
-    from: Option<String>,
-    /// Last month, YYYY-MM (inclusive).
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    when: AsOfArgs,
+    #[command(flatten)]
+    months: MonthRange,
     /// Comma-separated: comune, target_type, target, channel, month, scale.
     #[arg(long, value_delimiter = ',')]
     group_by: Vec<String>,
@@ -185,13 +204,8 @@ pub struct SatisfactionArgs {
 
 #[derive(clap::Args)]
 pub struct CasesArgs {
-    /// Compute it as the log stood at the end of this day (Europe/Rome), from a scratch build
-    /// that leaves the live projections untouched.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "as_of_position")]
-    as_of: Option<NaiveDate>,
-    /// Compute it as the log stood at this global position.
-    #[arg(long, value_name = "POS")]
-    as_of_position: Option<u64>,
+    #[command(flatten)]
+    when: AsOfArgs,
     /// ISTAT code of the comune that owns the cases.
     #[arg(long)]
     comune: Option<String>,
@@ -238,13 +252,12 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         QueryCommand::ServiceLevels(args) => return run_service_levels(settings, args).await,
         QueryCommand::Catalogue(args) => return run_catalogue(settings, args).await,
     };
-    let (views, _scratch) =
-        views_for(settings, as_of(args.as_of, args.as_of_position), &["inbox"]).await?;
+    let (views, _scratch) = views_for(settings, args.when.point(), &["inbox"]).await?;
     views.ensure::<Inbox>().await?;
     // Days left and lateness count from the as-of day when there is one.
     let today = args
         .today
-        .or(args.as_of)
+        .or(args.when.as_of)
         .unwrap_or_else(|| chrono::Local::now().date_naive());
     let q = InboxQuery {
         comune: args.comune,
@@ -337,31 +350,21 @@ fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_months(months: [&Option<String>; 2]) -> anyhow::Result<()> {
-    for month in months.into_iter().flatten() {
-        if chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_err() {
-            bail!("'{month}' is not a month: write it YYYY-MM");
-        }
-    }
-    Ok(())
-}
-
 async fn run_service_levels(
     settings: &Settings,
     args: ServiceLevelArgs,
 ) -> anyhow::Result<ExitCode> {
-    check_months([&args.from, &args.to])?;
-    let (views, _scratch) =
-        views_for(settings, as_of(args.as_of, args.as_of_position), &["inbox"]).await?;
+    args.months.check()?;
+    let (views, _scratch) = views_for(settings, args.when.point(), &["inbox"]).await?;
     views.ensure::<Inbox>().await?;
     // Days left and lateness count from the as-of day when there is one.
     let today = args
         .today
-        .or(args.as_of)
+        .or(args.when.as_of)
         .unwrap_or_else(|| chrono::Local::now().date_naive());
     let q = ServiceLevelQuery {
-        from: args.from,
-        to: args.to,
+        from: args.months.from,
+        to: args.months.to,
         comune: args.comune,
         kind: args.kind,
         group_by: args.group_by,
@@ -410,18 +413,14 @@ async fn run_service_levels(
 }
 
 async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow::Result<ExitCode> {
-    check_months([&args.from, &args.to])?;
-    let (views, _scratch) = views_for(
-        settings,
-        as_of(args.as_of, args.as_of_position),
-        &["ratings", "closures"],
-    )
-    .await?;
+    args.months.check()?;
+    let (views, _scratch) =
+        views_for(settings, args.when.point(), &["ratings", "closures"]).await?;
     views.ensure::<Ratings>().await?;
     views.ensure::<Closures>().await?;
     let q = SatisfactionQuery {
-        from: args.from,
-        to: args.to,
+        from: args.months.from,
+        to: args.months.to,
         comune: args.comune,
         target_type: args.target_type,
         target: args.target,
@@ -543,12 +542,7 @@ async fn views_for(
 }
 
 async fn run_catalogue(settings: &Settings, args: CatalogueArgs) -> anyhow::Result<ExitCode> {
-    let (views, _scratch) = views_for(
-        settings,
-        as_of(args.as_of, args.as_of_position),
-        &["catalogue"],
-    )
-    .await?;
+    let (views, _scratch) = views_for(settings, args.when.point(), &["catalogue"]).await?;
     views.ensure::<Catalogue>().await?;
     let entries = catalogue::query(&views, args.comune.as_deref()).await?;
     let mut out = std::io::stdout().lock();
