@@ -299,7 +299,7 @@ pub async fn query(
     let mut params = Vec::new();
     let mut add = |clause: &str, value: SqlValue| {
         params.push(value);
-        clauses.push(clause.replace('?', &Views::placeholder(params.len())));
+        clauses.push(clause.replace('?', &Views::param(params.len())));
     };
     for (column, value) in [
         ("comune", &q.comune),

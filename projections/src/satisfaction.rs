@@ -345,7 +345,7 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
     let mut params = Vec::new();
     let mut add = |clause: &str, value: &str| {
         params.push(SqlValue::Text(value.to_owned()));
-        clauses.push(clause.replace('?', &Views::placeholder(params.len())));
+        clauses.push(clause.replace('?', &Views::param(params.len())));
     };
     for (column, value) in [
         ("comune", &q.comune),
@@ -430,7 +430,7 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
         ] {
             if let Some(v) = value {
                 params.push(SqlValue::Text(v.clone()));
-                clauses.push(clause.replace('?', &Views::placeholder(params.len())));
+                clauses.push(clause.replace('?', &Views::param(params.len())));
             }
         }
         let (rows, _) = views

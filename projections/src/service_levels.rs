@@ -98,7 +98,7 @@ pub async fn query(
     for (column, value) in [("comune", &q.comune), ("kind", &q.kind)] {
         if let Some(v) = value {
             params.push(SqlValue::Text(v.clone()));
-            clauses.push(format!("{column} = {}", Views::placeholder(params.len())));
+            clauses.push(format!("{column} = {}", Views::param(params.len())));
         }
     }
     let (rows, _) = views

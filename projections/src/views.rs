@@ -323,7 +323,7 @@ impl Views {
 
     /// The n-th parameter of a filter given to [`Views::select`]: `$n` on both databases
     /// (SQLite numbers `$`-parameters in order of first appearance, so use them in order).
-    pub fn placeholder(n: usize) -> String {
+    pub fn param(n: usize) -> String {
         format!("${n}")
     }
 }
@@ -389,6 +389,34 @@ fn read_pg_row<P: Projection>(row: &sqlx::postgres::PgRow) -> Result<Vec<SqlValu
         .collect()
 }
 
+/// The events of a batch not yet applied: those past the checkpoint (a batch replayed after a
+/// crash is skipped, whole or in part).
+fn fresh_events(events: &[RecordedEvent], checkpoint: i64) -> Vec<RecordedEvent> {
+    events
+        .iter()
+        .filter(|e| e.position as i64 > checkpoint)
+        .cloned()
+        .collect()
+}
+
+/// `INSERT … ON CONFLICT (id) DO UPDATE` for every column of `P`, with `param(n)` placeholders.
+fn upsert_sql<P: Projection>(param: impl Fn(usize) -> String) -> String {
+    let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+    let marks: Vec<String> = (1..=columns.len()).map(param).collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .skip(1)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
+        P::table(),
+        columns.join(", "),
+        marks.join(", "),
+        updates.join(", ")
+    )
+}
+
 /// Folds the batch into the rows it touches, in memory.
 fn fold_batch<P: Projection>(
     mut rows: HashMap<String, Option<P::Row>>,
@@ -421,11 +449,7 @@ fn apply_sqlite<P: Projection>(
             |r| r.get(0),
         )
         .map_err(db)?;
-    let fresh: Vec<RecordedEvent> = events
-        .iter()
-        .filter(|e| e.position as i64 > checkpoint)
-        .cloned()
-        .collect();
+    let fresh = fresh_events(events, checkpoint);
     let Some(last) = fresh.last().map(|e| e.position) else {
         return Ok(checkpoint as u64);
     };
@@ -453,19 +477,8 @@ fn apply_sqlite<P: Projection>(
     }
     let rows = fold_batch::<P>(rows, &fresh);
     {
-        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-        let updates: Vec<String> = columns
-            .iter()
-            .skip(1)
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
         let mut upsert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
-                columns.join(", "),
-                marks.join(", "),
-                updates.join(", ")
-            ))
+            .prepare_cached(&upsert_sql::<P>(|i| format!("?{i}")))
             .map_err(db)?;
         let mut delete = tx
             .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
@@ -506,11 +519,7 @@ async fn apply_postgres<P: Projection>(
     .fetch_one(&mut *tx)
     .await
     .map_err(db)?;
-    let fresh: Vec<RecordedEvent> = events
-        .iter()
-        .filter(|e| e.position as i64 > checkpoint)
-        .cloned()
-        .collect();
+    let fresh = fresh_events(events, checkpoint);
     let Some(last) = fresh.last().map(|e| e.position) else {
         return Ok(checkpoint as u64);
     };
@@ -537,18 +546,7 @@ async fn apply_postgres<P: Projection>(
         }
     }
     let rows = fold_batch::<P>(rows, &fresh);
-    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-    let updates: Vec<String> = columns
-        .iter()
-        .skip(1)
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    let upsert = format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
-        columns.join(", "),
-        marks.join(", "),
-        updates.join(", ")
-    );
+    let upsert = upsert_sql::<P>(|i| format!("${i}"));
     for (key, row) in &rows {
         match row {
             Some(row) => {

@@ -402,7 +402,7 @@ fn stored_events(
         let mut rows = by_id.query([id.as_bytes().as_slice()])?;
         if let Some(row) = rows.next()? {
             // A stored event that no longer decodes still owns its id: refuse to reuse it.
-            let stored = decode_row(row).unwrap_or_else(|_| corrupt_placeholder(id));
+            let stored = decode_row(row).unwrap_or_else(|_| unreadable_stored_event(id));
             existing.insert(id, stored);
         }
     }
@@ -410,7 +410,7 @@ fn stored_events(
 }
 
 /// Stands for a stored event whose bytes no longer decode, so that reusing its id is refused.
-fn corrupt_placeholder(id: Uuid) -> RecordedEvent {
+fn unreadable_stored_event(id: Uuid) -> RecordedEvent {
     RecordedEvent {
         position: 0,
         stream: StreamId::from_stored("(unreadable)".into()),
