@@ -420,16 +420,25 @@ fn local_time(rng: &mut Rng, day: NaiveDate, channel: Channel) -> DateTime<Utc> 
         .with_timezone(&Utc)
 }
 
-/// The next working day at the same time or later (skips weekends).
+/// The first office moment at or after `at`: Monday to Friday, 08:00–18:00 in the comune.
 fn working(at: DateTime<Utc>) -> DateTime<Utc> {
-    let mut t = at;
-    while matches!(
-        t.with_timezone(&Rome).weekday(),
-        Weekday::Sat | Weekday::Sun
-    ) {
-        t += Duration::days(1);
+    use chrono::Timelike;
+    let mut local = at.with_timezone(&Rome).naive_local();
+    if local.hour() >= 18 {
+        local = (local.date() + Duration::days(1))
+            .and_hms_opt(8, 30, 0)
+            .expect("a valid time");
+    } else if local.hour() < 8 {
+        local = local.date().and_hms_opt(8, 30, 0).expect("a valid time");
     }
-    t
+    while matches!(local.weekday(), Weekday::Sat | Weekday::Sun) {
+        local = (local.date() + Duration::days(1))
+            .and_hms_opt(8, 30, 0)
+            .expect("a valid time");
+    }
+    Rome.from_local_datetime(&local)
+        .earliest()
+        .map_or(at, |t| t.with_timezone(&Utc))
 }
 
 pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -665,7 +674,7 @@ fn plan_case(
     if rng.chance(0.03) {
         let others: Vec<&String> = comuni.iter().filter(|c| **c != comune).collect();
         if let Some(to) = others.get(rng.below(others.len() as u64) as usize) {
-            now += Duration::hours(rng.between(4, 48));
+            now = working(now + Duration::hours(rng.between(4, 48)));
             let transfer = CaseCommand::Transfer {
                 to_comune: (*to).clone(),
                 reason: "Competenza territoriale".into(),
@@ -684,7 +693,7 @@ fn plan_case(
         }
     }
     if rng.chance(0.7) {
-        now += Duration::hours(rng.between(1, 48));
+        now = working(now + Duration::hours(rng.between(1, 48)));
         t.push(
             now,
             Action::Staff(
@@ -704,7 +713,7 @@ fn plan_case(
         return;
     }
     if rng.chance(0.08) {
-        now += Duration::days(rng.between(1, 5));
+        now = working(now + Duration::days(rng.between(1, 5)));
         t.push(
             now,
             Action::Staff(
@@ -771,7 +780,7 @@ fn plan_case(
     ) {
         return;
     }
-    now += Duration::hours(rng.between(1, 72));
+    now = working(now + Duration::hours(rng.between(1, 72)));
     let outcome = if rng.chance(0.8) {
         Outcome::Accolta
     } else {
@@ -840,7 +849,7 @@ fn plan_case(
         );
     }
     if rng.chance(0.02) {
-        let at = now + Duration::days(rng.between(5, 20));
+        let at = working(now + Duration::days(rng.between(5, 20)));
         t.push(
             at,
             Action::Staff(
@@ -851,7 +860,7 @@ fn plan_case(
                 },
             ),
         );
-        let answered = at + Duration::days(rng.between(2, 15));
+        let answered = working(at + Duration::days(rng.between(2, 15)));
         t.push(
             answered,
             Action::Staff(
