@@ -207,6 +207,22 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Runs `test` with the URL of a fresh PostgreSQL database, dropped afterwards whatever happens.
+fn with_scratch_postgres(prefix: &str, test: impl FnOnce(&str)) {
+    let admin = postgres_admin_url();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let store = sportello_engine::store::postgres::with_database(&admin, &name);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&store)));
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 fn psql(url: &str, sql: &str) {
     let out = Command::new("psql").args([url, "-qAtc", sql]).output();
     match out {
@@ -225,11 +241,8 @@ fn a_follower_sees_every_event_of_four_concurrent_writers_once_in_order() {
     const PROCESSES: usize = 4;
     const STREAMS: usize = 50;
     const EVENTS: usize = 10;
-    let admin = postgres_admin_url();
-    let name = format!("sportello_cli_{}", uuid::Uuid::new_v4().simple());
-    psql(&admin, &format!("CREATE DATABASE {name}"));
-    let store = sportello_engine::store::postgres::with_database(&admin, &name);
-    let result = std::panic::catch_unwind(|| {
+    with_scratch_postgres("sportello_cli", |store| {
+        let store = store.to_owned();
         // Create the schema first so the follower and the writers start together.
         stdout(&sportello(&store, &["verify"]));
         let total = PROCESSES * STREAMS * EVENTS;
@@ -289,13 +302,6 @@ fn a_follower_sees_every_event_of_four_concurrent_writers_once_in_order() {
         let verified = stdout(&sportello(&store, &["verify"]));
         assert!(verified.contains(&format!("{total} events")), "{verified}");
     });
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 #[test]
@@ -570,11 +576,8 @@ fn the_demo_tells_the_whole_story_without_a_clear_name_in_the_store() {
 
 #[test]
 fn the_demo_runs_on_postgres_with_a_configured_master_key_and_erasure_leaves_no_clear_text() {
-    let admin = postgres_admin_url();
-    let name = format!("sportello_demo_{}", uuid::Uuid::new_v4().simple());
-    psql(&admin, &format!("CREATE DATABASE {name}"));
-    let store = sportello_engine::store::postgres::with_database(&admin, &name);
-    let result = std::panic::catch_unwind(|| {
+    with_scratch_postgres("sportello_demo", |store| {
+        let store = store.to_owned();
         let demo = |key: Option<&str>| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_sportello"));
             command.args(["--store", &store, "demo", "--cases", "300", "--seed", "5"]);
@@ -617,13 +620,6 @@ fn the_demo_runs_on_postgres_with_a_configured_master_key_and_erasure_leaves_no_
             erased
         );
     });
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 #[test]

@@ -252,7 +252,7 @@ impl Views {
         }
     }
 
-    /// Rows of the projection matching `filter` (SQL with `$1…` placeholders), in `order`.
+    /// Rows of the projection matching `filter` (SQL with `$1…` parameters), in `order`.
     pub async fn select<P: Projection>(
         &self,
         filter: &str,
@@ -399,7 +399,7 @@ fn fresh_events(events: &[RecordedEvent], checkpoint: i64) -> Vec<RecordedEvent>
         .collect()
 }
 
-/// `INSERT … ON CONFLICT (id) DO UPDATE` for every column of `P`, with `param(n)` placeholders.
+/// `INSERT … ON CONFLICT (id) DO UPDATE` for every column of `P`, with `param(n)` for the n-th value.
 fn upsert_sql<P: Projection>(param: impl Fn(usize) -> String) -> String {
     let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
     let marks: Vec<String> = (1..=columns.len()).map(param).collect();
