@@ -1,5 +1,6 @@
 //! `sportello`: the command line of the engine. Each subcommand lives in `cli/`.
 
+mod api;
 mod cli;
 
 use anyhow::Context;
@@ -41,6 +42,13 @@ enum Command {
     Query(cli::views::QueryCommand),
     /// Fill the configured store with a realistic synthetic history.
     Demo(cli::demo::DemoArgs),
+    /// Serve the HTTP API, following the projections in the same process.
+    Serve(cli::serve::ServeArgs),
+    /// Follow the log with every projection, without serving HTTP.
+    Project(cli::serve::ProjectArgs),
+    /// Staff access tokens.
+    #[command(subcommand)]
+    Token(cli::token::TokenCommand),
     /// Procedure terms: due dates and holidays (L. 241/1990).
     #[command(subcommand)]
     Calendar(cli::calendar::CalendarCommand),
@@ -76,5 +84,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => cli::demo::run(&settings, args).await,
         Command::Rebuild(args) => cli::views::run_rebuild(&settings, args).await,
         Command::Query(command) => cli::views::run_query(&settings, command).await,
+        Command::Serve(args) => cli::serve::run_serve(&settings, args).await,
+        Command::Project(args) => cli::serve::run_project(&settings, args).await,
+        Command::Token(command) => cli::token::run(&settings, command).await,
     }
 }

@@ -35,6 +35,80 @@ pub struct Settings {
     pub calendar: CalendarSettings,
     #[serde(default)]
     pub vault: VaultSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
+}
+
+/// The HTTP API (`sportello serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Where `sportello serve` listens when `--bind` is not given.
+    pub bind: String,
+    /// Largest request body accepted, in bytes (413 beyond it).
+    #[serde(deserialize_with = "number")]
+    pub max_body_bytes: u64,
+    /// Public POSTs (new cases, submissions, feedback) allowed per client address and minute.
+    #[serde(deserialize_with = "number")]
+    pub public_posts_per_minute: u64,
+    /// How many of them may come at once before the per-minute rate applies.
+    #[serde(deserialize_with = "number")]
+    pub public_burst: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[serde(deserialize_with = "flag")]
+    pub trust_forwarded_for: bool,
+    /// How long a query given `min_position` waits for its projection, in milliseconds.
+    #[serde(deserialize_with = "number")]
+    pub consistency_wait_ms: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            public_posts_per_minute: 30,
+            public_burst: 10,
+            trust_forwarded_for: false,
+            consistency_wait_ms: 5000,
+        }
+    }
+}
+
+/// A number written as such in a file or as text in an environment variable.
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("'{t}' is not a whole number"))),
+    }
+}
+
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Flag(b) => Ok(b),
+        Raw::Text(t) => match t.trim() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "'{t}' is not true or false"
+            ))),
+        },
+    }
 }
 
 /// Sealed personal data.

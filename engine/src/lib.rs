@@ -11,10 +11,12 @@
 //!   handler that runs them against the log.
 //! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
 //! - [`urp`]: the application service (open a case, act on it, submit a form, rate, erase).
+//! - [`staff`]: staff access tokens (role, comune), stored hashed in the log.
 //! - [`vault`]: sealed personal data, per-subject keys, erasure by key destruction.
 
 pub mod calendar;
 pub mod domain;
+pub mod staff;
 pub mod store;
 pub mod urp;
 pub mod vault;

@@ -16,8 +16,6 @@ use crate::domain::submission::{AcceptSubmission, Submission, SubmissionError};
 use crate::domain::{Aggregate, CommandError, CommandHandler, Handled};
 use crate::store::{EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
 use crate::vault::{Sealed, Vault, VaultError};
-use aes_gcm::aead::{OsRng, rand_core::RngCore};
-use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::Value;
@@ -80,8 +78,8 @@ pub struct NewContact {
 pub struct OpenedCase {
     pub case_id: Uuid,
     pub code: String,
-    /// Shown once to the citizen to follow the case; only its hash is stored, so a repeated
-    /// request (the case already existed) has none to give back.
+    /// Given to the citizen to follow the case; only its hash is stored in the log, and a
+    /// repeated request gets the same key back (it is derived, see [`Vault::access_key`]).
     pub access_key: Option<String>,
     pub subject_id: Option<Uuid>,
     pub due_on: chrono::NaiveDate,
@@ -266,14 +264,7 @@ impl Urp {
         let prefix = self.prefix(&contact.comune)?.to_owned();
         // A repeated request: the case is there (and its citizen may since have been erased).
         if let Ok((case, _)) = self.case(contact.case_id).await {
-            return Ok(OpenedCase {
-                case_id: contact.case_id,
-                code: case.code.clone(),
-                access_key: None,
-                subject_id: case.citizen_subject,
-                due_on: case.due_on.unwrap_or_default(),
-                position: 0,
-            });
+            return Ok(self.opened(contact.case_id, &case));
         }
         if contact.subject.trim().is_empty() {
             return Err(CaseError::Empty("oggetto").into());
@@ -317,7 +308,7 @@ impl Urp {
             0,
             comune_code.as_ref(),
         );
-        let access_key = new_access_key();
+        let access_key = self.vault.access_key(contact.case_id);
         let command = CaseCommand::Open(OpenCase {
             code: code.clone(),
             comune: contact.comune.clone(),
@@ -350,6 +341,43 @@ impl Urp {
             due_on: done.state.due_on.unwrap_or(due_on),
             position: done.outcome.map_or(0, |o| o.last_position),
         })
+    }
+
+    /// What a repeated request gets back: the case as it was opened (the access key is derived
+    /// again; position 0 means "already stored").
+    fn opened(&self, case_id: Uuid, case: &Case) -> OpenedCase {
+        OpenedCase {
+            case_id,
+            code: case.code.clone(),
+            access_key: Some(self.vault.access_key(case_id)),
+            subject_id: case.citizen_subject,
+            due_on: case.due_on.unwrap_or_default(),
+            position: 0,
+        }
+    }
+
+    /// True when `key` is the access key given out for the case.
+    pub fn access_key_matches(&self, case_id: Uuid, key: &str) -> bool {
+        let expected = hash_access_key(&self.vault.access_key(case_id));
+        let given = hash_access_key(key.trim());
+        // Compare digests, so the time taken says nothing about the key.
+        expected
+            .as_bytes()
+            .iter()
+            .zip(given.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Every event of a case, in order (the timeline).
+    pub async fn case_events(&self, case_id: Uuid) -> Result<Vec<crate::RecordedEvent>, UrpError> {
+        use futures::TryStreamExt;
+        let stream = StreamId::new(Case::CATEGORY, case_id)?;
+        let events: Vec<_> = self.log().read_stream(stream, 1).try_collect().await?;
+        if events.is_empty() {
+            return Err(CaseError::NotFound.into());
+        }
+        Ok(events)
     }
 
     /// A staff action on a case. `command_id` makes a retried request idempotent.
@@ -446,6 +474,12 @@ impl Urp {
         Ok(self.handler.load::<Service>(&stream).await?.0)
     }
 
+    /// A form with its published versions (empty when it does not exist).
+    pub async fn form(&self, form_id: &str) -> Result<Form, UrpError> {
+        let stream = StreamId::new(Form::CATEGORY, form_id)?;
+        Ok(self.handler.load::<Form>(&stream).await?.0)
+    }
+
     /// Publishes the next version of a form; its documents must be on the service card.
     pub async fn publish_form(
         &self,
@@ -505,14 +539,7 @@ impl Urp {
         ) = self.handler.load::<Submission>(&submission_stream).await?
         {
             let (case, _) = self.case(case_id).await?;
-            let case = OpenedCase {
-                case_id,
-                code: case.code.clone(),
-                access_key: None,
-                subject_id: case.citizen_subject,
-                due_on: case.due_on.unwrap_or_default(),
-                position: 0,
-            };
+            let case = self.opened(case_id, &case);
             return Ok(Submitted {
                 submission_id,
                 registration_number: number,
@@ -608,13 +635,15 @@ impl Urp {
     }
 
     /// Records a rating. For a case, the feedback stream is derived from the case (one per case)
-    /// and the case must be closed.
+    /// and the case must be closed; otherwise `feedback_id` names it (a retried request passes the
+    /// same one) or a new one is made.
     pub async fn give_feedback(
         &self,
         actor: &Actor,
         mut command: GiveFeedback,
         comment: Option<String>,
         subject: Option<Uuid>,
+        feedback_id: Option<Uuid>,
     ) -> Result<(Uuid, u64), UrpError> {
         self.prefix(&command.comune)?;
         let feedback_id = match command.target.target_type {
@@ -625,7 +654,7 @@ impl Urp {
                 command.case_kind = case.kind;
                 feedback_id_for_case(case_id)
             }
-            _ => Uuid::now_v7(),
+            _ => feedback_id.unwrap_or_else(Uuid::now_v7),
         };
         let stream = StreamId::new(Feedback::CATEGORY, feedback_id)?;
         if self.handler.load::<Feedback>(&stream).await?.0.given {
@@ -691,13 +720,6 @@ impl Urp {
         };
         Ok(outcome)
     }
-}
-
-/// 24 characters of base64url from 18 random bytes.
-fn new_access_key() -> String {
-    let mut bytes = [0u8; 18];
-    OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 pub fn hash_access_key(key: &str) -> String {

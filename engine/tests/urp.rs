@@ -87,15 +87,18 @@ async fn a_case_goes_from_receipt_to_closing_with_a_suspension_that_moves_its_du
         )
         .await
         .unwrap();
-    assert_eq!(
-        (repeated.code.as_str(), repeated.access_key),
-        ("MAS-2026-000001", None)
-    );
+    // A retry gets the same code and the same key back, and the key opens only this case.
+    assert_eq!(repeated.code, "MAS-2026-000001");
+    assert_eq!(repeated.access_key, opened.access_key);
+    let key = opened.access_key.clone().unwrap();
+    assert!(urp.access_key_matches(opened.case_id, &key));
+    assert!(!urp.access_key_matches(opened.case_id, "AAAAAAAAAAAAAAAAAAAAAAAA"));
     let second = urp
         .open_case(&staff(), contact("073015", received))
         .await
         .unwrap();
     assert_eq!(second.code, "MAS-2026-000002");
+    assert!(!urp.access_key_matches(second.case_id, &key));
     assert_eq!(
         urp.open_case(&staff(), contact("073029", received))
             .await
@@ -196,7 +199,13 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
         at: None,
     };
     let early = urp
-        .give_feedback(&citizen, rating(opened.case_id, 5), None, opened.subject_id)
+        .give_feedback(
+            &citizen,
+            rating(opened.case_id, 5),
+            None,
+            opened.subject_id,
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -219,11 +228,18 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
         rating(opened.case_id, 5),
         Some("Gentilissimi".into()),
         opened.subject_id,
+        None,
     )
     .await
     .unwrap();
     let again = urp
-        .give_feedback(&citizen, rating(opened.case_id, 1), None, opened.subject_id)
+        .give_feedback(
+            &citizen,
+            rating(opened.case_id, 1),
+            None,
+            opened.subject_id,
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -241,6 +257,7 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
                 ..rating(opened.case_id, 4)
             },
             Some("a".repeat(201)),
+            None,
             None,
         )
         .await

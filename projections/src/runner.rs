@@ -53,7 +53,7 @@ pub async fn acquire<P: Projection>(
                 let locked: bool = sqlx::query_scalar(
                     "SELECT pg_try_advisory_lock(hashtext('sportello-projection:' || $1))",
                 )
-                .bind(P::NAME)
+                .bind(P::table())
                 .fetch_one(&mut connection)
                 .await
                 .map_err(|e| ViewsError::Database(e.to_string()))?;
@@ -112,35 +112,90 @@ pub async fn rebuild<P: Projection>(
 }
 
 /// Catches up, marks the projection live, then follows new events until `shutdown` completes.
+///
+/// Each pass reads up to the head as it was when the pass began and then moves the checkpoint to
+/// that head even if no event there concerned the projection: "has seen everything up to P" is
+/// then a plain comparison, which read-your-writes needs (see [`has_reached`]).
 pub async fn run<P: Projection>(
     log: &EventLog,
     views: &Views,
     guard: &RunnerGuard,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ViewsError> {
-    let checkpoint = catch_up::<P>(log, views, guard, |_, _| {}).await?;
-    views.mark_live::<P>().await?;
-    let mut query = P::filter();
-    query.from = checkpoint + 1;
-    query.limit = None;
-    let mut batches = log.subscribe(query).ready_chunks(BATCH);
     tokio::pin!(shutdown);
+    let mut seen = pass::<P>(log, views, guard).await?;
+    views.mark_live::<P>().await?;
+    let retired = views.retire_older::<P>().await?;
+    if !retired.is_empty() {
+        tracing::info!(projection = P::NAME, ?retired, "older versions retired");
+    }
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => return views.release_lease::<P>(guard.owner()).await,
-            batch = batches.next() => {
-                let Some(batch) = batch else { return Ok(()) };
-                let events = batch.into_iter().collect::<Result<Vec<RecordedEvent>, _>>()?;
-                views.apply_batch::<P>(guard.owner(), events).await?;
-            }
+            _ = log.wait_for_append(seen, LEASE / 3) => {}
+        }
+        if log.head().await? > seen {
+            seen = pass::<P>(log, views, guard).await?;
+            renewed = tokio::time::Instant::now();
+        } else if renewed.elapsed() >= LEASE / 3 {
             // Keep the lease while nothing happens.
-            _ = tokio::time::sleep(LEASE / 3) => {
-                if !views.take_lease::<P>(guard.owner()).await? {
-                    return Err(ViewsError::LeaseLost(P::NAME));
-                }
+            if !views.take_lease::<P>(guard.owner()).await? {
+                return Err(ViewsError::LeaseLost(P::NAME));
             }
+            renewed = tokio::time::Instant::now();
         }
     }
+}
+
+/// Applies what the log holds past the checkpoint up to the head read first, then records that
+/// head as seen. Returns it.
+async fn pass<P: Projection>(
+    log: &EventLog,
+    views: &Views,
+    guard: &RunnerGuard,
+) -> Result<u64, ViewsError> {
+    let head = log.head().await?;
+    let checkpoint = views.checkpoint::<P>().await?;
+    if checkpoint >= head {
+        return Ok(checkpoint);
+    }
+    let mut query = P::filter();
+    query.from = checkpoint + 1;
+    let mut batches = log
+        .read_all(query)
+        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= head)))
+        .ready_chunks(BATCH);
+    while let Some(batch) = batches.next().await {
+        let events = batch
+            .into_iter()
+            .collect::<Result<Vec<RecordedEvent>, _>>()?;
+        views.apply_batch::<P>(guard.owner(), events).await?;
+    }
+    views.advance_checkpoint::<P>(guard.owner(), head).await?;
+    Ok(head)
+}
+
+/// True when projection `P` has applied every event it reads up to `position`: its checkpoint is
+/// there (a running runner moves it to every head it has seen), or no event it reads lies between
+/// its checkpoint and `position` (checked on the log, for a projection nobody runs right now).
+pub async fn has_reached<P: Projection>(
+    log: &EventLog,
+    views: &Views,
+    position: u64,
+) -> Result<bool, ViewsError> {
+    let checkpoint = views.checkpoint::<P>().await?;
+    if checkpoint >= position {
+        return Ok(true);
+    }
+    let mut query = P::filter();
+    query.from = checkpoint + 1;
+    query.limit = Some(1);
+    let mut next = log.read_all(query);
+    Ok(match next.next().await {
+        Some(event) => event?.position > position,
+        None => true,
+    })
 }
 
 /// Where an "as of" build stops.

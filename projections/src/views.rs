@@ -25,10 +25,17 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
     status     TEXT    NOT NULL, -- building | live
     PRIMARY KEY (name, version)
 );
+-- One lease per projection version (its table name): a new version builds beside the old one.
 CREATE TABLE IF NOT EXISTS projection_leases (
     name       TEXT   PRIMARY KEY,
     owner      TEXT   NOT NULL,
     expires_at BIGINT NOT NULL -- unix milliseconds
+);
+-- Idempotency-Key of public requests: the fingerprint of the first body sent with each key.
+CREATE TABLE IF NOT EXISTS api_idempotency (
+    key         TEXT   PRIMARY KEY,
+    fingerprint TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL -- unix milliseconds
 );";
 /// How long a SQLite runner's lease lasts without a renewal.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -208,7 +215,7 @@ impl Views {
         };
         let (conn, owner) = (conn.clone(), owner.to_owned());
         tokio::task::spawn_blocking(move || {
-            take_lease_sqlite(&conn.lock().expect("views poisoned"), P::NAME, &owner)
+            take_lease_sqlite(&conn.lock().expect("views poisoned"), &P::table(), &owner)
         })
         .await
         .map_err(db)?
@@ -223,7 +230,7 @@ impl Views {
         tokio::task::spawn_blocking(move || {
             conn.lock().expect("views poisoned").execute(
                 "DELETE FROM projection_leases WHERE name = ?1 AND owner = ?2",
-                rusqlite::params![P::NAME, owner],
+                rusqlite::params![P::table(), owner],
             )
         })
         .await
@@ -319,6 +326,192 @@ impl Views {
                 Ok((out, total as u64))
             }
         }
+    }
+
+    /// Moves the checkpoint to `head` (never back): every event up to it has been considered, even
+    /// where none concerned the projection. Checked against the lease like a batch.
+    pub async fn advance_checkpoint<P: Projection>(
+        &self,
+        owner: &str,
+        head: u64,
+    ) -> Result<(), ViewsError> {
+        let update = "UPDATE projection_checkpoints SET position = $1 \
+                      WHERE name = $2 AND version = $3 AND position < $1";
+        match self {
+            Views::Sqlite(conn) => {
+                let (conn, owner) = (conn.clone(), owner.to_owned());
+                tokio::task::spawn_blocking(move || -> Result<(), ViewsError> {
+                    let mut conn = conn.lock().expect("views poisoned");
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(db)?;
+                    if !take_lease_sqlite(&tx, &P::table(), &owner)? {
+                        return Err(ViewsError::LeaseLost(P::NAME));
+                    }
+                    tx.execute(update, rusqlite::params![head as i64, P::NAME, P::VERSION])
+                        .map_err(db)?;
+                    tx.commit().map_err(db)
+                })
+                .await
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => {
+                sqlx::query(update)
+                    .bind(head as i64)
+                    .bind(P::NAME)
+                    .bind(P::VERSION as i64)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The checkpoint and status (`building` or `live`) of the projection's current version.
+    pub async fn status<P: Projection>(&self) -> Result<(u64, String), ViewsError> {
+        let sql =
+            "SELECT position, status FROM projection_checkpoints WHERE name = $1 AND version = $2";
+        let found: Option<(i64, String)> = match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    conn.lock()
+                        .expect("views poisoned")
+                        .query_row(sql, rusqlite::params![P::NAME, P::VERSION], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => sqlx::query_as(sql)
+                .bind(P::NAME)
+                .bind(P::VERSION as i64)
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?,
+        };
+        Ok(found.map_or((0, "building".into()), |(p, s)| (p as u64, s)))
+    }
+
+    /// Drops the tables of older versions of `P` once the current one is live, unless a runner
+    /// (an older binary still serving during a deployment) holds them. Returns the versions dropped.
+    pub async fn retire_older<P: Projection>(&self) -> Result<Vec<u32>, ViewsError> {
+        let sql = "SELECT version FROM projection_checkpoints WHERE name = $1 AND version < $2";
+        let older: Vec<i64> = match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || -> rusqlite::Result<Vec<i64>> {
+                    let conn = conn.lock().expect("views poisoned");
+                    let mut stmt = conn.prepare(sql)?;
+                    let rows =
+                        stmt.query_map(rusqlite::params![P::NAME, P::VERSION], |r| r.get(0))?;
+                    rows.collect()
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => sqlx::query_scalar(sql)
+                .bind(P::NAME)
+                .bind(P::VERSION as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?,
+        };
+        let mut dropped = Vec::new();
+        for version in older {
+            let table = format!("rm_{}_v{version}", P::NAME);
+            let drop_sql = format!(
+                "DROP TABLE IF EXISTS {table};                  DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version};                  DELETE FROM projection_leases WHERE name = '{table}';",
+                P::NAME
+            );
+            let free = match self {
+                Views::Sqlite(conn) => {
+                    // Free when no lease is live: take it under a retiring owner, then drop.
+                    let (conn, table) = (conn.clone(), table.clone());
+                    tokio::task::spawn_blocking(move || {
+                        take_lease_sqlite(&conn.lock().expect("views poisoned"), &table, "retiring")
+                    })
+                    .await
+                    .map_err(db)??
+                }
+                Views::Postgres(pool) => {
+                    let mut conn = pool.acquire().await.map_err(db)?;
+                    let locked: bool = sqlx::query_scalar(
+                        "SELECT pg_try_advisory_lock(hashtext('sportello-projection:' || $1))",
+                    )
+                    .bind(&table)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                    if locked {
+                        sqlx::raw_sql(AssertSqlSafe(drop_sql.clone()))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(db)?;
+                        sqlx::query(
+                            "SELECT pg_advisory_unlock(hashtext('sportello-projection:' || $1))",
+                        )
+                        .bind(&table)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                        dropped.push(version as u32);
+                    }
+                    continue;
+                }
+            };
+            if free {
+                self.execute_batch(drop_sql).await?;
+                dropped.push(version as u32);
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Records the fingerprint of the first request made with an idempotency key; true when the
+    /// key is new or was used with the same fingerprint, false when it came with another body.
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<bool, ViewsError> {
+        let insert = "INSERT INTO api_idempotency (key, fingerprint, created_at) VALUES ($1, $2, $3) \
+                      ON CONFLICT (key) DO NOTHING";
+        let select = "SELECT fingerprint FROM api_idempotency WHERE key = $1";
+        let stored: String = match self {
+            Views::Sqlite(conn) => {
+                let (conn, key, fingerprint) =
+                    (conn.clone(), key.to_owned(), fingerprint.to_owned());
+                tokio::task::spawn_blocking(move || -> rusqlite::Result<String> {
+                    let conn = conn.lock().expect("views poisoned");
+                    conn.execute(insert, rusqlite::params![key, fingerprint, now_ms()])?;
+                    conn.query_row(select, [key], |r| r.get(0))
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)?
+            }
+            Views::Postgres(pool) => {
+                sqlx::query(insert)
+                    .bind(key)
+                    .bind(fingerprint)
+                    .bind(now_ms())
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                sqlx::query_scalar(select)
+                    .bind(key)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db)?
+            }
+        };
+        Ok(stored == fingerprint)
     }
 
     /// The n-th parameter of a filter given to [`Views::select`]: `$n` on both databases
@@ -439,7 +632,7 @@ fn apply_sqlite<P: Projection>(
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db)?;
-    if !take_lease_sqlite(&tx, P::NAME, owner)? {
+    if !take_lease_sqlite(&tx, &P::table(), owner)? {
         return Err(ViewsError::LeaseLost(P::NAME));
     }
     let checkpoint: i64 = tx

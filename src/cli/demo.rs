@@ -964,7 +964,7 @@ async fn execute(
                 at: Some(at),
                 ..Actor::default()
             };
-            urp.give_feedback(&actor, *command, comment, subject)
+            urp.give_feedback(&actor, *command, comment, subject, None)
                 .await
                 .map(|_| false)
         }

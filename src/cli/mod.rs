@@ -2,7 +2,9 @@ pub mod bench;
 pub mod calendar;
 pub mod demo;
 pub mod replay;
+pub mod serve;
 pub mod telemetry;
+pub mod token;
 pub mod verify;
 pub mod views;
 

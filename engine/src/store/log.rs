@@ -48,6 +48,11 @@ impl EventLog {
         self.store.head().await
     }
 
+    /// Returns once the head is past `position`, or after `timeout`.
+    pub async fn wait_for_append(&self, position: u64, timeout: Duration) {
+        self.store.wait_for_append(position, timeout).await
+    }
+
     /// The events of one stream from `from_version` on, read a page at a time.
     pub fn read_stream(
         &self,

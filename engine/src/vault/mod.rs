@@ -102,6 +102,8 @@ pub enum VaultError {
 pub struct Vault {
     master: Arc<Aes256Gcm>,
     keys: Arc<dyn KeyStore>,
+    /// Derived from the master key: makes the citizens' access keys (see [`Vault::access_key`]).
+    access_secret: Arc<[u8; 32]>,
 }
 
 /// What a subject's row in the key store holds.
@@ -113,10 +115,27 @@ pub enum StoredKey {
 
 impl Vault {
     pub fn new(master: &MasterKey, keys: Arc<dyn KeyStore>) -> Self {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&master.0[..])
+            .expect("HMAC takes any key length");
+        mac.update(b"sportello/access-keys/v1");
         Self {
             master: Arc::new(Aes256Gcm::new(&master.0)),
             keys,
+            access_secret: Arc::new(mac.finalize().into_bytes().into()),
         }
+    }
+
+    /// The access key a citizen uses to follow a case: a keyed hash of the case id, so that a
+    /// retried request gets the same key back while only its hash is stored in the log. 24
+    /// characters of base64url (144 bits).
+    pub fn access_key(&self, case_id: Uuid) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.access_secret[..])
+            .expect("HMAC takes any key length");
+        mac.update(case_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18])
     }
 
     /// Seals `clear` under `subject`'s data key, creating the key on first use. Sealing for an

@@ -1,0 +1,100 @@
+//! The HTTP API (`sportello serve`): public intake under `/api/v1`, the staff's work under
+//! `/api/v1/staff`, and `/healthz`, `/readyz`, `/api/openapi.json`.
+//!
+//! ## Layout
+//! - [`problem`]: RFC 9457 errors and the extractors that produce them.
+//! - [`guard`]: staff tokens, per-address rate limits, idempotency keys, read-your-writes.
+//! - [`public`]: what a citizen does (open a case, follow it, submit a form, rate).
+//! - [`staff`]: the inbox, case detail and actions, statistics, erasure.
+//! - [`ops`]: health, readiness with projection lag, the OpenAPI document.
+
+pub mod guard;
+pub mod ops;
+pub mod problem;
+pub mod public;
+pub mod staff;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use guard::{RateLimiter, TokenCache};
+use problem::ApiError;
+use sportello_config::Settings;
+use sportello_engine::urp::Urp;
+use sportello_projections::Views;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler shares.
+pub struct AppState {
+    pub urp: Urp,
+    /// The read models, for queries (the runners have their own connections).
+    pub views: Views,
+    pub settings: Arc<Settings>,
+    pub limiter: RateLimiter,
+    pub tokens: TokenCache,
+    /// How long a query given `min_position` waits for its projection.
+    pub consistency_wait: Duration,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(urp: Urp, views: Views, settings: Arc<Settings>) -> Self {
+        let api = &settings.api;
+        Self {
+            limiter: RateLimiter::new(api.public_posts_per_minute, api.public_burst),
+            tokens: TokenCache::default(),
+            consistency_wait: Duration::from_millis(api.consistency_wait_ms),
+            urp,
+            views,
+            settings,
+        }
+    }
+
+    /// The comune's name, when it is part of this installation.
+    pub fn comune_known(&self, istat: &str) -> bool {
+        self.settings
+            .comuni
+            .iter()
+            .any(|c| c.istat.to_string() == istat)
+    }
+}
+
+pub fn router(state: Shared) -> Router {
+    let max_body = state.settings.api.max_body_bytes as usize;
+    let public = Router::new()
+        .route("/cases", post(public::open_case))
+        .route("/cases/{code}", get(public::follow_case))
+        .route("/cases/{code}/documents", post(public::send_documents))
+        .route("/cases/{code}/withdraw", post(public::withdraw))
+        .route("/services", get(public::services))
+        .route("/services/{code}", get(public::service))
+        .route("/forms/{id}", get(public::form))
+        .route("/submissions", post(public::submit))
+        .route("/feedback", post(public::feedback));
+    let staff = Router::new()
+        .route("/me", get(staff::me))
+        .route("/cases", get(staff::inbox).post(staff::open_case))
+        .route("/cases/{id}", get(staff::case_detail))
+        .route("/cases/{id}/{action}", post(staff::act))
+        .route("/stats/satisfaction", get(staff::satisfaction))
+        .route("/stats/service-levels", get(staff::service_levels))
+        .route("/subjects/{subject_id}/erase", post(staff::erase_subject));
+    Router::new()
+        .nest("/api/v1", public.nest("/staff", staff))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async { ApiError::not_found("not_found", "La risorsa richiesta non esiste.") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Metodo non consentito per questa risorsa.",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

@@ -1,0 +1,918 @@
+//! What a citizen does from the web: open a contact, follow it with its access key, send the
+//! documents asked for or withdraw it, read the catalogue and the forms, submit a form, rate.
+
+use super::guard::{ClientAddr, idempotent_id, min_position, wait_for};
+use super::problem::{ApiError, Body, Params, PathParams};
+use super::{AppState, Shared};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, CaseKind, CaseStatus, Channel};
+use sportello_engine::domain::feedback::{FeedbackError, GiveFeedback, Scale, Target, TargetType};
+use sportello_engine::domain::{Aggregate, service::CatalogueError};
+use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, OpenedCase, UrpError};
+use sportello_projections::catalogue::{self, Catalogue, CatalogueEntry};
+use sportello_projections::inbox::Inbox;
+use sportello_projections::{SqlValue, Views};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Longest subject and description a contact may have, in characters.
+const MAX_SUBJECT: usize = 200;
+const MAX_DESCRIPTION: usize = 4000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CitizenRequest {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub fiscal_code: Option<String>,
+}
+
+impl CitizenRequest {
+    fn check(&self) -> Result<(), ApiError> {
+        if let Some(email) = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            && (!email.contains('@') || email.contains(' ') || email.len() > 254)
+        {
+            return Err(ApiError::invalid(
+                "citizen.email",
+                "email_invalid",
+                "L'indirizzo e-mail non è valido.",
+            ));
+        }
+        for (field, value) in [
+            ("citizen.name", &self.name),
+            ("citizen.phone", &self.phone),
+            ("citizen.fiscal_code", &self.fiscal_code),
+        ] {
+            if value.as_deref().is_some_and(|v| v.chars().count() > 200) {
+                return Err(ApiError::invalid(
+                    field,
+                    "too_long",
+                    "Il valore supera i 200 caratteri.",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn into_input(self) -> CitizenInput {
+        CitizenInput {
+            subject_id: None,
+            name: self.name,
+            email: self.email,
+            phone: self.phone,
+            fiscal_code: self.fiscal_code,
+        }
+    }
+}
+
+/// A contact opened by a citizen (or, under `/staff`, recorded by an operator).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCaseRequest {
+    /// ISTAT code of the comune addressed, e.g. `073015` (Massafra).
+    pub comune: String,
+    /// informazione, segnalazione, reclamo, suggerimento, accesso_agli_atti, accesso_civico.
+    #[schema(value_type = String, example = "segnalazione")]
+    pub kind: CaseKind,
+    /// web or app from the public API; sportello, telefono, email, pec, posta for staff.
+    #[schema(value_type = String, example = "web")]
+    pub channel: Channel,
+    /// Code of the service it concerns, whose term applies (30 days otherwise).
+    pub service: Option<String>,
+    pub subject: String,
+    pub description: Option<String>,
+    pub citizen: Option<CitizenRequest>,
+    /// The citizen has read the privacy notice (GDPR art. 13); required.
+    pub privacy_consent: bool,
+    /// Staff only: when the contact was received, if entered afterwards.
+    #[serde(default)]
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenedCaseResponse {
+    pub id: Uuid,
+    pub code: String,
+    /// Keep it: it is the only way to follow the case (`GET /api/v1/cases/{code}?key=…`).
+    pub access_key: Option<String>,
+    pub status: String,
+    pub received_at: DateTime<Utc>,
+    /// The latest date by which the case will be completed (PNRR C.SE.1.10).
+    pub expected_by: NaiveDate,
+    /// Global position of the write, for `min_position`.
+    pub position: u64,
+}
+
+/// Checks a new contact and turns it into what the application service takes.
+pub async fn new_contact(
+    state: &AppState,
+    request: NewCaseRequest,
+    case_id: Uuid,
+) -> Result<NewContact, ApiError> {
+    if !state.comune_known(&request.comune) {
+        return Err(ApiError::invalid(
+            "comune",
+            "comune_unknown",
+            format!(
+                "Il comune {} non fa parte di questa installazione.",
+                request.comune
+            ),
+        ));
+    }
+    if !request.privacy_consent {
+        return Err(ApiError::invalid(
+            "privacy_consent",
+            "privacy_consent_required",
+            "Per inviare la richiesta occorre prendere visione dell'informativa sul trattamento dei dati personali.",
+        ));
+    }
+    let subject = request.subject.trim();
+    if subject.is_empty() {
+        return Err(ApiError::invalid(
+            "subject",
+            "required",
+            "L'oggetto è obbligatorio.",
+        ));
+    }
+    if subject.chars().count() > MAX_SUBJECT {
+        return Err(ApiError::invalid(
+            "subject",
+            "too_long",
+            format!("L'oggetto può avere al massimo {MAX_SUBJECT} caratteri."),
+        ));
+    }
+    if request
+        .description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+    {
+        return Err(ApiError::invalid(
+            "description",
+            "too_long",
+            format!("La descrizione può avere al massimo {MAX_DESCRIPTION} caratteri."),
+        ));
+    }
+    if let Some(citizen) = &request.citizen {
+        citizen.check()?;
+    }
+    let term_days = match request.service.as_deref().filter(|s| !s.is_empty()) {
+        None => 30,
+        Some(code) => {
+            let service = state.urp.service(code).await?;
+            match service
+                .card
+                .filter(|c| service.active && c.comuni.contains(&request.comune))
+            {
+                Some(card) => card.term_days,
+                None => {
+                    return Err(ApiError::invalid(
+                        "service",
+                        "service_unknown",
+                        format!("Il servizio «{code}» non esiste o non è attivo in questo comune."),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(NewContact {
+        case_id,
+        comune: request.comune,
+        kind: request.kind,
+        channel: request.channel,
+        service: request.service.filter(|s| !s.is_empty()),
+        subject: subject.to_owned(),
+        description: request.description,
+        citizen: request.citizen.map(CitizenRequest::into_input),
+        received_at: Utc::now(),
+        term_days,
+    })
+}
+
+/// The answer to a new case; a repeated request reports the head it has seen.
+pub async fn opened_response(
+    state: &AppState,
+    opened: OpenedCase,
+    received_at: DateTime<Utc>,
+) -> Result<OpenedCaseResponse, ApiError> {
+    let position = match opened.position {
+        0 => state.urp.log().head().await?,
+        p => p,
+    };
+    let (case, _) = state.urp.case(opened.case_id).await?;
+    Ok(OpenedCaseResponse {
+        id: opened.case_id,
+        code: opened.code,
+        access_key: opened.access_key,
+        status: status_name(&case).into(),
+        received_at: case.received_at.unwrap_or(received_at),
+        expected_by: opened.due_on,
+        position,
+    })
+}
+
+fn citizen_actor() -> Actor {
+    Actor {
+        name: "citizen".into(),
+        channel: Some("web".into()),
+        ..Actor::default()
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/cases", tag = "pubblico",
+    request_body = NewCaseRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")),
+    responses((status = 201, body = OpenedCaseResponse), (status = 422, body = super::problem::Problem),
+              (status = 429, body = super::problem::Problem)))]
+pub async fn open_case(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
+    Body(request, fingerprint): Body<NewCaseRequest>,
+) -> Result<(StatusCode, Json<OpenedCaseResponse>), ApiError> {
+    state.limiter.check(address)?;
+    if !matches!(request.channel, Channel::Web | Channel::App) {
+        return Err(ApiError::invalid(
+            "channel",
+            "channel_not_public",
+            "Dal sito si possono aprire solo richieste con canale «web» o «app».",
+        ));
+    }
+    if request.received_at.is_some() {
+        return Err(ApiError::invalid(
+            "received_at",
+            "field_not_allowed",
+            "La data di ricezione è registrata dal sistema.",
+        ));
+    }
+    let case_id = idempotent_id(&state, &headers, "POST /cases", &fingerprint)
+        .await?
+        .unwrap_or_else(Uuid::now_v7);
+    let contact = new_contact(&state, request, case_id).await?;
+    let received_at = contact.received_at;
+    let opened = state.urp.open_case(&citizen_actor(), contact).await?;
+    let response = opened_response(&state, opened, received_at).await?;
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KeyParams {
+    /// The access key received when the case was opened.
+    pub key: Option<String>,
+    /// Wait until the case views include this global position (read your own writes).
+    pub min_position: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Milestone {
+    /// received, taken_in_charge, transferred, documents_requested, documents_received,
+    /// answered, closed, reopened, withdrawn.
+    pub kind: String,
+    /// In Italian, for the citizen.
+    pub label: String,
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_by: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<String>>,
+}
+
+/// What a citizen sees of their case: status and dated milestones, nothing personal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseStatusResponse {
+    pub code: String,
+    pub status: String,
+    pub status_label: String,
+    pub received_at: Option<DateTime<Utc>>,
+    pub taken_in_charge_at: Option<DateTime<Utc>>,
+    pub expected_by: Option<NaiveDate>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub milestones: Vec<Milestone>,
+}
+
+pub fn status_name(case: &Case) -> &'static str {
+    match case.status {
+        CaseStatus::New | CaseStatus::Received => "received",
+        CaseStatus::TakenInCharge => "taken_in_charge",
+        CaseStatus::Assigned => "assigned",
+        CaseStatus::Suspended => "suspended",
+        CaseStatus::Answered => "answered",
+        CaseStatus::Closed if case.withdrawn => "withdrawn",
+        CaseStatus::Closed => "closed",
+    }
+}
+
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "received" => "Ricevuta",
+        "taken_in_charge" => "Presa in carico",
+        "assigned" => "Assegnata a un operatore",
+        "suspended" => "In attesa di documenti",
+        "answered" => "Risposta inviata",
+        "withdrawn" => "Ritirata",
+        _ => "Chiusa",
+    }
+}
+
+pub fn name_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The citizen's view of a case, folded from its events.
+pub fn public_status(events: &[CaseEvent]) -> CaseStatusResponse {
+    let mut case = Case::default();
+    let mut view = CaseStatusResponse {
+        code: String::new(),
+        status: String::new(),
+        status_label: String::new(),
+        received_at: None,
+        taken_in_charge_at: None,
+        expected_by: None,
+        answered_at: None,
+        closed_at: None,
+        outcome: None,
+        milestones: Vec::new(),
+    };
+    for event in events {
+        let milestone = |kind: &str, label: &str, at: DateTime<Utc>| Milestone {
+            kind: kind.into(),
+            label: label.into(),
+            at,
+            expected_by: None,
+            documents: None,
+        };
+        let m = match event {
+            CaseEvent::CaseOpened {
+                received_at,
+                due_on,
+                ..
+            } => {
+                view.received_at = Some(*received_at);
+                view.expected_by = Some(*due_on);
+                Some(milestone("received", "Richiesta ricevuta", *received_at))
+            }
+            CaseEvent::CaseTakenInCharge {
+                at, expected_by, ..
+            } => {
+                view.taken_in_charge_at = Some(*at);
+                view.expected_by = Some(*expected_by);
+                Some(Milestone {
+                    expected_by: Some(*expected_by),
+                    ..milestone("taken_in_charge", "Presa in carico dall'ufficio", *at)
+                })
+            }
+            CaseEvent::CaseAssigned { .. } => None,
+            CaseEvent::CaseTransferred { at, .. } => Some(milestone(
+                "transferred",
+                "Trasmessa all'URP del comune competente",
+                *at,
+            )),
+            CaseEvent::DocumentsRequested { documents, at } => Some(Milestone {
+                documents: Some(documents.clone()),
+                ..milestone(
+                    "documents_requested",
+                    "Richiesti documenti integrativi: i termini sono sospesi",
+                    *at,
+                )
+            }),
+            CaseEvent::DocumentsReceived { at, due_on, .. } => {
+                view.expected_by = Some(*due_on);
+                Some(Milestone {
+                    expected_by: Some(*due_on),
+                    ..milestone(
+                        "documents_received",
+                        "Documenti ricevuti: i termini riprendono",
+                        *at,
+                    )
+                })
+            }
+            CaseEvent::CaseAnswered { at, .. } => {
+                view.answered_at = Some(*at);
+                Some(milestone("answered", "Risposta inviata", *at))
+            }
+            CaseEvent::CaseClosed { at, outcome } => {
+                view.closed_at = Some(*at);
+                view.outcome = Some(name_of(outcome));
+                Some(milestone("closed", "Pratica chiusa", *at))
+            }
+            CaseEvent::CaseReopened { at, .. } => {
+                view.answered_at = None;
+                view.closed_at = None;
+                view.outcome = None;
+                Some(milestone("reopened", "Pratica riaperta", *at))
+            }
+            CaseEvent::CaseWithdrawn { at } => {
+                view.closed_at = Some(*at);
+                view.outcome = Some("ritirata_dal_cittadino".into());
+                Some(milestone("withdrawn", "Ritirata dal cittadino", *at))
+            }
+        };
+        view.milestones.extend(m);
+        case = case.evolve(event);
+    }
+    view.code = case.code.clone();
+    view.status = status_name(&case).into();
+    view.status_label = status_label(&view.status).into();
+    view
+}
+
+/// The decoded events of a case with when each was recorded.
+pub async fn case_timeline(
+    state: &AppState,
+    case_id: Uuid,
+) -> Result<Vec<(sportello_engine::RecordedEvent, CaseEvent)>, ApiError> {
+    let events = state.urp.case_events(case_id).await?;
+    events
+        .into_iter()
+        .map(|recorded| {
+            let event = recorded.decode::<CaseEvent>().map_err(|e| {
+                tracing::error!(position = recorded.position, error = %e, "undecodable case event");
+                ApiError::internal()
+            })?;
+            Ok((recorded, event))
+        })
+        .collect()
+}
+
+/// The case id behind a code, from the inbox; waits for the inbox to reach the head once when
+/// the code is not (yet) there, so a case just opened is found.
+pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uuid>, ApiError> {
+    async fn lookup(views: &Views, code: &str) -> Result<Option<Uuid>, ApiError> {
+        let (rows, _) = views
+            .select::<Inbox>(
+                &format!("code = {}", Views::param(1)),
+                vec![SqlValue::Text(code.to_owned())],
+                "id",
+                1,
+                0,
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.id.parse().ok()))
+    }
+    if let Some(id) = lookup(&state.views, code).await? {
+        return Ok(Some(id));
+    }
+    let head = state.urp.log().head().await?;
+    if wait_for::<Inbox>(state, Some(head)).await.is_err() {
+        return Ok(None);
+    }
+    lookup(&state.views, code).await
+}
+
+/// The case a citizen's code and key open; 404 alike for an unknown code and a wrong key.
+async fn citizen_case(state: &AppState, code: &str, key: Option<&str>) -> Result<Uuid, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "case_not_found",
+            "Nessuna pratica corrisponde a questo codice e a questa chiave di accesso.",
+        )
+    };
+    let key = key.filter(|k| !k.trim().is_empty()).ok_or_else(not_found)?;
+    let case_id = case_id_for_code(state, code).await?.ok_or_else(not_found)?;
+    if !state.urp.access_key_matches(case_id, key) {
+        return Err(not_found());
+    }
+    Ok(case_id)
+}
+
+#[utoipa::path(get, path = "/api/v1/cases/{code}", tag = "pubblico",
+    params(("code" = String, Path, description = "e.g. MAS-2026-000123"), KeyParams),
+    responses((status = 200, body = CaseStatusResponse), (status = 404, body = super::problem::Problem)))]
+pub async fn follow_case(
+    State(state): State<Shared>,
+    PathParams(code): PathParams<String>,
+    headers: HeaderMap,
+    Params(params): Params<KeyParams>,
+) -> Result<Json<CaseStatusResponse>, ApiError> {
+    wait_for::<Inbox>(&state, min_position(params.min_position, &headers)).await?;
+    let case_id = citizen_case(&state, &code, params.key.as_deref()).await?;
+    let events: Vec<CaseEvent> = case_timeline(&state, case_id)
+        .await?
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect();
+    Ok(Json(public_status(&events)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsRequest {
+    /// What is being sent (the files travel through the comune's protocol, e.g. by PEC).
+    pub documents: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseWriteResponse {
+    pub id: Uuid,
+    pub code: String,
+    pub status: String,
+    pub expected_by: Option<NaiveDate>,
+    pub position: u64,
+}
+
+/// Runs a command on a case and answers with its new state.
+pub async fn act_on_case(
+    state: &AppState,
+    actor: &Actor,
+    case_id: Uuid,
+    command_id: Uuid,
+    command: CaseCommand,
+) -> Result<CaseWriteResponse, ApiError> {
+    let done = state.urp.act(actor, case_id, command_id, command).await?;
+    let position = match done.outcome {
+        Some(o) => o.last_position,
+        None => state.urp.log().head().await?,
+    };
+    Ok(CaseWriteResponse {
+        id: case_id,
+        code: done.state.code.clone(),
+        status: status_name(&done.state).into(),
+        expected_by: done.state.due_on,
+        position,
+    })
+}
+
+fn command_id(headers: &HeaderMap, case_id: Uuid, action: &str) -> Uuid {
+    match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(key) => Uuid::new_v5(&case_id, format!("{action}|{key}").as_bytes()),
+        None => Uuid::now_v7(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/cases/{code}/documents", tag = "pubblico",
+    params(("code" = String, Path), KeyParams), request_body = DocumentsRequest,
+    responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem)))]
+pub async fn send_documents(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    PathParams(code): PathParams<String>,
+    headers: HeaderMap,
+    Params(params): Params<KeyParams>,
+    Body(request, _): Body<DocumentsRequest>,
+) -> Result<Json<CaseWriteResponse>, ApiError> {
+    state.limiter.check(address)?;
+    if request.documents.iter().all(|d| d.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            "documents",
+            "required",
+            "Indica i documenti che stai inviando.",
+        ));
+    }
+    let case_id = citizen_case(&state, &code, params.key.as_deref()).await?;
+    let command = CaseCommand::ReceiveDocuments {
+        at: Utc::now(),
+        suspended_days: 0,
+        due_on: NaiveDate::default(),
+    };
+    let id = command_id(&headers, case_id, "documents");
+    Ok(Json(
+        act_on_case(&state, &citizen_actor(), case_id, id, command).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/cases/{code}/withdraw", tag = "pubblico",
+    params(("code" = String, Path), KeyParams),
+    responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem)))]
+pub async fn withdraw(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    PathParams(code): PathParams<String>,
+    headers: HeaderMap,
+    Params(params): Params<KeyParams>,
+) -> Result<Json<CaseWriteResponse>, ApiError> {
+    state.limiter.check(address)?;
+    let case_id = citizen_case(&state, &code, params.key.as_deref()).await?;
+    let command = CaseCommand::Withdraw { at: Utc::now() };
+    let id = command_id(&headers, case_id, "withdraw");
+    Ok(Json(
+        act_on_case(&state, &citizen_actor(), case_id, id, command).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CatalogueParams {
+    /// Only the services of this comune (ISTAT code).
+    pub comune: Option<String>,
+    pub min_position: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServicesResponse {
+    #[schema(value_type = Vec<Object>)]
+    pub services: Vec<CatalogueEntry>,
+}
+
+#[utoipa::path(get, path = "/api/v1/services", tag = "pubblico", params(CatalogueParams),
+    responses((status = 200, body = ServicesResponse)))]
+pub async fn services(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Params(params): Params<CatalogueParams>,
+) -> Result<Json<ServicesResponse>, ApiError> {
+    wait_for::<Catalogue>(&state, min_position(params.min_position, &headers)).await?;
+    let services = catalogue::query(&state.views, params.comune.as_deref()).await?;
+    Ok(Json(ServicesResponse { services }))
+}
+
+#[utoipa::path(get, path = "/api/v1/services/{code}", tag = "pubblico",
+    params(("code" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = super::problem::Problem)))]
+pub async fn service(
+    State(state): State<Shared>,
+    PathParams(code): PathParams<String>,
+    headers: HeaderMap,
+    Params(params): Params<CatalogueParams>,
+) -> Result<Json<CatalogueEntry>, ApiError> {
+    wait_for::<Catalogue>(&state, min_position(params.min_position, &headers)).await?;
+    catalogue::query(&state.views, None)
+        .await?
+        .into_iter()
+        .find(|e| e.card.get("code").and_then(Value::as_str) == Some(code.as_str()))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "service_not_found",
+                "Il servizio richiesto non esiste o non è attivo.",
+            )
+        })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormResponse {
+    pub id: String,
+    pub version: u32,
+    /// The form: service, title, fields (name, label, kind, required) and documents asked for.
+    #[schema(value_type = Object)]
+    pub form: sportello_engine::domain::service::FormDef,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FormParams {
+    /// A given version (the latest usable one when omitted).
+    pub version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/forms/{id}", tag = "pubblico",
+    params(("id" = String, Path), FormParams),
+    responses((status = 200, body = FormResponse), (status = 404, body = super::problem::Problem)))]
+pub async fn form(
+    State(state): State<Shared>,
+    PathParams(id): PathParams<String>,
+    Params(params): Params<FormParams>,
+) -> Result<Json<FormResponse>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "form_not_found",
+            "Il modulo richiesto non esiste o non è più in uso.",
+        )
+    };
+    let form = state.urp.form(&id).await.map_err(|e| match e {
+        UrpError::Store(_) => ApiError::from(e),
+        _ => not_found(),
+    })?;
+    let version = match params.version {
+        Some(v) => v,
+        None => form
+            .versions
+            .iter()
+            .rev()
+            .find(|(_, (_, withdrawn))| !withdrawn)
+            .map(|(v, _)| *v)
+            .ok_or_else(not_found)?,
+    };
+    let def = form.usable(version).map_err(|_| not_found())?.clone();
+    Ok(Json(FormResponse {
+        id,
+        version,
+        form: def,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionRequest {
+    pub form_id: String,
+    /// The published version the citizen filled in.
+    pub form_version: u32,
+    pub comune: String,
+    #[schema(value_type = Object)]
+    pub values: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub documents: Vec<String>,
+    pub citizen: CitizenRequest,
+    pub privacy_consent: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmissionResponse {
+    pub submission_id: Uuid,
+    /// Progressive per comune and year, with no gaps.
+    pub registration_number: u64,
+    pub case: OpenedCaseResponse,
+    pub position: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/submissions", tag = "pubblico",
+    request_body = SubmissionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")),
+    responses((status = 201, body = SubmissionResponse), (status = 422, body = super::problem::Problem)))]
+pub async fn submit(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
+    Body(request, fingerprint): Body<SubmissionRequest>,
+) -> Result<(StatusCode, Json<SubmissionResponse>), ApiError> {
+    state.limiter.check(address)?;
+    if !request.privacy_consent {
+        return Err(ApiError::invalid(
+            "privacy_consent",
+            "privacy_consent_required",
+            "Per inviare la domanda occorre prendere visione dell'informativa sul trattamento dei dati personali.",
+        ));
+    }
+    if !state.comune_known(&request.comune) {
+        return Err(ApiError::invalid(
+            "comune",
+            "comune_unknown",
+            format!(
+                "Il comune {} non fa parte di questa installazione.",
+                request.comune
+            ),
+        ));
+    }
+    request.citizen.check()?;
+    let submission_id = idempotent_id(&state, &headers, "POST /submissions", &fingerprint)
+        .await?
+        .unwrap_or_else(Uuid::now_v7);
+    let submitted_at = Utc::now();
+    let done = state
+        .urp
+        .submit(
+            &citizen_actor(),
+            NewSubmission {
+                submission_id,
+                form_id: request.form_id,
+                form_version: request.form_version,
+                values: request.values,
+                documents: request.documents,
+                comune: request.comune,
+                citizen: request.citizen.into_input(),
+                submitted_at,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            UrpError::Catalogue(CatalogueError::NotFound)
+            | UrpError::Submission(sportello_engine::domain::submission::SubmissionError::Form(
+                CatalogueError::NotFound,
+            )) => ApiError::invalid(
+                "form_id",
+                "form_not_found",
+                "Il modulo indicato non esiste.",
+            ),
+            other => other.into(),
+        })?;
+    let case = opened_response(&state, done.case, submitted_at).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmissionResponse {
+            submission_id: done.submission_id,
+            registration_number: done.registration_number,
+            position: case.position,
+            case,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackTarget {
+    /// service, page or case.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub target_type: TargetType,
+    /// The service code, the page path, or the case code (or id).
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    pub target: FeedbackTarget,
+    pub comune: String,
+    #[schema(value_type = String, example = "web")]
+    pub channel: Channel,
+    /// faces (1 dissatisfied, 2 neutral, 3 satisfied) or stars (1–5).
+    #[schema(value_type = String, example = "stars")]
+    pub scale: Scale,
+    pub score: u8,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Up to 200 characters; stored sealed.
+    pub comment: Option<String>,
+    /// Required when rating a case: its access key.
+    pub access_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackResponse {
+    pub id: Uuid,
+    pub position: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/feedback", tag = "pubblico",
+    request_body = FeedbackRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")),
+    responses((status = 201, body = FeedbackResponse), (status = 409, body = super::problem::Problem),
+              (status = 422, body = super::problem::Problem)))]
+pub async fn feedback(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
+    Body(request, fingerprint): Body<FeedbackRequest>,
+) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
+    state.limiter.check(address)?;
+    if !state.comune_known(&request.comune) {
+        return Err(ApiError::invalid(
+            "comune",
+            "comune_unknown",
+            format!(
+                "Il comune {} non fa parte di questa installazione.",
+                request.comune
+            ),
+        ));
+    }
+    let mut subject = None;
+    let target_id = match request.target.target_type {
+        TargetType::Case => {
+            let key = request.access_key.as_deref();
+            let case_id = match request.target.id.parse::<Uuid>() {
+                Ok(id) if key.is_some_and(|k| state.urp.access_key_matches(id, k)) => id,
+                Ok(_) => {
+                    return Err(ApiError::not_found(
+                        "case_not_found",
+                        "Nessuna pratica corrisponde a questo codice e a questa chiave di accesso.",
+                    ));
+                }
+                Err(_) => citizen_case(&state, &request.target.id, key).await?,
+            };
+            // A comment on a case is the citizen's: sealed under them, erased with them.
+            subject = state.urp.case(case_id).await?.0.citizen_subject;
+            case_id.to_string()
+        }
+        _ => request.target.id.clone(),
+    };
+    let replay = idempotent_id(&state, &headers, "POST /feedback", &fingerprint).await?;
+    let command = GiveFeedback {
+        target: Target {
+            target_type: request.target.target_type,
+            id: target_id,
+        },
+        comune: request.comune,
+        channel: request.channel,
+        scale: request.scale,
+        score: request.score,
+        reasons: request.reasons,
+        comment: None,
+        given_at: Utc::now(),
+        case_closed: None,
+        case_kind: None,
+    };
+    let target = command.target.clone();
+    match state
+        .urp
+        .give_feedback(&citizen_actor(), command, request.comment, subject, replay)
+        .await
+    {
+        Ok((id, position)) => Ok((StatusCode::CREATED, Json(FeedbackResponse { id, position }))),
+        // A retry with the same key and body: the rating is there; answer as the first time.
+        Err(UrpError::Feedback(FeedbackError::AlreadyGiven)) if replay.is_some() => {
+            let id = match target.target_type {
+                TargetType::Case => sportello_engine::domain::feedback::feedback_id_for_case(
+                    target.id.parse().map_err(|_| ApiError::internal())?,
+                ),
+                _ => replay.unwrap_or_default(),
+            };
+            let position = state.urp.log().head().await?;
+            Ok((StatusCode::CREATED, Json(FeedbackResponse { id, position })))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

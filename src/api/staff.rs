@@ -1,0 +1,690 @@
+//! The URP staff's work: the inbox of their comune, a case's detail and timeline with the
+//! citizen's data unsealed, the actions on a case, the statistics, and GDPR erasure (admins).
+
+use super::guard::{Staff, min_position, wait_for};
+use super::problem::{ApiError, Body, OptionalBody, Params, PathParams};
+use super::public::{
+    CaseWriteResponse, NewCaseRequest, OpenedCaseResponse, act_on_case, case_timeline, name_of,
+    new_contact, opened_response, status_name,
+};
+use super::{AppState, Shared};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Europe::Rome;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sportello_engine::domain::Aggregate;
+use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, Outcome};
+use sportello_engine::staff::Role;
+use sportello_engine::urp::Actor;
+use sportello_engine::vault::{Sealed, Unsealed};
+use sportello_projections::inbox::{self, Inbox, InboxPage, InboxQuery};
+use sportello_projections::satisfaction::{self, Ratings, SatisfactionQuery, SatisfactionReport};
+use sportello_projections::service_levels::{self, ServiceLevelQuery, ServiceLevelReport};
+use sportello_projections::{SqlValue, Views};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+fn today() -> NaiveDate {
+    Utc::now().with_timezone(&Rome).date_naive()
+}
+
+fn actor(staff: &Staff) -> Actor {
+    Actor {
+        name: staff.actor_name(),
+        channel: None,
+        ..Actor::default()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub name: String,
+    pub role: String,
+    pub comune: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/me", tag = "staff", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = super::problem::Problem)))]
+pub async fn me(staff: Staff) -> Json<Me> {
+    Json(Me {
+        name: staff.0.name,
+        role: staff.0.role.as_str().into(),
+        comune: staff.0.comune,
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InboxParams {
+    pub office: Option<String>,
+    pub operator: Option<String>,
+    pub kind: Option<String>,
+    pub channel: Option<String>,
+    pub service: Option<String>,
+    /// received, taken_in_charge, assigned, suspended, answered, closed.
+    pub status: Option<String>,
+    pub code: Option<String>,
+    pub transferred_from: Option<String>,
+    /// true: only open cases past their due date; false: all the others.
+    pub overdue: Option<bool>,
+    /// YYYY-MM-DD.
+    pub received_from: Option<NaiveDate>,
+    /// YYYY-MM-DD, exclusive.
+    pub received_until: Option<NaiveDate>,
+    /// Up to 1000, 50 by default.
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+    pub min_position: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])),
+    params(InboxParams),
+    responses((status = 200, body = Object, description = "{total, entries: [inbox rows with days_left and overdue]}"),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem)))]
+pub async fn inbox(
+    State(state): State<Shared>,
+    staff: Staff,
+    headers: HeaderMap,
+    Params(p): Params<InboxParams>,
+) -> Result<Json<InboxPage>, ApiError> {
+    staff.works_cases()?;
+    wait_for::<Inbox>(&state, min_position(p.min_position, &headers)).await?;
+    let query = InboxQuery {
+        // The comune that owns the case now: a transferred case belongs to the receiving one.
+        comune: Some(staff.0.comune.clone()),
+        office: p.office,
+        operator: p.operator,
+        kind: p.kind,
+        channel: p.channel,
+        service: p.service,
+        status: p.status,
+        code: p.code,
+        transferred_from: p.transferred_from,
+        overdue: p.overdue,
+        received_from: p.received_from,
+        received_until: p.received_until,
+        limit: p.limit.unwrap_or(50).clamp(1, 1000),
+        offset: p.offset.unwrap_or(0),
+    };
+    Ok(Json(inbox::query(&state.views, &query, today()).await?))
+}
+
+/// The case, if it belongs to the staff member's comune now; 404 otherwise (a case of another
+/// comune is not theirs to know about).
+async fn own_case(state: &AppState, staff: &Staff, id: &str) -> Result<(Uuid, Case), ApiError> {
+    staff.works_cases()?;
+    let not_found = || {
+        ApiError::not_found(
+            "case_not_found",
+            "La pratica non esiste o non è di competenza del tuo comune.",
+        )
+    };
+    let case_id: Uuid = id.parse().map_err(|_| not_found())?;
+    let (case, _) = state.urp.case(case_id).await.map_err(|e| match e {
+        sportello_engine::urp::UrpError::Case(_) => not_found(),
+        other => other.into(),
+    })?;
+    if case.comune != staff.0.comune {
+        return Err(not_found());
+    }
+    Ok((case_id, case))
+}
+
+async fn unseal(state: &AppState, sealed: &Option<Sealed>) -> Result<Option<String>, ApiError> {
+    match sealed {
+        None => Ok(None),
+        Some(s) => match state.urp.vault().unseal(s).await {
+            Ok(Unsealed::Clear(text)) => Ok(Some(text)),
+            Ok(Unsealed::Erased) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot unseal");
+                Err(ApiError::internal())
+            }
+        },
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CitizenView {
+    pub subject_id: Uuid,
+    /// True once the citizen's data were erased (GDPR art. 17): the fields below are gone.
+    pub erased: bool,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub fiscal_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    pub position: u64,
+    pub version: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: Option<String>,
+    /// What the event says, without sealed values.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseDetail {
+    pub id: Uuid,
+    pub code: String,
+    pub comune: String,
+    pub kind: Option<String>,
+    pub channel: Option<String>,
+    pub service: Option<String>,
+    pub status: String,
+    pub office: Option<String>,
+    pub operator: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub due_on: Option<NaiveDate>,
+    pub days_left: Option<i64>,
+    pub outcome: Option<String>,
+    pub transferred_from: Option<String>,
+    /// The citizen's subject and description, unsealed (null once erased).
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub personal_data_erased: bool,
+    pub citizen: Option<CitizenView>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+fn details(event: &CaseEvent) -> Value {
+    match event {
+        CaseEvent::CaseOpened {
+            kind,
+            channel,
+            service,
+            received_at,
+            term_days,
+            due_on,
+            ..
+        } => json!({
+            "kind": kind, "channel": channel, "service": service, "received_at": received_at,
+            "term_days": term_days, "due_on": due_on,
+        }),
+        CaseEvent::CaseTakenInCharge {
+            office,
+            expected_by,
+            ..
+        } => {
+            json!({ "office": office, "expected_by": expected_by })
+        }
+        CaseEvent::CaseAssigned { operator } => json!({ "operator": operator }),
+        CaseEvent::CaseTransferred {
+            from_comune,
+            to_comune,
+            reason,
+            ..
+        } => {
+            json!({ "from_comune": from_comune, "to_comune": to_comune, "reason": reason })
+        }
+        CaseEvent::DocumentsRequested { documents, .. } => json!({ "documents": documents }),
+        CaseEvent::DocumentsReceived {
+            suspended_days,
+            due_on,
+            ..
+        } => {
+            json!({ "suspended_days": suspended_days, "due_on": due_on })
+        }
+        CaseEvent::CaseAnswered { text, .. } => json!({ "text": text }),
+        CaseEvent::CaseClosed { outcome, .. } => json!({ "outcome": outcome }),
+        CaseEvent::CaseReopened { reason, .. } => json!({ "reason": reason }),
+        CaseEvent::CaseWithdrawn { .. } => json!({}),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/cases/{id}", tag = "staff", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = CaseDetail), (status = 404, body = super::problem::Problem)))]
+pub async fn case_detail(
+    State(state): State<Shared>,
+    staff: Staff,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<CaseDetail>, ApiError> {
+    let (case_id, _) = own_case(&state, &staff, &id).await?;
+    let events = case_timeline(&state, case_id).await?;
+    let mut case = Case::default();
+    let mut detail = CaseDetail {
+        id: case_id,
+        code: String::new(),
+        comune: String::new(),
+        kind: None,
+        channel: None,
+        service: None,
+        status: String::new(),
+        office: None,
+        operator: None,
+        received_at: None,
+        due_on: None,
+        days_left: None,
+        outcome: None,
+        transferred_from: None,
+        subject: None,
+        description: None,
+        personal_data_erased: false,
+        citizen: None,
+        timeline: Vec::with_capacity(events.len()),
+    };
+    for (recorded, event) in &events {
+        match event {
+            CaseEvent::CaseOpened {
+                kind,
+                channel,
+                service,
+                subject,
+                description,
+                citizen,
+                ..
+            } => {
+                detail.kind = Some(name_of(kind));
+                detail.channel = Some(name_of(channel));
+                detail.service = service.clone();
+                detail.subject = unseal(&state, &Some(subject.clone())).await?;
+                detail.description = unseal(&state, description).await?;
+                detail.personal_data_erased = detail.subject.is_none();
+                if let Some(c) = citizen {
+                    let name = unseal(&state, &c.name).await?;
+                    let email = unseal(&state, &c.email).await?;
+                    let phone = unseal(&state, &c.phone).await?;
+                    let fiscal_code = unseal(&state, &c.fiscal_code).await?;
+                    let had_any = [&c.name, &c.email, &c.phone, &c.fiscal_code]
+                        .iter()
+                        .any(|f| f.is_some());
+                    let erased = had_any
+                        && [&name, &email, &phone, &fiscal_code]
+                            .iter()
+                            .all(|f| f.is_none());
+                    detail.personal_data_erased |= erased;
+                    detail.citizen = Some(CitizenView {
+                        subject_id: c.subject_id,
+                        erased,
+                        name,
+                        email,
+                        phone,
+                        fiscal_code,
+                    });
+                }
+            }
+            CaseEvent::CaseTransferred { from_comune, .. } => {
+                detail.transferred_from = Some(from_comune.clone());
+            }
+            _ => {}
+        }
+        detail.timeline.push(TimelineEntry {
+            position: recorded.position,
+            version: recorded.version,
+            event_type: recorded.event_type.clone(),
+            at: recorded.occurred_at,
+            recorded_at: recorded.recorded_at,
+            actor: recorded.metadata.actor.clone(),
+            details: details(event),
+        });
+        case = case.evolve(event);
+    }
+    let open = !matches!(status_name(&case), "answered" | "closed" | "withdrawn");
+    detail.code = case.code.clone();
+    detail.comune = case.comune.clone();
+    detail.status = status_name(&case).into();
+    detail.office = case.office.clone();
+    detail.operator = case.operator.clone();
+    detail.received_at = case.received_at;
+    detail.due_on = case.due_on;
+    detail.days_left = case
+        .due_on
+        .filter(|_| open)
+        .map(|d| (d - today()).num_days());
+    detail.outcome = case.outcome.as_ref().map(name_of);
+    Ok(Json(detail))
+}
+
+#[utoipa::path(post, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])),
+    request_body = NewCaseRequest,
+    responses((status = 201, body = OpenedCaseResponse), (status = 422, body = super::problem::Problem)))]
+pub async fn open_case(
+    State(state): State<Shared>,
+    staff: Staff,
+    headers: HeaderMap,
+    Body(request, _): Body<NewCaseRequest>,
+) -> Result<(StatusCode, Json<OpenedCaseResponse>), ApiError> {
+    staff.works_cases()?;
+    if request.comune != staff.0.comune {
+        return Err(ApiError::forbidden(
+            "Puoi registrare richieste solo per il tuo comune: per un altro comune registrala e poi trasmettila.",
+        ));
+    }
+    let received_at = request.received_at;
+    if received_at.is_some_and(|at| at > Utc::now()) {
+        return Err(ApiError::invalid(
+            "received_at",
+            "in_the_future",
+            "La data di ricezione non può essere nel futuro.",
+        ));
+    }
+    let case_id = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(key) => Uuid::new_v5(
+            &Uuid::NAMESPACE_URL,
+            format!("sportello:staff:{}:{key}", staff.0.token_id).as_bytes(),
+        ),
+        None => Uuid::now_v7(),
+    };
+    let mut contact = new_contact(&state, request, case_id).await?;
+    if let Some(at) = received_at {
+        contact.received_at = at;
+    }
+    let at = contact.received_at;
+    let actor = Actor {
+        channel: Some(name_of(&contact.channel)),
+        at: received_at,
+        ..actor(&staff)
+    };
+    let opened = state.urp.open_case(&actor, contact).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(opened_response(&state, opened, at).await?),
+    ))
+}
+
+/// The body of a staff action; each action reads the fields it needs.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// take-in-charge.
+    pub office: Option<String>,
+    /// assign.
+    pub operator: Option<String>,
+    /// transfer: ISTAT code of the receiving comune.
+    pub to_comune: Option<String>,
+    /// transfer, reopen.
+    pub reason: Option<String>,
+    /// request-documents.
+    pub documents: Option<Vec<String>>,
+    /// answer.
+    pub text: Option<String>,
+    /// close: accolta, respinta, non_di_competenza, duplicata.
+    #[schema(value_type = Option<String>)]
+    pub outcome: Option<Outcome>,
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            "required",
+            format!("Il campo «{field}» è obbligatorio."),
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/{action}", tag = "staff", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("action" = String, Path,
+        description = "take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen"),
+        ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ActionRequest,
+    responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+pub async fn act(
+    State(state): State<Shared>,
+    staff: Staff,
+    PathParams((id, action)): PathParams<(String, String)>,
+    headers: HeaderMap,
+    OptionalBody(request): OptionalBody<ActionRequest>,
+) -> Result<Json<CaseWriteResponse>, ApiError> {
+    let (case_id, _) = own_case(&state, &staff, &id).await?;
+    let now = Utc::now();
+    let command = match action.as_str() {
+        "take-in-charge" => CaseCommand::TakeInCharge {
+            office: required(request.office, "office")?,
+            at: now,
+            expected_by: NaiveDate::default(),
+        },
+        "assign" => CaseCommand::Assign {
+            operator: required(request.operator, "operator")?,
+        },
+        "transfer" => {
+            let to_comune = required(request.to_comune, "to_comune")?;
+            if !state.comune_known(&to_comune) {
+                return Err(ApiError::invalid(
+                    "to_comune",
+                    "comune_unknown",
+                    format!("Il comune {to_comune} non fa parte di questa installazione."),
+                ));
+            }
+            CaseCommand::Transfer {
+                to_comune,
+                reason: required(request.reason, "reason")?,
+                at: now,
+            }
+        }
+        "request-documents" => CaseCommand::RequestDocuments {
+            documents: request.documents.unwrap_or_default(),
+            at: now,
+        },
+        "documents-received" => CaseCommand::ReceiveDocuments {
+            at: now,
+            suspended_days: 0,
+            due_on: NaiveDate::default(),
+        },
+        "answer" => CaseCommand::Answer {
+            text: required(request.text, "text")?,
+            at: now,
+        },
+        "close" => CaseCommand::Close {
+            outcome: request.outcome.ok_or_else(|| {
+                ApiError::invalid(
+                    "outcome",
+                    "required",
+                    "Indica l'esito: accolta, respinta, non_di_competenza o duplicata.",
+                )
+            })?,
+            at: now,
+        },
+        "reopen" => CaseCommand::Reopen {
+            reason: required(request.reason, "reason")?,
+            at: now,
+        },
+        _ => {
+            return Err(ApiError::not_found(
+                "action_unknown",
+                "Azione sconosciuta: take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen.",
+            ));
+        }
+    };
+    let command_id = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(key) => Uuid::new_v5(&case_id, format!("{action}|{key}").as_bytes()),
+        None => Uuid::now_v7(),
+    };
+    Ok(Json(
+        act_on_case(&state, &actor(&staff), case_id, command_id, command).await?,
+    ))
+}
+
+fn months(from: &Option<String>, to: &Option<String>) -> Result<(), ApiError> {
+    for (field, month) in [("from", from), ("to", to)] {
+        if let Some(m) = month
+            && NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_err()
+        {
+            return Err(ApiError::invalid(
+                field,
+                "month_invalid",
+                "Il mese va scritto AAAA-MM.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn dimensions(group_by: &Option<String>, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    let dims: Vec<String> = group_by
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = dims.iter().find(|d| !allowed.contains(&d.as_str())) {
+        return Err(ApiError::invalid(
+            "group_by",
+            "dimension_unknown",
+            format!(
+                "Non si può raggruppare per «{bad}»: dimensioni ammesse {}.",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(dims)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SatisfactionParams {
+    /// First month, YYYY-MM.
+    pub from: Option<String>,
+    /// Last month, YYYY-MM, inclusive.
+    pub to: Option<String>,
+    /// Comma-separated: comune, target_type, target, channel, month, scale.
+    pub group_by: Option<String>,
+    pub comune: Option<String>,
+    pub target_type: Option<String>,
+    pub target: Option<String>,
+    pub channel: Option<String>,
+    pub scale: Option<String>,
+    pub min_position: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/stats/satisfaction", tag = "staff", security(("bearer" = [])),
+    params(SatisfactionParams),
+    responses((status = 200, body = Object, description = "{rows: [{…grouped keys, scale, count, distribution, share_positive, mean (stars), reasons, participation_rate}]}"),
+              (status = 422, body = super::problem::Problem)))]
+pub async fn satisfaction(
+    State(state): State<Shared>,
+    _staff: Staff,
+    headers: HeaderMap,
+    Params(p): Params<SatisfactionParams>,
+) -> Result<Json<SatisfactionReport>, ApiError> {
+    months(&p.from, &p.to)?;
+    let group_by = dimensions(&p.group_by, satisfaction::DIMENSIONS)?;
+    let wait = min_position(p.min_position, &headers);
+    wait_for::<Ratings>(&state, wait).await?;
+    wait_for::<satisfaction::Closures>(&state, wait).await?;
+    let query = SatisfactionQuery {
+        from: p.from,
+        to: p.to,
+        comune: p.comune,
+        target_type: p.target_type,
+        target: p.target,
+        channel: p.channel,
+        scale: p.scale,
+        group_by,
+    };
+    Ok(Json(satisfaction::query(&state.views, &query).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ServiceLevelParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Comma-separated: comune, kind, month.
+    pub group_by: Option<String>,
+    pub comune: Option<String>,
+    pub kind: Option<String>,
+    pub min_position: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/stats/service-levels", tag = "staff", security(("bearer" = [])),
+    params(ServiceLevelParams),
+    responses((status = 200, body = Object, description = "{rows: [{…grouped keys, opened, closed, closed_within_term, share_within_term, median_days_to_answer, p90_days_to_answer, currently_overdue}]}"),
+              (status = 422, body = super::problem::Problem)))]
+pub async fn service_levels(
+    State(state): State<Shared>,
+    _staff: Staff,
+    headers: HeaderMap,
+    Params(p): Params<ServiceLevelParams>,
+) -> Result<Json<ServiceLevelReport>, ApiError> {
+    months(&p.from, &p.to)?;
+    let group_by = dimensions(&p.group_by, service_levels::DIMENSIONS)?;
+    wait_for::<Inbox>(&state, min_position(p.min_position, &headers)).await?;
+    let query = ServiceLevelQuery {
+        from: p.from,
+        to: p.to,
+        comune: p.comune,
+        kind: p.kind,
+        group_by,
+    };
+    Ok(Json(
+        service_levels::query(&state.views, &query, today()).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// Why (the request's protocol number, say); kept in the log.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EraseResponse {
+    pub subject_id: Uuid,
+    pub erased: bool,
+    pub position: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/staff/subjects/{subject_id}/erase", tag = "staff", security(("bearer" = [])),
+    params(("subject_id" = Uuid, Path)), request_body = EraseRequest,
+    responses((status = 200, body = EraseResponse), (status = 403, body = super::problem::Problem),
+              (status = 404, body = super::problem::Problem)))]
+pub async fn erase_subject(
+    State(state): State<Shared>,
+    staff: Staff,
+    PathParams(subject_id): PathParams<String>,
+    OptionalBody(body): OptionalBody<EraseRequest>,
+) -> Result<Json<EraseResponse>, ApiError> {
+    staff.require(Role::Admin)?;
+    let not_found = || {
+        ApiError::not_found(
+            "subject_not_found",
+            "Nessuna pratica del tuo comune riguarda questa persona.",
+        )
+    };
+    let subject: Uuid = subject_id.parse().map_err(|_| not_found())?;
+    // An administrator erases the citizens of their own comune's cases.
+    let (rows, _) = state
+        .views
+        .select::<Inbox>(
+            &format!(
+                "citizen_subject = {} AND comune = {}",
+                Views::param(1),
+                Views::param(2)
+            ),
+            vec![
+                SqlValue::Text(subject.to_string()),
+                SqlValue::Text(staff.0.comune.clone()),
+            ],
+            "id",
+            1,
+            0,
+        )
+        .await?;
+    if rows.is_empty() {
+        return Err(not_found());
+    }
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "richiesta dell'interessato (GDPR art. 17)".into());
+    let position = state
+        .urp
+        .erase_subject(&actor(&staff), subject, &reason)
+        .await?;
+    Ok(Json(EraseResponse {
+        subject_id: subject,
+        erased: true,
+        position,
+    }))
+}
