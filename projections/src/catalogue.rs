@@ -146,7 +146,7 @@ pub struct CatalogueEntry {
 
 /// Active services (of `comune` when given), each with its usable forms, by title.
 pub async fn query(views: &Views, comune: Option<&str>) -> Result<Vec<CatalogueEntry>, ViewsError> {
-    let (rows, _) = views
+    let rows = views
         .select::<Catalogue>("active = 1", Vec::new(), "title", u32::MAX as u64, 0)
         .await?;
     let mut forms: BTreeMap<String, Vec<PublishedForm>> = BTreeMap::new();

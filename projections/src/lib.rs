@@ -20,5 +20,5 @@ pub mod satisfaction;
 pub mod service_levels;
 mod views;
 
-pub use model::{Column, Projection, SqlType, SqlValue};
+pub use model::{Column, IndexDef, Projection, SqlType, SqlValue};
 pub use views::{Views, ViewsError};

@@ -46,6 +46,15 @@ pub struct Column {
     pub indexed: bool,
 }
 
+/// An index over several columns, possibly partial (only the rows `partial` selects), for the
+/// queries a read model must answer fast.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexDef {
+    pub name: &'static str,
+    pub columns: &'static str,
+    pub partial: Option<&'static str>,
+}
+
 /// A read model: rows keyed by id, each folded from the events that concern it.
 pub trait Projection: Send + Sync + 'static {
     type Row: Clone + Send + Sync + 'static;
@@ -64,6 +73,11 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(row: Option<Self::Row>, event: &RecordedEvent) -> Option<Self::Row>;
     fn to_values(row: &Self::Row) -> Vec<SqlValue>;
     fn from_values(values: Vec<SqlValue>) -> Option<Self::Row>;
+
+    /// Indexes beyond the single-column ones of `indexed` columns.
+    fn indexes() -> &'static [IndexDef] {
+        &[]
+    }
 
     fn table() -> String {
         format!("rm_{}_v{}", Self::NAME, Self::VERSION)

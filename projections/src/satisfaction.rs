@@ -365,7 +365,7 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
         add("month <= ?", to);
     }
     let filter = clauses.join(" AND ");
-    let (ratings, _) = views
+    let ratings = views
         .select::<Ratings>(&filter, params, "id", u32::MAX as u64, 0)
         .await?;
 
@@ -433,7 +433,7 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
                 clauses.push(clause.replace('?', &Views::param(params.len())));
             }
         }
-        let (rows, _) = views
+        let rows = views
             .select::<Closures>(&clauses.join(" AND "), params, "id", u32::MAX as u64, 0)
             .await?;
         for c in rows {

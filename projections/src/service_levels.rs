@@ -101,7 +101,7 @@ pub async fn query(
             clauses.push(format!("{column} = {}", Views::param(params.len())));
         }
     }
-    let (rows, _) = views
+    let rows = views
         .select::<Inbox>(&clauses.join(" AND "), params, "id", u32::MAX as u64, 0)
         .await?;
     let in_range = |month: &str| {

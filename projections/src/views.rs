@@ -133,6 +133,16 @@ impl Views {
                 c.name
             ));
         }
+        for index in P::indexes() {
+            let partial = index
+                .partial
+                .map(|w| format!(" WHERE {w}"))
+                .unwrap_or_default();
+            sql.push_str(&format!(
+                "CREATE INDEX IF NOT EXISTS {table}_{} ON {table} ({}){partial};\n",
+                index.name, index.columns
+            ));
+        }
         self.execute_batch(sql).await
     }
 
@@ -267,63 +277,125 @@ impl Views {
         order: &str,
         limit: u64,
         offset: u64,
-    ) -> Result<(Vec<P::Row>, u64), ViewsError> {
+    ) -> Result<Vec<P::Row>, ViewsError> {
+        let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            columns.join(", "),
+            P::table()
+        );
+        let rows = self.fetch(sql, params, P::columns().len()).await?;
+        Ok(rows.into_iter().filter_map(P::from_values).collect())
+    }
+
+    /// A page of rows matching `filter` in `order`, found in two steps: first the ids of the page
+    /// (which an index holding the filtered and sorted columns and the id answers alone, without
+    /// reading the rows it skips), then those rows.
+    pub async fn select_page<P: Projection>(
+        &self,
+        filter: &str,
+        params: Vec<SqlValue>,
+        order: &str,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<P::Row>, ViewsError> {
         let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
         let table = P::table();
-        let rows_sql = format!(
-            "SELECT {} FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE id IN \
+             (SELECT id FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
+             ORDER BY {order}",
             columns.join(", ")
         );
-        let count_sql = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        let rows = self.fetch(sql, params, P::columns().len()).await?;
+        Ok(rows.into_iter().filter_map(P::from_values).collect())
+    }
+
+    /// How many rows match `filter`, counting no further than `cap` rows and, on SQLite, for no
+    /// longer than `budget` (a count over a million rows costs more than the page it describes).
+    /// Returns the count and whether it is complete; an incomplete count is a lower bound.
+    pub async fn count<P: Projection>(
+        &self,
+        filter: &str,
+        params: Vec<SqlValue>,
+        cap: u64,
+        budget: Duration,
+    ) -> Result<(u64, bool), ViewsError> {
+        let sql = format!("SELECT 1 FROM {} WHERE {filter} LIMIT {cap}", P::table());
+        match self {
+            Views::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
+                    let deadline = std::time::Instant::now() + budget;
+                    let conn = conn.lock().expect("views poisoned");
+                    let values: Vec<Value> = params.iter().map(to_sqlite).collect();
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+                    let mut rows = stmt
+                        .query(rusqlite::params_from_iter(values.iter()))
+                        .map_err(db)?;
+                    let mut counted = 0u64;
+                    while rows.next().map_err(db)?.is_some() {
+                        counted += 1;
+                        if counted % 256 == 0 && std::time::Instant::now() > deadline {
+                            return Ok((counted, false));
+                        }
+                    }
+                    Ok((counted, true))
+                })
+                .await
+                .map_err(db)?
+            }
+            Views::Postgres(_) => {
+                let sql = format!("SELECT count(*) FROM ({sql}) AS capped");
+                let rows = self.fetch(sql, params, 1).await?;
+                let counted = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(SqlValue::as_int)
+                    .unwrap_or(0) as u64;
+                Ok((counted, true))
+            }
+        }
+    }
+
+    /// Runs a query and reads `width` columns of each row, typed as the database gives them.
+    async fn fetch(
+        &self,
+        sql: String,
+        params: Vec<SqlValue>,
+        width: usize,
+    ) -> Result<Vec<Vec<SqlValue>>, ViewsError> {
         match self {
             Views::Sqlite(conn) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
                     let conn = conn.lock().expect("views poisoned");
                     let values: Vec<Value> = params.iter().map(to_sqlite).collect();
-                    let total: i64 = conn
-                        .query_row(&count_sql, rusqlite::params_from_iter(values.iter()), |r| {
-                            r.get(0)
-                        })
-                        .map_err(db)?;
-                    let mut stmt = conn.prepare_cached(&rows_sql).map_err(db)?;
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
                     let mut rows = stmt
                         .query(rusqlite::params_from_iter(values.iter()))
                         .map_err(db)?;
                     let mut out = Vec::new();
                     while let Some(row) = rows.next().map_err(db)? {
-                        out.extend(P::from_values(read_sqlite_row::<P>(row)?));
+                        out.push(read_sqlite_values(row, width)?);
                     }
-                    Ok((out, total as u64))
+                    Ok(out)
                 })
                 .await
                 .map_err(db)?
             }
             Views::Postgres(pool) => {
-                let bind_all = |sql: String| {
-                    let mut q = sqlx::query(AssertSqlSafe(sql));
-                    for p in &params {
-                        q = match p {
-                            SqlValue::Null => q.bind(None::<String>),
-                            SqlValue::Int(i) => q.bind(*i),
-                            SqlValue::Real(r) => q.bind(*r),
-                            SqlValue::Text(t) => q.bind(t.clone()),
-                        };
-                    }
-                    q
-                };
-                let total: i64 = bind_all(count_sql)
-                    .fetch_one(pool)
-                    .await
-                    .map_err(db)?
-                    .try_get(0)
-                    .map_err(db)?;
-                let rows = bind_all(rows_sql).fetch_all(pool).await.map_err(db)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    out.extend(P::from_values(read_pg_row::<P>(row)?));
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for p in &params {
+                    q = match p {
+                        SqlValue::Null => q.bind(None::<String>),
+                        SqlValue::Int(i) => q.bind(*i),
+                        SqlValue::Real(r) => q.bind(*r),
+                        SqlValue::Text(t) => q.bind(t.clone()),
+                    };
                 }
-                Ok((out, total as u64))
+                let rows = q.fetch_all(pool).await.map_err(db)?;
+                rows.iter().map(|row| read_pg_values(row, width)).collect()
             }
         }
     }
@@ -549,7 +621,11 @@ fn to_sqlite(v: &SqlValue) -> Value {
 }
 
 fn read_sqlite_row<P: Projection>(row: &rusqlite::Row<'_>) -> Result<Vec<SqlValue>, ViewsError> {
-    (0..P::columns().len())
+    read_sqlite_values(row, P::columns().len())
+}
+
+fn read_sqlite_values(row: &rusqlite::Row<'_>, width: usize) -> Result<Vec<SqlValue>, ViewsError> {
+    (0..width)
         .map(|i| {
             Ok(match row.get_ref(i).map_err(db)? {
                 ValueRef::Null => SqlValue::Null,
@@ -557,6 +633,28 @@ fn read_sqlite_row<P: Projection>(row: &rusqlite::Row<'_>) -> Result<Vec<SqlValu
                 ValueRef::Real(v) => SqlValue::Real(v),
                 ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
                 ValueRef::Blob(_) => SqlValue::Null,
+            })
+        })
+        .collect()
+}
+
+/// A PostgreSQL row read by the types the database reports (for queries with no projection's
+/// column list, such as counts).
+fn read_pg_values(row: &sqlx::postgres::PgRow, width: usize) -> Result<Vec<SqlValue>, ViewsError> {
+    use sqlx::{Column as _, TypeInfo as _};
+    (0..width)
+        .map(|i| {
+            let kind = row.columns()[i].type_info().name().to_owned();
+            Ok(match kind.as_str() {
+                "INT8" | "INT4" | "INT2" => row
+                    .try_get::<Option<i64>, _>(i)
+                    .map_err(db)?
+                    .map_or(SqlValue::Null, SqlValue::Int),
+                "FLOAT8" | "FLOAT4" => row
+                    .try_get::<Option<f64>, _>(i)
+                    .map_err(db)?
+                    .map_or(SqlValue::Null, SqlValue::Real),
+                _ => SqlValue::text(row.try_get::<Option<String>, _>(i).map_err(db)?),
             })
         })
         .collect()

@@ -489,6 +489,7 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
                 ),
                 None,
                 None,
+                None,
             )
             .await
             .unwrap();
@@ -504,6 +505,7 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
                 ),
                 None,
                 None,
+                None,
             )
             .await
             .unwrap();
@@ -516,6 +518,7 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
                 .give_feedback(
                     &citizen,
                     rate(service(), "073015", Scale::Faces, score, &reasons),
+                    None,
                     None,
                     None,
                 )

@@ -453,7 +453,7 @@ pub async fn case_timeline(
 /// the code is not (yet) there, so a case just opened is found.
 pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uuid>, ApiError> {
     async fn lookup(views: &Views, code: &str) -> Result<Option<Uuid>, ApiError> {
-        let (rows, _) = views
+        let rows = views
             .select::<Inbox>(
                 &format!("code = {}", Views::param(1)),
                 vec![SqlValue::Text(code.to_owned())],

@@ -655,7 +655,7 @@ pub async fn erase_subject(
     };
     let subject: Uuid = subject_id.parse().map_err(|_| not_found())?;
     // An administrator erases the citizens of their own comune's cases.
-    let (rows, _) = state
+    let rows = state
         .views
         .select::<Inbox>(
             &format!(

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Read(ReadArgs),
     /// Rebuild every projection from a log of N cases (5 events each).
     Rebuild(RebuildArgs),
+    /// Latency of the staff's queries (inbox, satisfaction) on read models of N cases.
+    Queries(super::bench_queries::QueriesArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,7 +64,7 @@ pub struct ReadArgs {
 }
 
 #[derive(clap::Args)]
-struct Target {
+pub(super) struct Target {
     /// Use the configured store itself instead of a fresh one beside it.
     #[arg(long)]
     in_place: bool,
@@ -111,6 +113,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         BenchCommand::Appends(args) => appends(settings, args).await,
         BenchCommand::Read(args) => read(settings, args).await,
         BenchCommand::Rebuild(args) => rebuild(settings, args).await,
+        BenchCommand::Queries(args) => super::bench_queries::run(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -260,9 +263,9 @@ async fn seed(log: &EventLog, events: u64) -> anyhow::Result<()> {
 }
 
 /// Where a bench run writes, and how to remove it afterwards.
-struct Scratch {
-    settings: Settings,
-    backend: &'static str,
+pub(super) struct Scratch {
+    pub(super) settings: Settings,
+    pub(super) backend: &'static str,
     /// A folder on the store's disk, for the fsync measurement.
     disk: PathBuf,
     cleanup: Cleanup,
@@ -275,7 +278,7 @@ enum Cleanup {
 }
 
 impl Scratch {
-    async fn create(settings: &Settings, target: &Target) -> anyhow::Result<Self> {
+    pub(super) async fn create(settings: &Settings, target: &Target) -> anyhow::Result<Self> {
         let url = settings.store.url.expose().to_owned();
         let mut settings = settings.clone();
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -341,7 +344,7 @@ impl Scratch {
         })
     }
 
-    async fn finish(&self) -> anyhow::Result<()> {
+    pub(super) async fn finish(&self) -> anyhow::Result<()> {
         match &self.cleanup {
             Cleanup::Nothing => {}
             Cleanup::Files(files) => {
@@ -390,7 +393,7 @@ fn fsync_rate(dir: &Path) -> anyhow::Result<f64> {
 }
 
 /// Resident memory of this process in MB (Linux; 0 elsewhere).
-fn resident_mb() -> f64 {
+pub(super) fn resident_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -402,12 +405,18 @@ fn resident_mb() -> f64 {
 }
 
 /// A case's life in five events, as the domain writes them (the sealed texts are stand-ins).
-fn case_events(n: u64) -> Vec<NewEvent> {
+pub(super) fn case_events(n: u64) -> Vec<NewEvent> {
     use chrono::{Duration, TimeZone, Utc};
-    use sportello_engine::domain::case::{CaseEvent, CaseKind, Channel, Outcome};
-    use sportello_engine::vault::Sealed;
     let received = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap()
         + Duration::minutes((n % 500_000) as i64);
+    case_events_at(n, received)
+}
+
+/// [`case_events`] for a case received at `received`.
+pub(super) fn case_events_at(n: u64, received: chrono::DateTime<chrono::Utc>) -> Vec<NewEvent> {
+    use chrono::Duration;
+    use sportello_engine::domain::case::{CaseEvent, CaseKind, Channel, Outcome};
+    use sportello_engine::vault::Sealed;
     let comune = ["073004", "073015", "073029"][(n % 3) as usize].to_owned();
     let sealed = Sealed {
         subject: uuid::Uuid::nil(),

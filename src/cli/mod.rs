@@ -1,4 +1,5 @@
 pub mod bench;
+mod bench_queries;
 pub mod calendar;
 pub mod demo;
 pub mod replay;

@@ -1,0 +1,282 @@
+//! `sportello bench queries`: how long the staff wait for the inbox and the satisfaction
+//! statistics when the read models hold N cases and M ratings over 24 months.
+//!
+//! The read models are filled by applying synthetic events straight to the projections (the
+//! same code a runner uses), not through the log: what is measured is the query, not the load.
+
+use super::bench::{Scratch, Target, case_events_at};
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use sportello_engine::domain::case::Channel;
+use sportello_engine::domain::feedback::{FeedbackEvent, Scale, Target as RatedTarget, TargetType};
+use sportello_engine::{Metadata, NewEvent, RecordedEvent, StreamId};
+use sportello_projections::inbox::{self, Inbox, InboxQuery};
+use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
+use sportello_projections::{Projection, Views};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct QueriesArgs {
+    /// Cases in the inbox (70% closed, the rest in every open state).
+    #[arg(long, default_value_t = 1_000_000)]
+    cases: u64,
+    /// Ratings, spread over the 24 months from January 2025.
+    #[arg(long, default_value_t = 500_000)]
+    ratings: u64,
+    /// Queries of each kind timed.
+    #[arg(long, default_value_t = 1000)]
+    queries: u64,
+    #[command(flatten)]
+    target: Target,
+}
+
+const COMUNI: [&str; 3] = ["073004", "073015", "073029"];
+const BATCH: usize = 4000;
+
+fn recorded(position: u64, stream: &StreamId, version: u64, event: NewEvent) -> RecordedEvent {
+    RecordedEvent {
+        position,
+        stream: stream.clone(),
+        version,
+        id: event.id,
+        event_type: event.event_type,
+        schema_version: event.schema_version,
+        occurred_at: event.occurred_at,
+        recorded_at: event.occurred_at,
+        data: event.data,
+        metadata: event.metadata,
+        hash: [0; 32],
+    }
+}
+
+/// Applies what `events` yields to projection `P` in batches, from scratch.
+async fn load<P: Projection>(
+    views: &Views,
+    events: impl Iterator<Item = RecordedEvent>,
+) -> anyhow::Result<u64> {
+    views.reset::<P>().await?;
+    anyhow::ensure!(views.take_lease::<P>("bench").await?, "projection busy");
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut applied = 0;
+    for event in events {
+        batch.push(event);
+        if batch.len() == BATCH {
+            applied += batch.len() as u64;
+            views
+                .apply_batch::<P>("bench", std::mem::take(&mut batch))
+                .await?;
+        }
+    }
+    applied += batch.len() as u64;
+    views.apply_batch::<P>("bench", batch).await?;
+    views.create_indexes::<P>().await?;
+    views.release_lease::<P>("bench").await?;
+    Ok(applied)
+}
+
+fn rating(n: u64) -> NewEvent {
+    let month = n % 24;
+    let given_at = Utc.with_ymd_and_hms(2025, 1, 1, 10, 0, 0).unwrap()
+        + Duration::days((month * 30 + n % 28) as i64);
+    let (target_type, id) = match n % 3 {
+        0 => (TargetType::Service, format!("servizio-{}", n % 12)),
+        1 => (TargetType::Page, format!("/pagina-{}", n % 8)),
+        _ => (TargetType::Case, String::new()),
+    };
+    let scale = if n % 2 == 0 {
+        Scale::Stars
+    } else {
+        Scale::Faces
+    };
+    let score = match scale {
+        Scale::Stars => (n % 5 + 1) as u8,
+        Scale::Faces => (n % 3 + 1) as u8,
+    };
+    let reasons = match (scale, score) {
+        (Scale::Faces, 1) => vec!["poco_chiaro".to_owned()],
+        (Scale::Stars, 1..=3) => vec!["a_volte_poco_chiaro".to_owned()],
+        _ => vec![],
+    };
+    let comune = COMUNI[(n % 3) as usize];
+    NewEvent::new(
+        "FeedbackGiven",
+        &FeedbackEvent::FeedbackGiven {
+            target: RatedTarget { target_type, id },
+            comune: comune.into(),
+            channel: Channel::ALL[(n % 7) as usize],
+            scale,
+            score,
+            reasons,
+            comment: None,
+            given_at,
+            case_kind: (target_type == TargetType::Case)
+                .then_some(sportello_engine::domain::case::CaseKind::ALL[(n % 6) as usize]),
+        },
+    )
+    .expect("a rating is a JSON object")
+    .with_metadata(Metadata {
+        comune: Some(comune.into()),
+        ..Metadata::default()
+    })
+}
+
+/// Nearest-rank percentile, in milliseconds.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> anyhow::Result<()> {
+    let scratch = Scratch::create(settings, &args.target).await?;
+    let url = scratch.settings.store.url.expose().to_owned();
+    let views = Views::open(&url).await?;
+    let started = Instant::now();
+    let mut position = 0;
+    let total = args.cases;
+    let cases = (0..args.cases).flat_map(move |n| {
+        // Spread evenly over the 24 months from January 2025.
+        let received = Utc.with_ymd_and_hms(2025, 1, 1, 8, 0, 0).unwrap()
+            + Duration::minutes((n * 24 * 30 * 24 * 60 / total.max(1)) as i64);
+        let stream = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
+        // 70% closed; the others stopped in each open state.
+        let keep = match n % 10 {
+            0 => 1,
+            1 => 2,
+            2 => 3,
+            _ => 5,
+        };
+        case_events_at(n, received)
+            .into_iter()
+            .take(keep)
+            .enumerate()
+            .map(move |(i, e)| (stream.clone(), i as u64 + 1, e))
+    });
+    let cases = cases.map(|(stream, version, event)| {
+        position += 1;
+        recorded(position, &stream, version, event)
+    });
+    let case_events = load::<Inbox>(&views, cases).await?;
+    let ratings = (0..args.ratings).map(|n| {
+        let stream = StreamId::new("feedback", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
+        recorded(n + 1, &stream, 1, rating(n))
+    });
+    let rating_events = load::<Ratings>(&views, ratings).await?;
+    // Participation rates read the closures too (empty here: every rating counts alone).
+    views.ensure::<Closures>().await?;
+    if let Views::Sqlite(_) = views {
+        // What a long-running database has: statistics for the planner.
+        views_analyze(&url)?;
+    }
+    eprintln!(
+        "loaded {case_events} case events and {rating_events} ratings in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let today = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
+    let mut inbox_ms = Vec::new();
+    let mut by_kind: [Vec<f64>; 6] = Default::default();
+    // The first pass (every comune, kind of query and month once) warms the caches as a
+    // running server's are; the next ones are timed.
+    let warm_up = 6 * 24 * 3;
+    for i in 0..warm_up + args.queries * 6 {
+        let comune = COMUNI[(i / 6 / 24 % 3) as usize].to_owned();
+        let mut q = InboxQuery {
+            comune: Some(comune),
+            limit: 50,
+            ..InboxQuery::default()
+        };
+        match i % 6 {
+            0 => {}
+            1 => q.status = Some("received".into()),
+            2 => q.overdue = Some(true),
+            3 => {
+                let kind = sportello_engine::domain::case::CaseKind::ALL[(i / 6 % 6) as usize];
+                q.kind = Some(crate::api::public::name_of(&kind));
+                q.channel = Some(crate::api::public::name_of(
+                    &Channel::ALL[(i / 36 % 7) as usize],
+                ));
+            }
+            4 => q.code = Some(format!("BEN-2025-{:06}", (i * 7919) % args.cases)),
+            _ => {
+                // A month of the two years, second page.
+                let month = (i / 6 % 24) as u32;
+                q.received_from =
+                    NaiveDate::from_ymd_opt(2025 + (month / 12) as i32, month % 12 + 1, 1);
+                q.received_until = q
+                    .received_from
+                    .and_then(|d| d.checked_add_months(chrono::Months::new(1)));
+                q.offset = 50;
+            }
+        }
+        let t = Instant::now();
+        let page = inbox::query(&views, &q, today).await?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if i < warm_up {
+            continue;
+        }
+        inbox_ms.push(ms);
+        by_kind[(i % 6) as usize].push(ms);
+        std::hint::black_box(page);
+    }
+    let groupings: [&[&str]; 4] = [
+        &["comune", "month"],
+        &["target_type", "scale"],
+        &["channel"],
+        &["comune", "target_type", "target", "month"],
+    ];
+    let mut satisfaction_ms = Vec::new();
+    for i in 0..args.queries * 4 {
+        let q = SatisfactionQuery {
+            from: Some("2025-01".into()),
+            to: Some("2026-12".into()),
+            comune: (i % 2 == 0).then(|| COMUNI[(i % 3) as usize].to_owned()),
+            group_by: groupings[(i % 4) as usize]
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            ..SatisfactionQuery::default()
+        };
+        let t = Instant::now();
+        let report = satisfaction::query(&views, &q).await?;
+        satisfaction_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(report);
+    }
+    inbox_ms.sort_by(f64::total_cmp);
+    for (name, mut times) in [
+        "default",
+        "status",
+        "overdue",
+        "kind+channel",
+        "code",
+        "month+page 2",
+    ]
+    .into_iter()
+    .zip(by_kind)
+    {
+        times.sort_by(f64::total_cmp);
+        eprintln!(
+            "inbox {name:<13} p50 {:7.2} ms  p99 {:7.2} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+    satisfaction_ms.sort_by(f64::total_cmp);
+    drop(views);
+    scratch.finish().await?;
+    println!(
+        "measure=queries store={} cases={} ratings={} inbox_p50_ms={:.2} inbox_p99_ms={:.2} satisfaction_p50_ms={:.2} satisfaction_p99_ms={:.2}",
+        scratch.backend,
+        args.cases,
+        args.ratings,
+        percentile(&inbox_ms, 0.5),
+        percentile(&inbox_ms, 0.99),
+        percentile(&satisfaction_ms, 0.5),
+        percentile(&satisfaction_ms, 0.99),
+    );
+    Ok(())
+}
+
+fn views_analyze(url: &str) -> anyhow::Result<()> {
+    let path = url.trim_start_matches("sqlite://");
+    rusqlite::Connection::open(path)?.execute_batch("ANALYZE")?;
+    Ok(())
+}
