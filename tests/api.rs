@@ -237,8 +237,12 @@ fn a_day_at_the_urp(store: &Store) {
     assert!(openapi["components"]["schemas"]["NewCaseRequest"].is_object());
 
     // A citizen opens a contact; a retry with the same key gets the same answer.
-    let name = format!("Giuseppina Verdastri {}", uuid::Uuid::new_v4().simple());
-    let body = new_case(MASSAFRA, &name).to_string();
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("Giuseppina Verdastri {marker}");
+    let subject_text = format!("Buca pericolosa in via Roma {marker}");
+    let mut first = new_case(MASSAFRA, &name);
+    first["subject"] = json!(subject_text);
+    let body = first.to_string();
     let key_header = [("Idempotency-Key", "web-form-1")];
     let (status, opened) = server.post_with(
         "/api/v1/cases",
@@ -395,7 +399,20 @@ fn a_day_at_the_urp(store: &Store) {
     let (status, detail) = server.get(&format!("/api/v1/staff/cases/{case_id}"), Some(&operator));
     assert_eq!(status, 200);
     assert_eq!(detail["citizen"]["name"], name.as_str());
-    assert_eq!(detail["subject"], "Buca pericolosa in via Roma");
+    assert_eq!(detail["subject"], subject_text.as_str());
+    // The subject search: words in order, any case.
+    let (status, found) = server.get(
+        &format!("/api/v1/staff/cases?text=BUCA%20{marker}&min_position={position}"),
+        Some(&operator),
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["entries"][0]["id"], case_id.as_str());
+    let (_, none) = server.get(
+        &format!("/api/v1/staff/cases?text={marker}%20buca"),
+        Some(&operator),
+    );
+    assert_eq!(none["total"], 0);
     assert!(detail["citizen"]["subject_id"].is_string());
 
     // The case's life, with the citizen sending the documents asked for.
@@ -675,6 +692,17 @@ fn a_day_at_the_urp(store: &Store) {
     assert!(after["citizen"]["name"].is_null() && after["subject"].is_null());
     assert_eq!(after["personal_data_erased"], true);
     assert!(!after.to_string().contains(&name));
+    let (_, gone) = server.get(
+        &format!(
+            "/api/v1/staff/cases?text={marker}&min_position={}",
+            erased["position"]
+        ),
+        Some(&operator),
+    );
+    assert_eq!(
+        gone["total"], 0,
+        "the erased subject is still searchable: {gone}"
+    );
     // The public view and the statistics still work.
     assert_eq!(
         server
@@ -683,22 +711,30 @@ fn a_day_at_the_urp(store: &Store) {
         200
     );
     drop(server);
-    assert_name_gone(store, &name);
+    assert_gone(store, &[&name, &subject_text, &subject_text.to_lowercase()]);
 }
 
-/// No byte of the store holds the name, and no key can bring it back.
-fn assert_name_gone(store: &Store, name: &str) {
+/// No byte of the store (log, keys, read models) holds any of `texts`.
+fn assert_gone(store: &Store, texts: &[&str]) {
     match &store.dir {
         Some(dir) => {
+            let mut scanned = 0;
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(
-                    !bytes.windows(name.len()).any(|w| w == name.as_bytes()),
-                    "{} holds the name",
-                    path.display()
-                );
+                scanned += 1;
+                for text in texts {
+                    assert!(
+                        !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+                        "{} holds {text:?}",
+                        path.display()
+                    );
+                }
             }
+            assert!(
+                scanned >= 3,
+                "expected the store, its keys and its read models"
+            );
         }
         None => {
             let dump = Command::new("pg_dump")
@@ -715,7 +751,9 @@ fn assert_name_gone(store: &Store, name: &str) {
                 text.contains("SubjectErased"),
                 "the dump is not of the store"
             );
-            assert!(!text.contains(name), "the database holds the name");
+            for t in texts {
+                assert!(!text.contains(t), "the database holds {t:?}");
+            }
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct OpenedCase {
     pub subject_id: Option<Uuid>,
     pub due_on: chrono::NaiveDate,
     pub position: u64,
+    /// The case as it stands after the request.
+    pub state: Case,
 }
 
 /// A citizen's submission of a published form.
@@ -243,17 +245,6 @@ impl Urp {
             .ok_or_else(|| UrpError::UnknownComune(comune.to_owned()))
     }
 
-    async fn seal_opt(
-        &self,
-        subject: Uuid,
-        text: &Option<String>,
-    ) -> Result<Option<Sealed>, UrpError> {
-        match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            Some(t) => Ok(Some(self.vault.seal(subject, t).await?)),
-            None => Ok(None),
-        }
-    }
-
     /// Opens a case: takes the next code of the comune's register, seals what the citizen wrote,
     /// computes the due date and records `CaseOpened`.
     pub async fn open_case(
@@ -271,27 +262,42 @@ impl Urp {
         }
         let local = contact.received_at.with_timezone(&Rome);
         let year = local.year();
+        let given_subject = contact.citizen.as_ref().and_then(|c| c.subject_id);
         let subject_id = contact
             .citizen
             .as_ref()
             .map(|c| c.subject_id.unwrap_or_else(Uuid::now_v7));
         // Without a citizen, the text is still sealed, under a subject of its own.
         let text_subject = subject_id.unwrap_or_else(|| once(contact.case_id, "text"));
-        let citizen = match (&contact.citizen, subject_id) {
-            (Some(c), Some(subject)) => Some(Citizen {
-                subject_id: subject,
-                name: self.seal_opt(subject, &c.name).await?,
-                email: self.seal_opt(subject, &c.email).await?,
-                phone: self.seal_opt(subject, &c.phone).await?,
-                fiscal_code: self.seal_opt(subject, &c.fiscal_code).await?,
-            }),
-            _ => None,
-        };
-        let subject = self
+        // A subject made just now has no key to look up: it is created with the first seal.
+        let new_subject = subject_id.is_some() && given_subject.is_none();
+        let none = CitizenInput::default();
+        let c = contact.citizen.as_ref().unwrap_or(&none);
+        let sealed = self
             .vault
-            .seal(text_subject, contact.subject.trim())
+            .seal_all(
+                text_subject,
+                new_subject,
+                &[
+                    Some(contact.subject.as_str()),
+                    contact.description.as_deref(),
+                    c.name.as_deref(),
+                    c.email.as_deref(),
+                    c.phone.as_deref(),
+                    c.fiscal_code.as_deref(),
+                ],
+            )
             .await?;
-        let description = self.seal_opt(text_subject, &contact.description).await?;
+        let [subject, description, name, email, phone, fiscal_code]: [Option<Sealed>; 6] =
+            sealed.try_into().expect("six texts in, six out");
+        let subject = subject.ok_or(CaseError::Empty("oggetto"))?;
+        let citizen = subject_id.map(|subject_id| Citizen {
+            subject_id,
+            name,
+            email,
+            phone,
+            fiscal_code,
+        });
         let number = number_for(
             self.log(),
             Register::Cases,
@@ -340,6 +346,7 @@ impl Urp {
             subject_id,
             due_on: done.state.due_on.unwrap_or(due_on),
             position: done.outcome.map_or(0, |o| o.last_position),
+            state: done.state,
         })
     }
 
@@ -353,6 +360,7 @@ impl Urp {
             subject_id: case.citizen_subject,
             due_on: case.due_on.unwrap_or_default(),
             position: 0,
+            state: case.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The URP staff's inbox: one row per case, filtered and sorted by due date.
 
 use crate::model::{Column, IndexDef, Projection, SqlType, SqlValue};
+use crate::subject_texts::{SubjectTexts, like_pattern};
 use crate::views::{Views, ViewsError};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct InboxRow {
     /// The comune it was transferred from, if any (the last one).
     pub transferred_from: Option<String>,
     pub citizen_subject: Option<String>,
+    /// The data subject the case's texts are sealed under (the citizen, or the case's own):
+    /// the key into the subject search.
+    pub text_subject: Option<String>,
 }
 
 const fn col(name: &'static str, indexed: bool) -> Column {
@@ -60,6 +64,7 @@ const COLUMNS: &[Column] = &[
     col("outcome", false),
     col("transferred_from", false),
     col("citizen_subject", true),
+    col("text_subject", true),
 ];
 
 /// The open cases: what the partial index below and the overdue filter share, word for word
@@ -141,7 +146,8 @@ pub struct Inbox;
 impl Projection for Inbox {
     type Row = InboxRow;
     const NAME: &'static str = "inbox";
-    const VERSION: u32 = 1;
+    /// 2: `text_subject`, for the subject search.
+    const VERSION: u32 = 2;
 
     fn columns() -> &'static [Column] {
         COLUMNS
@@ -179,6 +185,7 @@ impl Projection for Inbox {
             citizen,
             received_at,
             due_on,
+            subject,
             ..
         } = &case_event
         {
@@ -200,6 +207,7 @@ impl Projection for Inbox {
                 outcome: None,
                 transferred_from: None,
                 citizen_subject: citizen.as_ref().map(|c| c.subject_id.to_string()),
+                text_subject: Some(subject.subject.to_string()),
             });
         }
         let mut row = row?;
@@ -287,6 +295,7 @@ impl Projection for Inbox {
             o(&r.outcome),
             o(&r.transferred_from),
             o(&r.citizen_subject),
+            o(&r.text_subject),
         ]
     }
 
@@ -311,6 +320,7 @@ impl Projection for Inbox {
             outcome: next(),
             transferred_from: next(),
             citizen_subject: next(),
+            text_subject: next(),
         })
     }
 }
@@ -332,6 +342,8 @@ pub struct InboxQuery {
     pub received_from: Option<NaiveDate>,
     /// Exclusive.
     pub received_until: Option<NaiveDate>,
+    /// Words of the subject, in this order (case-insensitive).
+    pub text: Option<String>,
     pub limit: u64,
     pub offset: u64,
 }
@@ -397,6 +409,15 @@ pub async fn query(
     }
     if let Some(until) = q.received_until {
         add("received_at < ?", SqlValue::Text(until.to_string()));
+    }
+    if let Some(words) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        add(
+            &format!(
+                "text_subject IN (SELECT id FROM {} WHERE text LIKE ? ESCAPE '\\')",
+                SubjectTexts::table()
+            ),
+            SqlValue::Text(like_pattern(words)),
+        );
     }
     let limit = if q.limit == 0 { 50 } else { q.limit.min(1000) };
     let filter = clauses.join(" AND ");

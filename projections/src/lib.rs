@@ -10,6 +10,7 @@
 //! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
 //!   participation rate.
 //! - [`catalogue`]: the public catalogue of active services and their usable forms.
+//! - [`subject_texts`]: the unsealed subjects staff search the inbox by, gone with an erasure.
 //! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
 
 pub mod catalogue;
@@ -18,7 +19,15 @@ mod model;
 pub mod runner;
 pub mod satisfaction;
 pub mod service_levels;
+pub mod subject_texts;
 mod views;
 
 pub use model::{Column, IndexDef, Projection, SqlType, SqlValue};
-pub use views::{Views, ViewsError};
+pub use views::{Views, ViewsError, sqlite_views_path};
+
+/// [`sqlite_views_path`] of a store file given as text.
+pub fn views_path_of(store_file: &str) -> String {
+    sqlite_views_path(std::path::Path::new(store_file))
+        .to_string_lossy()
+        .into_owned()
+}

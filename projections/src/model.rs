@@ -74,6 +74,21 @@ pub trait Projection: Send + Sync + 'static {
     fn to_values(row: &Self::Row) -> Vec<SqlValue>;
     fn from_values(values: Vec<SqlValue>) -> Option<Self::Row>;
 
+    /// Completes a batch before it is applied, with what a pure fold cannot know (the subject
+    /// search unseals texts here). Most projections need nothing.
+    fn prepare(
+        _views: &crate::Views,
+        _events: &mut [RecordedEvent],
+    ) -> impl std::future::Future<Output = Result<(), crate::ViewsError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// True when, after this batch, deleted rows must be scrubbed from the database files (the
+    /// projection held personal data that an erasure removed).
+    fn scrub_after(_events: &[RecordedEvent]) -> bool {
+        false
+    }
+
     /// Indexes beyond the single-column ones of `indexed` columns.
     fn indexes() -> &'static [IndexDef] {
         &[]

@@ -39,14 +39,14 @@ pub async fn acquire<P: Projection>(
     views.ensure::<P>().await?;
     loop {
         match views {
-            Views::Sqlite(_) => {
+            Views::Sqlite(..) => {
                 if views.take_lease::<P>(owner).await? {
                     return Ok(RunnerGuard::Lease {
                         owner: owner.to_owned(),
                     });
                 }
             }
-            Views::Postgres(_) => {
+            Views::Postgres(..) => {
                 let mut connection = sqlx::PgConnection::connect(store_url)
                     .await
                     .map_err(|e| ViewsError::Database(e.to_string()))?;

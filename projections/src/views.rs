@@ -1,5 +1,6 @@
-//! The database the read models live in: the store's own (the SQLite file or the PostgreSQL
-//! database), so that a deployment has one thing to back up.
+//! The database the read models live in: on PostgreSQL the store's own database; on SQLite a
+//! file beside the store's (SQLite has one writer per file, and the log's writer must not queue
+//! behind a projection). Read models are derived: rebuilt from the log, never backed up.
 //!
 //! A batch of events is applied in one transaction that also moves the projection's checkpoint:
 //! a crash at any point leaves rows and checkpoint agreeing, so no event is applied twice or
@@ -11,6 +12,7 @@ use crate::model::{Projection, SqlType, SqlValue};
 use rusqlite::OptionalExtension;
 use rusqlite::types::{Value, ValueRef};
 use sportello_engine::RecordedEvent;
+use sportello_engine::vault::Vault;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,8 +58,14 @@ fn db(e: impl std::fmt::Display) -> ViewsError {
 
 #[derive(Clone)]
 pub enum Views {
-    Sqlite(Arc<Mutex<rusqlite::Connection>>),
-    Postgres(PgPool),
+    Sqlite(Arc<Mutex<rusqlite::Connection>>, Option<Vault>),
+    Postgres(PgPool, Option<Vault>),
+}
+
+/// Where the read models of the SQLite store at `store` live: `urp.db` → `urp.views.db`. They
+/// are rebuilt from the log, so this file needs no backup.
+pub fn sqlite_views_path(store: &Path) -> std::path::PathBuf {
+    store.with_extension("views.db")
 }
 
 fn now_ms() -> i64 {
@@ -73,14 +81,20 @@ fn sql_type(t: SqlType) -> &'static str {
 }
 
 impl Views {
-    /// The read models of the store at `url` (`sqlite://PATH` or `postgres://…`).
+    /// The read models of the store at `url` (`sqlite://PATH` or `postgres://…`): on
+    /// PostgreSQL the store's own database; on SQLite a file of their own beside the store's
+    /// ([`sqlite_views_path`]), so that a projection's batch never holds the lock the log's
+    /// writer needs.
     pub async fn open(url: &str) -> Result<Self, ViewsError> {
         let views = if let Some(path) = url.strip_prefix("sqlite://") {
-            let path = Path::new(path).to_path_buf();
+            let path = sqlite_views_path(Path::new(path));
             let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
                 let conn = rusqlite::Connection::open(path)?;
-                conn.busy_timeout(Duration::from_secs(30))?;
+                sportello_engine::store::sqlite::wait_patiently_when_busy(&conn)?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
+                // Deleted rows are zeroed in the file: the subject search holds personal texts
+                // until an erasure removes them.
+                conn.pragma_update(None, "secure_delete", "ON")?;
                 // Read models are rebuilt from the log: NORMAL is enough and halves the fsyncs.
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
                 Ok(conn)
@@ -88,17 +102,49 @@ impl Views {
             .await
             .map_err(db)?
             .map_err(db)?;
-            Views::Sqlite(Arc::new(Mutex::new(conn)))
+            Views::Sqlite(Arc::new(Mutex::new(conn)), None)
         } else {
-            Views::Postgres(PgPool::connect(url).await.map_err(db)?)
+            Views::Postgres(PgPool::connect(url).await.map_err(db)?, None)
         };
         views.execute_batch(SCHEMA.to_owned()).await?;
         Ok(views)
     }
 
+    /// The same read models, able to unseal (for the subject search).
+    pub fn with_vault(self, vault: Vault) -> Self {
+        match self {
+            Views::Sqlite(conn, _) => Views::Sqlite(conn, Some(vault)),
+            Views::Postgres(pool, _) => Views::Postgres(pool, Some(vault)),
+        }
+    }
+
+    pub fn vault(&self) -> Option<&Vault> {
+        match self {
+            Views::Sqlite(_, vault) | Views::Postgres(_, vault) => vault.as_ref(),
+        }
+    }
+
+    /// Removes what deleted rows of `P` left in the files: on SQLite the WAL is copied back and
+    /// truncated (freed pages are zeroed by `secure_delete`); on PostgreSQL the table is vacuumed.
+    pub async fn scrub<P: Projection>(&self) -> Result<(), ViewsError> {
+        match self {
+            Views::Sqlite(..) => {
+                self.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);".into())
+                    .await
+            }
+            Views::Postgres(pool, _) => {
+                sqlx::raw_sql(AssertSqlSafe(format!("VACUUM {}", P::table())))
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+        }
+    }
+
     async fn execute_batch(&self, sql: String) -> Result<(), ViewsError> {
         match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || {
                     conn.lock().expect("views poisoned").execute_batch(&sql)
@@ -107,7 +153,7 @@ impl Views {
                 .map_err(db)?
                 .map_err(db)
             }
-            Views::Postgres(pool) => {
+            Views::Postgres(pool, _) => {
                 sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(pool)
                     .await
@@ -185,7 +231,7 @@ impl Views {
     pub async fn checkpoint<P: Projection>(&self) -> Result<u64, ViewsError> {
         let sql = "SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2";
         let position: Option<i64> = match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || {
                     conn.lock()
@@ -197,7 +243,7 @@ impl Views {
                 .map_err(db)?
                 .map_err(db)?
             }
-            Views::Postgres(pool) => sqlx::query_scalar(sql)
+            Views::Postgres(pool, _) => sqlx::query_scalar(sql)
                 .bind(P::NAME)
                 .bind(P::VERSION as i64)
                 .fetch_optional(pool)
@@ -220,7 +266,7 @@ impl Views {
     /// Takes (or renews) the SQLite lease of a projection; always true on PostgreSQL, where the
     /// runner holds an advisory lock instead (see [`crate::runner`]).
     pub async fn take_lease<P: Projection>(&self, owner: &str) -> Result<bool, ViewsError> {
-        let Views::Sqlite(conn) = self else {
+        let Views::Sqlite(conn, _) = self else {
             return Ok(true);
         };
         let (conn, owner) = (conn.clone(), owner.to_owned());
@@ -233,7 +279,7 @@ impl Views {
 
     /// Gives up a SQLite lease at once (a runner that stops cleanly), instead of letting it expire.
     pub async fn release_lease<P: Projection>(&self, owner: &str) -> Result<(), ViewsError> {
-        let Views::Sqlite(conn) = self else {
+        let Views::Sqlite(conn, _) = self else {
             return Ok(());
         };
         let (conn, owner) = (conn.clone(), owner.to_owned());
@@ -254,10 +300,24 @@ impl Views {
     pub async fn apply_batch<P: Projection>(
         &self,
         owner: &str,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<u64, ViewsError> {
+        P::prepare(self, &mut events).await?;
+        let scrub = P::scrub_after(&events);
+        let applied = self.apply_prepared::<P>(owner, events).await?;
+        if scrub {
+            self.scrub::<P>().await?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_prepared<P: Projection>(
+        &self,
+        owner: &str,
         events: Vec<RecordedEvent>,
     ) -> Result<u64, ViewsError> {
         match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let (conn, owner) = (conn.clone(), owner.to_owned());
                 tokio::task::spawn_blocking(move || {
                     apply_sqlite::<P>(&mut conn.lock().expect("views poisoned"), &owner, &events)
@@ -265,7 +325,7 @@ impl Views {
                 .await
                 .map_err(db)?
             }
-            Views::Postgres(pool) => apply_postgres::<P>(pool, &events).await,
+            Views::Postgres(pool, _) => apply_postgres::<P>(pool, &events).await,
         }
     }
 
@@ -323,7 +383,7 @@ impl Views {
     ) -> Result<(u64, bool), ViewsError> {
         let sql = format!("SELECT 1 FROM {} WHERE {filter} LIMIT {cap}", P::table());
         match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
                     let deadline = std::time::Instant::now() + budget;
@@ -345,7 +405,7 @@ impl Views {
                 .await
                 .map_err(db)?
             }
-            Views::Postgres(_) => {
+            Views::Postgres(..) => {
                 let sql = format!("SELECT count(*) FROM ({sql}) AS capped");
                 let rows = self.fetch(sql, params, 1).await?;
                 let counted = rows
@@ -366,7 +426,7 @@ impl Views {
         width: usize,
     ) -> Result<Vec<Vec<SqlValue>>, ViewsError> {
         match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
                     let conn = conn.lock().expect("views poisoned");
@@ -384,7 +444,7 @@ impl Views {
                 .await
                 .map_err(db)?
             }
-            Views::Postgres(pool) => {
+            Views::Postgres(pool, _) => {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for p in &params {
                     q = match p {
@@ -410,7 +470,7 @@ impl Views {
         let update = "UPDATE projection_checkpoints SET position = $1 \
                       WHERE name = $2 AND version = $3 AND position < $1";
         match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let (conn, owner) = (conn.clone(), owner.to_owned());
                 tokio::task::spawn_blocking(move || -> Result<(), ViewsError> {
                     let mut conn = conn.lock().expect("views poisoned");
@@ -427,7 +487,7 @@ impl Views {
                 .await
                 .map_err(db)?
             }
-            Views::Postgres(pool) => {
+            Views::Postgres(pool, _) => {
                 sqlx::query(update)
                     .bind(head as i64)
                     .bind(P::NAME)
@@ -445,7 +505,7 @@ impl Views {
         let sql =
             "SELECT position, status FROM projection_checkpoints WHERE name = $1 AND version = $2";
         let found: Option<(i64, String)> = match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || {
                     conn.lock()
@@ -459,7 +519,7 @@ impl Views {
                 .map_err(db)?
                 .map_err(db)?
             }
-            Views::Postgres(pool) => sqlx::query_as(sql)
+            Views::Postgres(pool, _) => sqlx::query_as(sql)
                 .bind(P::NAME)
                 .bind(P::VERSION as i64)
                 .fetch_optional(pool)
@@ -474,7 +534,7 @@ impl Views {
     pub async fn retire_older<P: Projection>(&self) -> Result<Vec<u32>, ViewsError> {
         let sql = "SELECT version FROM projection_checkpoints WHERE name = $1 AND version < $2";
         let older: Vec<i64> = match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || -> rusqlite::Result<Vec<i64>> {
                     let conn = conn.lock().expect("views poisoned");
@@ -487,7 +547,7 @@ impl Views {
                 .map_err(db)?
                 .map_err(db)?
             }
-            Views::Postgres(pool) => sqlx::query_scalar(sql)
+            Views::Postgres(pool, _) => sqlx::query_scalar(sql)
                 .bind(P::NAME)
                 .bind(P::VERSION as i64)
                 .fetch_all(pool)
@@ -502,7 +562,7 @@ impl Views {
                 P::NAME
             );
             let free = match self {
-                Views::Sqlite(conn) => {
+                Views::Sqlite(conn, _) => {
                     // Free when no lease is live: take it under a retiring owner, then drop.
                     let (conn, table) = (conn.clone(), table.clone());
                     tokio::task::spawn_blocking(move || {
@@ -511,7 +571,7 @@ impl Views {
                     .await
                     .map_err(db)??
                 }
-                Views::Postgres(pool) => {
+                Views::Postgres(pool, _) => {
                     let mut conn = pool.acquire().await.map_err(db)?;
                     let locked: bool = sqlx::query_scalar(
                         "SELECT pg_try_advisory_lock(hashtext('sportello-projection:' || $1))",
@@ -556,7 +616,7 @@ impl Views {
                       ON CONFLICT (key) DO NOTHING";
         let select = "SELECT fingerprint FROM api_idempotency WHERE key = $1";
         let stored: String = match self {
-            Views::Sqlite(conn) => {
+            Views::Sqlite(conn, _) => {
                 let (conn, key, fingerprint) =
                     (conn.clone(), key.to_owned(), fingerprint.to_owned());
                 tokio::task::spawn_blocking(move || -> rusqlite::Result<String> {
@@ -568,7 +628,7 @@ impl Views {
                 .map_err(db)?
                 .map_err(db)?
             }
-            Views::Postgres(pool) => {
+            Views::Postgres(pool, _) => {
                 sqlx::query(insert)
                     .bind(key)
                     .bind(fingerprint)

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sportello_projections::catalogue::Catalogue;
 use sportello_projections::inbox::Inbox;
 use sportello_projections::satisfaction::{Closures, Ratings};
+use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{Projection, Views};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -61,6 +62,7 @@ pub async fn readyz(
         lag_of::<Ratings>(views, head).await?,
         lag_of::<Closures>(views, head).await?,
         lag_of::<Catalogue>(views, head).await?,
+        lag_of::<SubjectTexts>(views, head).await?,
     ];
     let ready = projections.iter().all(|p| p.status == "live");
     let status = if ready {

@@ -209,12 +209,12 @@ pub async fn opened_response(
         0 => state.urp.log().head().await?,
         p => p,
     };
-    let (case, _) = state.urp.case(opened.case_id).await?;
+    let case = &opened.state;
     Ok(OpenedCaseResponse {
         id: opened.case_id,
         code: opened.code,
         access_key: opened.access_key,
-        status: status_name(&case).into(),
+        status: status_name(case).into(),
         received_at: case.received_at.unwrap_or(received_at),
         expected_by: opened.due_on,
         position,

@@ -23,6 +23,7 @@ use sportello_engine::vault::{Sealed, Unsealed};
 use sportello_projections::inbox::{self, Inbox, InboxPage, InboxQuery};
 use sportello_projections::satisfaction::{self, Ratings, SatisfactionQuery, SatisfactionReport};
 use sportello_projections::service_levels::{self, ServiceLevelQuery, ServiceLevelReport};
+use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{SqlValue, Views};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -73,6 +74,8 @@ pub struct InboxParams {
     pub received_from: Option<NaiveDate>,
     /// YYYY-MM-DD, exclusive.
     pub received_until: Option<NaiveDate>,
+    /// Words of the subject, in this order (case-insensitive).
+    pub text: Option<String>,
     /// Up to 1000, 50 by default.
     pub limit: Option<u64>,
     pub offset: Option<u64>,
@@ -90,7 +93,11 @@ pub async fn inbox(
     Params(p): Params<InboxParams>,
 ) -> Result<Json<InboxPage>, ApiError> {
     staff.works_cases()?;
-    wait_for::<Inbox>(&state, min_position(p.min_position, &headers)).await?;
+    let wait = min_position(p.min_position, &headers);
+    wait_for::<Inbox>(&state, wait).await?;
+    if p.text.is_some() {
+        wait_for::<SubjectTexts>(&state, wait).await?;
+    }
     let query = InboxQuery {
         // The comune that owns the case now: a transferred case belongs to the receiving one.
         comune: Some(staff.0.comune.clone()),
@@ -105,6 +112,7 @@ pub async fn inbox(
         overdue: p.overdue,
         received_from: p.received_from,
         received_until: p.received_until,
+        text: p.text,
         limit: p.limit.unwrap_or(50).clamp(1, 1000),
         offset: p.offset.unwrap_or(0),
     };

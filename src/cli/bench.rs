@@ -294,10 +294,12 @@ impl Scratch {
                 let name = file.to_string_lossy().into_owned();
                 settings.store.url = SecretUrl::new(format!("sqlite://{name}"));
                 if !target.keep {
+                    let views = sportello_projections::views_path_of(&name);
                     cleanup = Cleanup::Files(
                         ["", "-wal", "-shm"]
                             .iter()
-                            .map(|s| PathBuf::from(format!("{name}{s}")))
+                            .flat_map(|s| [format!("{name}{s}"), format!("{views}{s}")])
+                            .map(PathBuf::from)
                             .collect(),
                     );
                 } else {

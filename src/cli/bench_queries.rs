@@ -162,7 +162,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     let rating_events = load::<Ratings>(&views, ratings).await?;
     // Participation rates read the closures too (empty here: every rating counts alone).
     views.ensure::<Closures>().await?;
-    if let Views::Sqlite(_) = views {
+    if let Views::Sqlite(..) = views {
         // What a long-running database has: statistics for the planner.
         views_analyze(&url)?;
     }
@@ -276,7 +276,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
 }
 
 fn views_analyze(url: &str) -> anyhow::Result<()> {
-    let path = url.trim_start_matches("sqlite://");
+    let path = sportello_projections::views_path_of(url.trim_start_matches("sqlite://"));
     rusqlite::Connection::open(path)?.execute_batch("ANALYZE")?;
     Ok(())
 }

@@ -1,15 +1,17 @@
 //! `sportello serve`: the HTTP API, with the projections followed in the same process (by
 //! default); `sportello project`: the projections alone, for deployments that run them apart.
 
-use super::{open_store, open_urp};
+use super::open_urp;
 use crate::api::{self, AppState};
 use anyhow::Context;
 use sportello_config::Settings;
 use sportello_engine::EventLog;
+use sportello_engine::vault::Vault;
 use sportello_projections::catalogue::Catalogue;
 use sportello_projections::inbox::Inbox;
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::satisfaction::{Closures, Ratings};
+use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{Projection, Views};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -56,7 +58,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     let runners = if args.no_projections {
         JoinSet::new()
     } else {
-        spawn_runners(urp.log().clone(), &url, stopped)
+        spawn_runners(urp.log().clone(), urp.vault().clone(), &url, stopped).await?
     };
     let bind = args.bind.unwrap_or_else(|| settings.api.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -85,11 +87,12 @@ pub struct ProjectArgs {}
 
 /// Follows the log with every projection until stopped.
 pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Result<ExitCode> {
-    let log = open_store(settings).await?;
+    let urp = open_urp(settings).await?;
+    let log = urp.log().clone();
     let url = settings.store.url.expose().to_owned();
     ensure_all(&Views::open(&url).await?).await?;
     let (stop, stopped) = watch::channel(false);
-    let runners = spawn_runners(log, &url, stopped);
+    let runners = spawn_runners(log, urp.vault().clone(), &url, stopped).await?;
     println!("sportello: following the log with the projections");
     std::io::stdout().flush()?;
     stop_signal().await;
@@ -103,37 +106,46 @@ async fn ensure_all(views: &Views) -> anyhow::Result<()> {
     views.ensure::<Ratings>().await?;
     views.ensure::<Closures>().await?;
     views.ensure::<Catalogue>().await?;
+    views.ensure::<SubjectTexts>().await?;
     Ok(())
 }
 
-fn spawn_runners(log: EventLog, url: &str, stopped: watch::Receiver<bool>) -> JoinSet<()> {
+/// One task per projection. They share one read-model connection of their own (on SQLite, one
+/// writer per file: taking turns on a mutex beats queueing on the file lock), apart from the
+/// connection queries use.
+async fn spawn_runners(
+    log: EventLog,
+    vault: Vault,
+    url: &str,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<JoinSet<()>> {
+    let views = Views::open(url)
+        .await
+        .context("failed to open the read models")?
+        .with_vault(vault);
     let owner = format!("serve-{}-{}", std::process::id(), uuid::Uuid::now_v7());
-    let mut set = JoinSet::new();
-    set.spawn(keep_running::<Inbox>(
-        log.clone(),
-        url.to_owned(),
-        owner.clone(),
-        stopped.clone(),
-    ));
-    set.spawn(keep_running::<Ratings>(
-        log.clone(),
-        url.to_owned(),
-        owner.clone(),
-        stopped.clone(),
-    ));
-    set.spawn(keep_running::<Closures>(
-        log.clone(),
-        url.to_owned(),
-        owner.clone(),
-        stopped.clone(),
-    ));
-    set.spawn(keep_running::<Catalogue>(
+    let runner = |log: EventLog| Runner {
         log,
-        url.to_owned(),
-        owner,
-        stopped,
-    ));
-    set
+        views: views.clone(),
+        url: url.to_owned(),
+        owner: owner.clone(),
+        stopped: stopped.clone(),
+    };
+    let mut set = JoinSet::new();
+    set.spawn(keep_running::<Inbox>(runner(log.clone())));
+    set.spawn(keep_running::<Ratings>(runner(log.clone())));
+    set.spawn(keep_running::<Closures>(runner(log.clone())));
+    set.spawn(keep_running::<Catalogue>(runner(log.clone())));
+    set.spawn(keep_running::<SubjectTexts>(runner(log)));
+    Ok(set)
+}
+
+struct Runner {
+    log: EventLog,
+    views: Views,
+    url: String,
+    owner: String,
+    stopped: watch::Receiver<bool>,
 }
 
 /// Lets the runners release their leases, briefly.
@@ -150,19 +162,19 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
 
 /// Runs projection `P` for as long as the process lives: waits for its turn (another process
 /// may hold it), catches up, follows; after a failure, starts again from its checkpoint.
-async fn keep_running<P: Projection>(
-    log: EventLog,
-    url: String,
-    owner: String,
-    stopped: watch::Receiver<bool>,
-) {
+async fn keep_running<P: Projection>(runner: Runner) {
+    let Runner {
+        log,
+        views,
+        url,
+        owner,
+        stopped,
+    } = runner;
     loop {
         if *stopped.borrow() {
             return;
         }
         let attempt = async {
-            // Its own connection, so that queries and other runners never wait on it.
-            let views = Views::open(&url).await?;
             let guard = tokio::select! {
                 guard = acquire::<P>(&views, &url, &owner) => guard?,
                 _ = until_stopped(stopped.clone()) => return Ok(()),

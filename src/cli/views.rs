@@ -10,13 +10,14 @@ use sportello_projections::inbox::{Inbox, InboxPage, InboxQuery, query};
 use sportello_projections::runner::{AsOf, acquire, build_as_of, rebuild};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
+use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{Projection, Views};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Projections known to `rebuild`.
-const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures", "catalogue"];
+const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures", "catalogue", "subject_texts"];
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {
@@ -33,17 +34,21 @@ pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Resu
             PROJECTIONS.join(", ")
         ),
     };
-    let log = open_store(settings).await?;
+    // The subject search unseals: the vault comes with the store.
+    let urp = super::open_urp(settings).await?;
+    let log = urp.log().clone();
     let url = settings.store.url.expose();
     let views = Views::open(url)
         .await
-        .context("failed to open the read models")?;
+        .context("failed to open the read models")?
+        .with_vault(urp.vault().clone());
     let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
     for name in names {
         match name {
             "inbox" => rebuild_one::<Inbox>(&log, &views, url, &owner).await?,
             "ratings" => rebuild_one::<Ratings>(&log, &views, url, &owner).await?,
             "catalogue" => rebuild_one::<Catalogue>(&log, &views, url, &owner).await?,
+            "subject_texts" => rebuild_one::<SubjectTexts>(&log, &views, url, &owner).await?,
             _ => rebuild_one::<Closures>(&log, &views, url, &owner).await?,
         }
     }
@@ -234,6 +239,9 @@ pub struct CasesArgs {
     received_from: Option<NaiveDate>,
     #[arg(long, value_name = "YYYY-MM-DD")]
     received_until: Option<NaiveDate>,
+    /// Words of the subject (case-insensitive, in this order); reads the subject search.
+    #[arg(long)]
+    text: Option<String>,
     /// The day that "days left" and "overdue" are counted from (default: today).
     #[arg(long, value_name = "YYYY-MM-DD")]
     today: Option<NaiveDate>,
@@ -252,8 +260,14 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         QueryCommand::ServiceLevels(args) => return run_service_levels(settings, args).await,
         QueryCommand::Catalogue(args) => return run_catalogue(settings, args).await,
     };
-    let (views, _scratch) = views_for(settings, args.when.point(), &["inbox"]).await?;
+    let build: &[&str] = if args.text.is_some() {
+        &["inbox", "subject_texts"]
+    } else {
+        &["inbox"]
+    };
+    let (views, _scratch) = views_for(settings, args.when.point(), build).await?;
     views.ensure::<Inbox>().await?;
+    views.ensure::<SubjectTexts>().await?;
     // Days left and lateness count from the as-of day when there is one.
     let today = args
         .today
@@ -272,6 +286,7 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         overdue: args.overdue.then_some(true),
         received_from: args.received_from,
         received_until: args.received_until,
+        text: args.text,
         limit: args.limit,
         offset: args.offset,
     };
@@ -479,8 +494,10 @@ struct Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        let views = sportello_projections::sqlite_views_path(&self.path);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+            let _ = std::fs::remove_file(format!("{}{suffix}", views.display()));
         }
     }
 }
@@ -519,13 +536,21 @@ async fn views_for(
         return Ok((views, None));
     };
     let log = open_store(settings).await?;
+    let vault = if build.contains(&"subject_texts") {
+        Some(super::open_urp(settings).await?.vault().clone())
+    } else {
+        None
+    };
     let path = std::env::temp_dir().join(format!(
         "sportello-as-of-{}.db",
         uuid::Uuid::now_v7().simple()
     ));
-    let views = Views::open(&format!("sqlite://{}", path.display()))
+    let mut views = Views::open(&format!("sqlite://{}", path.display()))
         .await
         .context("failed to create a scratch database")?;
+    if let Some(vault) = vault {
+        views = views.with_vault(vault);
+    }
     let scratch = Scratch {
         views: views.clone(),
         path,
@@ -535,6 +560,7 @@ async fn views_for(
             "inbox" => build_as_of::<Inbox>(&log, &views, point).await?,
             "ratings" => build_as_of::<Ratings>(&log, &views, point).await?,
             "catalogue" => build_as_of::<Catalogue>(&log, &views, point).await?,
+            "subject_texts" => build_as_of::<SubjectTexts>(&log, &views, point).await?,
             _ => build_as_of::<Closures>(&log, &views, point).await?,
         };
     }

@@ -28,28 +28,102 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
 ) WITHOUT ROWID;";
 
 /// Keys in the SQLite file of the event store.
+///
+/// New keys are written by a thread of their own that takes every key asked for meanwhile into
+/// one transaction: with many citizens writing at once, one lock of the file per batch instead of
+/// one per key (the log's writer needs that lock too).
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    creator: std::sync::mpsc::Sender<NewKey>,
+}
+
+struct NewKey {
+    subject: Uuid,
+    wrapped: Vec<u8>,
+    stored: tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+}
+
+/// Keys created per transaction, at most.
+const KEY_BATCH: usize = 256;
+
+fn open_key_connection(path: &Path) -> Result<Connection, VaultError> {
+    let conn = Connection::open(path).map_err(failed)?;
+    crate::store::sqlite::wait_patiently_when_busy(&conn).map_err(failed)?;
+    // Deleted or overwritten content is zeroed in the file, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(failed)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(failed)?;
+    // No fsync of its own: a new key is only used by an event appended after it to the same
+    // file's WAL, and that append's fsync (synchronous=FULL on the log's writer) makes every
+    // earlier frame durable with it. A key whose event never committed is harmless. This holds
+    // because the keys live in the event store's own file; an fsync per key would cap new
+    // contacts at the disk's sync rate.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(failed)?;
+    Ok(conn)
+}
+
+fn create_keys(conn: &mut Connection, batch: &[NewKey]) -> rusqlite::Result<Vec<Option<Vec<u8>>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut stored = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO subject_keys (subject, wrapped) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?;
+        let mut select =
+            tx.prepare_cached("SELECT wrapped FROM subject_keys WHERE subject = ?1")?;
+        for key in batch {
+            insert.execute(params![key.subject.as_bytes().as_slice(), key.wrapped])?;
+            stored.push(select.query_row([key.subject.as_bytes().as_slice()], |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })?);
+        }
+    }
+    tx.commit()?;
+    Ok(stored)
+}
+
+fn run_key_creator(mut conn: Connection, requests: std::sync::mpsc::Receiver<NewKey>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < KEY_BATCH {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match create_keys(&mut conn, &batch) {
+            Ok(stored) => {
+                for (key, stored) in batch.into_iter().zip(stored) {
+                    let _ = key.stored.send(Ok(stored));
+                }
+            }
+            Err(e) => {
+                for key in batch {
+                    let _ = key.stored.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
 }
 
 impl SqliteKeyStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, VaultError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(failed)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(failed)?;
-        // Deleted or overwritten content is zeroed in the file, not left in free pages.
-        conn.pragma_update(None, "secure_delete", "ON")
-            .map_err(failed)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(failed)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(failed)?;
+        let conn = open_key_connection(&path)?;
         conn.execute_batch(SQLITE_SCHEMA).map_err(failed)?;
+        let writer = open_key_connection(&path)?;
+        let (creator, requests) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sportello-keys".into())
+            .spawn(move || run_key_creator(writer, requests))
+            .map_err(failed)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            creator,
         })
     }
 
@@ -85,19 +159,18 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn create(&self, subject: Uuid, wrapped: Vec<u8>) -> Result<Vec<u8>, VaultError> {
-        let stored = self
-            .with(move |c| {
-                c.execute(
-                    "INSERT INTO subject_keys (subject, wrapped) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    params![subject.as_bytes().as_slice(), wrapped],
-                )?;
-                c.query_row(
-                    "SELECT wrapped FROM subject_keys WHERE subject = ?1",
-                    [subject.as_bytes().as_slice()],
-                    |r| r.get::<_, Option<Vec<u8>>>(0),
-                )
+        let (stored, reply) = tokio::sync::oneshot::channel();
+        self.creator
+            .send(NewKey {
+                subject,
+                wrapped,
+                stored,
             })
-            .await?;
+            .map_err(|_| failed("the key writer has stopped"))?;
+        let stored = reply
+            .await
+            .map_err(|_| failed("the key writer has stopped"))?
+            .map_err(failed)?;
         stored.ok_or(VaultError::SubjectErased(subject))
     }
 

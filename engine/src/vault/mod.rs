@@ -141,18 +141,59 @@ impl Vault {
     /// Seals `clear` under `subject`'s data key, creating the key on first use. Sealing for an
     /// erased subject is refused: their data must not come back.
     pub async fn seal(&self, subject: Uuid, clear: &str) -> Result<Sealed, VaultError> {
-        let key = match self.keys.get(subject).await? {
-            Some(StoredKey::Wrapped(wrapped)) => self.unwrap_key(subject, &wrapped)?,
-            Some(StoredKey::Destroyed) => return Err(VaultError::SubjectErased(subject)),
+        let key = self.key_for(subject, false).await?;
+        Ok(Self::seal_with(&key, subject, clear))
+    }
+
+    /// Seals several texts of one subject with one look-up of their key; blank texts give `None`.
+    /// `new_subject` says the id was just made (a v7 uuid nobody has used), so there is no key
+    /// to look for: it is created at once.
+    pub async fn seal_all(
+        &self,
+        subject: Uuid,
+        new_subject: bool,
+        texts: &[Option<&str>],
+    ) -> Result<Vec<Option<Sealed>>, VaultError> {
+        let texts: Vec<Option<&str>> = texts
+            .iter()
+            .map(|t| t.map(str::trim).filter(|t| !t.is_empty()))
+            .collect();
+        if texts.iter().all(Option::is_none) {
+            return Ok(vec![None; texts.len()]);
+        }
+        let key = self.key_for(subject, new_subject).await?;
+        Ok(texts
+            .into_iter()
+            .map(|t| t.map(|clear| Self::seal_with(&key, subject, clear)))
+            .collect())
+    }
+
+    async fn key_for(
+        &self,
+        subject: Uuid,
+        new_subject: bool,
+    ) -> Result<Key<Aes256Gcm>, VaultError> {
+        let stored = if new_subject {
+            None
+        } else {
+            self.keys.get(subject).await?
+        };
+        match stored {
+            Some(StoredKey::Wrapped(wrapped)) => self.unwrap_key(subject, &wrapped),
+            Some(StoredKey::Destroyed) => Err(VaultError::SubjectErased(subject)),
             None => {
                 let fresh = Aes256Gcm::generate_key(OsRng);
                 let wrapped = self.wrap_key(subject, &fresh);
-                // Another writer may have created it first: use whichever is stored.
+                // Another writer may have created it first: use whichever is stored (or learn
+                // that the subject was erased).
                 let stored = self.keys.create(subject, wrapped).await?;
-                self.unwrap_key(subject, &stored)?
+                self.unwrap_key(subject, &stored)
             }
-        };
-        let cipher = Aes256Gcm::new(&key);
+        }
+    }
+
+    fn seal_with(key: &Key<Aes256Gcm>, subject: Uuid, clear: &str) -> Sealed {
+        let cipher = Aes256Gcm::new(key);
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = cipher
             .encrypt(
@@ -163,11 +204,11 @@ impl Vault {
                 },
             )
             .expect("AES-GCM encryption of a bounded text cannot fail");
-        Ok(Sealed {
+        Sealed {
             subject,
             nonce: B64.encode(nonce),
             ciphertext: B64.encode(ciphertext),
-        })
+        }
     }
 
     pub async fn unseal(&self, sealed: &Sealed) -> Result<Unsealed, VaultError> {

@@ -34,7 +34,6 @@ const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_v
 /// Appends one commit may carry; more wait for the next commit.
 const MAX_BATCH_APPENDS: usize = 1024;
 const MAX_BATCH_EVENTS: usize = 20_000;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -142,6 +141,22 @@ impl SqliteStore {
     }
 }
 
+/// Waits for another connection's write lock in small steps. SQLite's own busy timeout sleeps
+/// 1, 2, 5, 10 … 100 ms between tries, so a request queued behind a short commit could wait tens
+/// of milliseconds for a lock free after one; this retries every 100 µs for the first 10 ms,
+/// then every millisecond, for 30 s in all.
+pub fn wait_patiently_when_busy(conn: &Connection) -> rusqlite::Result<()> {
+    fn retry(attempts: i32) -> bool {
+        match attempts {
+            0..100 => std::thread::sleep(Duration::from_micros(100)),
+            100..30_100 => std::thread::sleep(Duration::from_millis(1)),
+            _ => return false,
+        }
+        true
+    }
+    conn.busy_handler(Some(retry))
+}
+
 fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let flags = if writer {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
@@ -149,7 +164,7 @@ fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    wait_patiently_when_busy(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     if writer {
         // WAL: readers never block the writer. FULL: a commit is on disk before it is acknowledged.
