@@ -139,9 +139,14 @@ pub async fn run<P: Projection>(
             seen = pass::<P>(log, views, guard).await?;
             renewed = tokio::time::Instant::now();
         } else if renewed.elapsed() >= LEASE / 3 {
-            // Keep the lease while nothing happens.
+            // Keep the lease while nothing happens, and drop older versions once the process
+            // that served them (a deployment's previous binary) has let them go.
             if !views.take_lease::<P>(guard.owner()).await? {
                 return Err(ViewsError::LeaseLost(P::NAME));
+            }
+            let retired = views.retire_older::<P>().await?;
+            if !retired.is_empty() {
+                tracing::info!(projection = P::NAME, ?retired, "older versions retired");
             }
             renewed = tokio::time::Instant::now();
         }

@@ -532,7 +532,7 @@ impl Views {
     /// Drops the tables of older versions of `P` once the current one is live, unless a runner
     /// (an older binary still serving during a deployment) holds them. Returns the versions dropped.
     pub async fn retire_older<P: Projection>(&self) -> Result<Vec<u32>, ViewsError> {
-        let sql = "SELECT version FROM projection_checkpoints WHERE name = $1 AND version < $2";
+        let sql = "SELECT CAST(version AS BIGINT) FROM projection_checkpoints WHERE name = $1 AND version < $2";
         let older: Vec<i64> = match self {
             Views::Sqlite(conn, _) => {
                 let conn = conn.clone();

@@ -693,3 +693,77 @@ async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overd
     })
     .await;
 }
+
+/// Version 1 of the inbox, as a previous binary would still run it during a deployment.
+struct InboxV1;
+
+impl Projection for InboxV1 {
+    type Row = <Inbox as Projection>::Row;
+    const NAME: &'static str = "inbox";
+    const VERSION: u32 = 1;
+
+    fn columns() -> &'static [sportello_projections::Column] {
+        Inbox::columns()
+    }
+    fn filter() -> sportello_engine::ReadAll {
+        Inbox::filter()
+    }
+    fn key(event: &sportello_engine::RecordedEvent) -> Option<String> {
+        Inbox::key(event)
+    }
+    fn apply(row: Option<Self::Row>, event: &sportello_engine::RecordedEvent) -> Option<Self::Row> {
+        Inbox::apply(row, event)
+    }
+    fn to_values(row: &Self::Row) -> Vec<sportello_projections::SqlValue> {
+        Inbox::to_values(row)
+    }
+    fn from_values(values: Vec<sportello_projections::SqlValue>) -> Option<Self::Row> {
+        Inbox::from_values(values)
+    }
+}
+
+#[tokio::test]
+async fn a_new_version_is_built_beside_the_old_one_which_is_retired_once_its_runner_lets_go() {
+    on_both(|b| async move {
+        history(&b.urp).await;
+        let every = |views: &Views| {
+            let views = views.clone();
+            async move {
+                views
+                    .select::<InboxV1>("1 = 1", Vec::new(), "id", 1000, 0)
+                    .await
+            }
+        };
+        // The old binary serves version 1.
+        let old = acquire::<InboxV1>(&b.views, &b.url, "old-binary")
+            .await
+            .unwrap();
+        rebuild::<InboxV1>(&b.log, &b.views, &old, |_, _| {})
+            .await
+            .unwrap();
+        let served = every(&b.views).await.unwrap();
+        assert!(!served.is_empty());
+        // The new one builds version 2 beside it; version 1 keeps serving, untouched.
+        let new = acquire::<Inbox>(&b.views, &b.url, "new-binary")
+            .await
+            .unwrap();
+        rebuild::<Inbox>(&b.log, &b.views, &new, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(b.views.status::<Inbox>().await.unwrap().1, "live");
+        assert_eq!(every(&b.views).await.unwrap(), served);
+        // Retired only once the old runner has let go.
+        assert!(b.views.retire_older::<Inbox>().await.unwrap().is_empty());
+        b.views.release_lease::<InboxV1>(old.owner()).await.unwrap();
+        drop(old);
+        assert_eq!(b.views.retire_older::<Inbox>().await.unwrap(), vec![1]);
+        assert!(every(&b.views).await.is_err(), "version 1's table is gone");
+        let rows = b
+            .views
+            .select::<Inbox>("1 = 1", Vec::new(), "id", 1000, 0)
+            .await
+            .unwrap();
+        assert_eq!(rows, served);
+    })
+    .await;
+}
