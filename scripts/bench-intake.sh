@@ -50,10 +50,13 @@ import re, sys
 text = open(sys.argv[1]).read()
 cases, seconds = int(sys.argv[2]), float(sys.argv[3])
 def ms(v):
-    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+    found = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not found:
+        sys.exit(f"cannot read the latency {v!r} in:\n{text}")
+    n, unit = found.groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 bad = int(bad.group(1)) if bad else 0

@@ -91,6 +91,8 @@ impl Views {
             let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
                 let conn = rusqlite::Connection::open(path)?;
                 sportello_engine::store::sqlite::wait_patiently_when_busy(&conn)?;
+                // As the log's file: 16 KiB pages (only takes effect on a new file, so first).
+                conn.pragma_update(None, "page_size", 16_384)?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 // Deleted rows are zeroed in the file: the subject search holds personal texts
                 // until an erasure removes them.
