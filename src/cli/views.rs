@@ -34,14 +34,18 @@ pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Resu
             PROJECTIONS.join(", ")
         ),
     };
-    // The subject search unseals: the vault comes with the store.
-    let urp = super::open_urp(settings).await?;
-    let log = urp.log().clone();
     let url = settings.store.url.expose();
-    let views = Views::open(url)
+    let mut views = Views::open(url)
         .await
-        .context("failed to open the read models")?
-        .with_vault(urp.vault().clone());
+        .context("failed to open the read models")?;
+    // The subject search unseals: only it needs the vault (and, on PostgreSQL, the master key).
+    let log = if names.contains(&"subject_texts") {
+        let urp = super::open_urp(settings).await?;
+        views = views.with_vault(urp.vault().clone());
+        urp.log().clone()
+    } else {
+        open_store(settings).await?
+    };
     let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
     for name in names {
         match name {
