@@ -687,6 +687,7 @@ fn a_day_at_the_urp(store: &Store) {
     assert_eq!(server.post(&erase, Some(&statte_admin), &json!({})).0, 404);
     let (status, erased) = server.post(&erase, Some(&admin), &json!({"reason": "prot. 1234/2026"}));
     assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["search_scrubbed"], true, "{erased}");
     let (_, after) = server.get(&format!("/api/v1/staff/cases/{case_id}"), Some(&operator));
     assert_eq!(after["citizen"]["erased"], true, "{after}");
     assert!(after["citizen"]["name"].is_null() && after["subject"].is_null());

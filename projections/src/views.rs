@@ -130,9 +130,23 @@ impl Views {
     /// truncated (freed pages are zeroed by `secure_delete`); on PostgreSQL the table is vacuumed.
     pub async fn scrub<P: Projection>(&self) -> Result<(), ViewsError> {
         match self {
-            Views::Sqlite(..) => {
-                self.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);".into())
-                    .await
+            Views::Sqlite(conn, _) => {
+                let conn = conn.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    sportello_engine::store::sqlite::truncate_wal(
+                        &conn.lock().expect("views poisoned"),
+                    )
+                })
+                .await
+                .map_err(db)?
+                .map_err(db)?;
+                if done {
+                    Ok(())
+                } else {
+                    Err(ViewsError::Database(
+                        "the read models' WAL stayed busy".into(),
+                    ))
+                }
             }
             Views::Postgres(pool, _) => {
                 sqlx::raw_sql(AssertSqlSafe(format!("VACUUM {}", P::table())))
@@ -307,8 +321,10 @@ impl Views {
         P::prepare(self, &mut events).await?;
         let scrub = P::scrub_after(&events);
         let applied = self.apply_prepared::<P>(owner, events).await?;
-        if scrub {
-            self.scrub::<P>().await?;
+        // The erasure itself is applied; a scrub that cannot run now is retried by the next one
+        // (and by the erasure request, which waits for it).
+        if scrub && let Err(error) = self.scrub::<P>().await {
+            tracing::warn!(projection = P::NAME, %error, "could not scrub after an erasure");
         }
         Ok(applied)
     }

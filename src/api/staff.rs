@@ -641,6 +641,9 @@ pub struct EraseRequest {
 pub struct EraseResponse {
     pub subject_id: Uuid,
     pub erased: bool,
+    /// The subject search has dropped the texts and scrubbed its files (false when it was behind:
+    /// it will when it catches up).
+    pub search_scrubbed: bool,
     pub position: u64,
 }
 
@@ -690,9 +693,19 @@ pub async fn erase_subject(
         .urp
         .erase_subject(&actor(&staff), subject, &reason)
         .await?;
+    // The key is gone: every sealed value is unreadable now. The subject search held the texts
+    // in clear: wait for it to drop them and scrub its files, so that the answer means "gone".
+    let scrubbed = match wait_for::<SubjectTexts>(&state, Some(position)).await {
+        Ok(()) => state.views.scrub::<SubjectTexts>().await.is_ok(),
+        Err(_) => false,
+    };
+    if !scrubbed {
+        tracing::warn!(%subject, "erased; the subject search will drop the texts when it catches up");
+    }
     Ok(Json(EraseResponse {
         subject_id: subject,
         erased: true,
+        search_scrubbed: scrubbed,
         position,
     }))
 }

@@ -184,7 +184,9 @@ impl KeyStore for SqliteKeyStore {
             )?;
             // The old page with the wrapped key may still sit in the WAL: copy the WAL back (the
             // page is zeroed there by secure_delete) and truncate it.
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            if !crate::store::sqlite::truncate_wal(c)? {
+                tracing::warn!(%subject, "the WAL could not be truncated after an erasure; the next checkpoint will");
+            }
             Ok(changed > 0)
         })
         .await

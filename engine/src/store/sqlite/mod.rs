@@ -157,6 +157,20 @@ pub fn wait_patiently_when_busy(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(retry))
 }
 
+/// Copies the WAL back into the database file and truncates it, so that no old page version
+/// (an erased key, an erased text) survives in it. Readers holding an old snapshot make SQLite
+/// report "busy" instead: retries for up to five seconds. Returns true once it succeeded.
+pub fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
+    for _ in 0..500 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(false)
+}
+
 fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let flags = if writer {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
