@@ -1,6 +1,6 @@
 //! The URP staff's inbox: one row per case, filtered and sorted by due date.
 
-use crate::model::{Column, IndexDef, Projection, SqlType, SqlValue};
+use crate::model::{Column, IndexDef, Projection, SqlType, SqlValue, name_of};
 use crate::subject_texts::{SubjectTexts, like_pattern};
 use crate::views::{Views, ViewsError};
 use chrono::NaiveDate;
@@ -132,13 +132,6 @@ fn status_name(status: CaseStatus) -> &'static str {
         CaseStatus::Answered => "answered",
         CaseStatus::Closed => "closed",
     }
-}
-
-fn name_of<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 pub struct Inbox;

@@ -22,7 +22,7 @@ pub mod service_levels;
 pub mod subject_texts;
 mod views;
 
-pub use model::{Column, IndexDef, Projection, SqlType, SqlValue};
+pub use model::{Column, IndexDef, Projection, SqlType, SqlValue, name_of};
 pub use views::{Views, ViewsError, sqlite_views_path};
 
 /// [`sqlite_views_path`] of a store file given as text.

@@ -1,6 +1,16 @@
 //! What a projection is, independent of the database.
 
+use serde::Serialize;
 use sportello_engine::{ReadAll, RecordedEvent};
+
+/// The serde name of a unit variant (`CaseKind::AccessoCivico` → `accesso_civico`): how enum
+/// values are written in read models and answers.
+pub fn name_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {

@@ -3,7 +3,7 @@
 //! scale, the positive ones (faces: satisfied; stars: 4–5), the sum of scores and the reasons
 //! chosen; and, beside them, the cases closed per comune and month, for the participation rate.
 
-use crate::model::{Column, Projection, SqlType, SqlValue};
+use crate::model::{Column, Projection, SqlType, SqlValue, name_of};
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Rome;
@@ -15,13 +15,6 @@ use std::collections::BTreeMap;
 
 fn month(at: DateTime<Utc>) -> String {
     at.with_timezone(&Rome).format("%Y-%m").to_string()
-}
-
-fn name_of<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -245,28 +245,7 @@ impl Views {
     }
 
     pub async fn checkpoint<P: Projection>(&self) -> Result<u64, ViewsError> {
-        let sql = "SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2";
-        let position: Option<i64> = match self {
-            Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    conn.lock()
-                        .expect("views poisoned")
-                        .query_row(sql, rusqlite::params![P::NAME, P::VERSION], |r| r.get(0))
-                        .optional()
-                })
-                .await
-                .map_err(db)?
-                .map_err(db)?
-            }
-            Views::Postgres(pool, _) => sqlx::query_scalar(sql)
-                .bind(P::NAME)
-                .bind(P::VERSION as i64)
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?,
-        };
-        Ok(position.unwrap_or(0) as u64)
+        Ok(self.status::<P>().await?.0)
     }
 
     /// Marks the projection's version as the one queries read.

@@ -53,12 +53,22 @@ impl AppState {
         }
     }
 
-    /// The comune's name, when it is part of this installation.
-    pub fn comune_known(&self, istat: &str) -> bool {
-        self.settings
+    /// Refuses (422, naming `field`) a comune that is not part of this installation.
+    pub fn check_comune(&self, field: &str, istat: &str) -> Result<(), ApiError> {
+        if self
+            .settings
             .comuni
             .iter()
             .any(|c| c.istat.to_string() == istat)
+        {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                field,
+                "comune_unknown",
+                format!("Il comune {istat} non fa parte di questa installazione."),
+            ))
+        }
     }
 }
 

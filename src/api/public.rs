@@ -16,7 +16,7 @@ use sportello_engine::domain::{Aggregate, service::CatalogueError};
 use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, OpenedCase, UrpError};
 use sportello_projections::catalogue::{self, Catalogue, CatalogueEntry};
 use sportello_projections::inbox::Inbox;
-use sportello_projections::{SqlValue, Views};
+use sportello_projections::{SqlValue, Views, name_of};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -114,29 +114,27 @@ pub struct OpenedCaseResponse {
     pub position: u64,
 }
 
+/// A request carrying personal data needs the privacy notice read (GDPR art. 13).
+fn privacy_consent(given: bool) -> Result<(), ApiError> {
+    if given {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "privacy_consent",
+            "privacy_consent_required",
+            "Per inviare la richiesta occorre prendere visione dell'informativa sul trattamento dei dati personali.",
+        ))
+    }
+}
+
 /// Checks a new contact and turns it into what the application service takes.
 pub async fn new_contact(
     state: &AppState,
     request: NewCaseRequest,
     case_id: Uuid,
 ) -> Result<NewContact, ApiError> {
-    if !state.comune_known(&request.comune) {
-        return Err(ApiError::invalid(
-            "comune",
-            "comune_unknown",
-            format!(
-                "Il comune {} non fa parte di questa installazione.",
-                request.comune
-            ),
-        ));
-    }
-    if !request.privacy_consent {
-        return Err(ApiError::invalid(
-            "privacy_consent",
-            "privacy_consent_required",
-            "Per inviare la richiesta occorre prendere visione dell'informativa sul trattamento dei dati personali.",
-        ));
-    }
+    state.check_comune("comune", &request.comune)?;
+    privacy_consent(request.privacy_consent)?;
     let subject = request.subject.trim();
     if subject.is_empty() {
         return Err(ApiError::invalid(
@@ -326,13 +324,6 @@ fn status_label(status: &str) -> &'static str {
     }
 }
 
-pub fn name_of<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The citizen's view of a case, folded from its events.
 pub fn public_status(events: &[CaseEvent]) -> CaseStatusResponse {
     let mut case = Case::default();
@@ -436,7 +427,13 @@ pub async fn case_timeline(
     state: &AppState,
     case_id: Uuid,
 ) -> Result<Vec<(sportello_engine::RecordedEvent, CaseEvent)>, ApiError> {
-    let events = state.urp.case_events(case_id).await?;
+    decode_timeline(state.urp.case_events(case_id).await?)
+}
+
+/// A case's recorded events, each with its decoded payload.
+pub fn decode_timeline(
+    events: Vec<sportello_engine::RecordedEvent>,
+) -> Result<Vec<(sportello_engine::RecordedEvent, CaseEvent)>, ApiError> {
     events
         .into_iter()
         .map(|recorded| {
@@ -547,7 +544,9 @@ pub async fn act_on_case(
     })
 }
 
-fn command_id(headers: &HeaderMap, case_id: Uuid, action: &str) -> Uuid {
+/// The command id of an action on a case: derived from its `Idempotency-Key` (a retry is the same
+/// command), new otherwise.
+pub fn command_id(headers: &HeaderMap, case_id: Uuid, action: &str) -> Uuid {
     match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(key) => Uuid::new_v5(&case_id, format!("{action}|{key}").as_bytes()),
         None => Uuid::now_v7(),
@@ -740,23 +739,8 @@ pub async fn submit(
     Body(request, fingerprint): Body<SubmissionRequest>,
 ) -> Result<(StatusCode, Json<SubmissionResponse>), ApiError> {
     state.limiter.check(address)?;
-    if !request.privacy_consent {
-        return Err(ApiError::invalid(
-            "privacy_consent",
-            "privacy_consent_required",
-            "Per inviare la domanda occorre prendere visione dell'informativa sul trattamento dei dati personali.",
-        ));
-    }
-    if !state.comune_known(&request.comune) {
-        return Err(ApiError::invalid(
-            "comune",
-            "comune_unknown",
-            format!(
-                "Il comune {} non fa parte di questa installazione.",
-                request.comune
-            ),
-        ));
-    }
+    privacy_consent(request.privacy_consent)?;
+    state.check_comune("comune", &request.comune)?;
     request.citizen.check()?;
     let submission_id = idempotent_id(&state, &headers, "POST /submissions", &fingerprint)
         .await?
@@ -849,16 +833,7 @@ pub async fn feedback(
     Body(request, fingerprint): Body<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
     state.limiter.check(address)?;
-    if !state.comune_known(&request.comune) {
-        return Err(ApiError::invalid(
-            "comune",
-            "comune_unknown",
-            format!(
-                "Il comune {} non fa parte di questa installazione.",
-                request.comune
-            ),
-        ));
-    }
+    state.check_comune("comune", &request.comune)?;
     let mut subject = None;
     let target_id = match request.target.target_type {
         TargetType::Case => {

@@ -4,8 +4,8 @@
 use super::guard::{Staff, min_position, wait_for};
 use super::problem::{ApiError, Body, OptionalBody, Params, PathParams};
 use super::public::{
-    CaseWriteResponse, NewCaseRequest, OpenedCaseResponse, act_on_case, case_timeline, name_of,
-    new_contact, opened_response, status_name,
+    CaseWriteResponse, NewCaseRequest, OpenedCaseResponse, act_on_case, command_id,
+    decode_timeline, new_contact, opened_response, status_name,
 };
 use super::{AppState, Shared};
 use axum::Json;
@@ -24,7 +24,7 @@ use sportello_projections::inbox::{self, Inbox, InboxPage, InboxQuery};
 use sportello_projections::satisfaction::{self, Ratings, SatisfactionQuery, SatisfactionReport};
 use sportello_projections::service_levels::{self, ServiceLevelQuery, ServiceLevelReport};
 use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{SqlValue, Views};
+use sportello_projections::{SqlValue, Views, name_of};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -119,9 +119,9 @@ pub async fn inbox(
     Ok(Json(inbox::query(&state.views, &query, today()).await?))
 }
 
-/// The case, if it belongs to the staff member's comune now; 404 otherwise (a case of another
-/// comune is not theirs to know about).
-async fn own_case(state: &AppState, staff: &Staff, id: &str) -> Result<(Uuid, Case), ApiError> {
+/// A case's events and the state they leave, if it belongs to the staff member's comune now;
+/// 404 otherwise (a case of another comune is not theirs to know about).
+async fn own_case(state: &AppState, staff: &Staff, id: &str) -> Result<OwnCase, ApiError> {
     staff.works_cases()?;
     let not_found = || {
         ApiError::not_found(
@@ -130,14 +130,28 @@ async fn own_case(state: &AppState, staff: &Staff, id: &str) -> Result<(Uuid, Ca
         )
     };
     let case_id: Uuid = id.parse().map_err(|_| not_found())?;
-    let (case, _) = state.urp.case(case_id).await.map_err(|e| match e {
-        sportello_engine::urp::UrpError::Case(_) => not_found(),
-        other => other.into(),
-    })?;
+    let timeline = match state.urp.case_events(case_id).await {
+        Ok(events) => decode_timeline(events)?,
+        Err(sportello_engine::urp::UrpError::Case(_)) => return Err(not_found()),
+        Err(other) => return Err(other.into()),
+    };
+    let case = timeline
+        .iter()
+        .fold(Case::default(), |case, (_, event)| case.evolve(event));
     if case.comune != staff.0.comune {
         return Err(not_found());
     }
-    Ok((case_id, case))
+    Ok(OwnCase {
+        id: case_id,
+        case,
+        timeline,
+    })
+}
+
+struct OwnCase {
+    id: Uuid,
+    case: Case,
+    timeline: Vec<(sportello_engine::RecordedEvent, CaseEvent)>,
 }
 
 async fn unseal(state: &AppState, sealed: &Option<Sealed>) -> Result<Option<String>, ApiError> {
@@ -256,9 +270,11 @@ pub async fn case_detail(
     staff: Staff,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<CaseDetail>, ApiError> {
-    let (case_id, _) = own_case(&state, &staff, &id).await?;
-    let events = case_timeline(&state, case_id).await?;
-    let mut case = Case::default();
+    let OwnCase {
+        id: case_id,
+        case,
+        timeline: events,
+    } = own_case(&state, &staff, &id).await?;
     let mut detail = CaseDetail {
         id: case_id,
         code: String::new(),
@@ -334,7 +350,6 @@ pub async fn case_detail(
             actor: recorded.metadata.actor.clone(),
             details: details(event),
         });
-        case = case.evolve(event);
     }
     let open = !matches!(status_name(&case), "answered" | "closed" | "withdrawn");
     detail.code = case.code.clone();
@@ -444,7 +459,7 @@ pub async fn act(
     headers: HeaderMap,
     OptionalBody(request): OptionalBody<ActionRequest>,
 ) -> Result<Json<CaseWriteResponse>, ApiError> {
-    let (case_id, _) = own_case(&state, &staff, &id).await?;
+    let case_id = own_case(&state, &staff, &id).await?.id;
     let now = Utc::now();
     let command = match action.as_str() {
         "take-in-charge" => CaseCommand::TakeInCharge {
@@ -457,13 +472,7 @@ pub async fn act(
         },
         "transfer" => {
             let to_comune = required(request.to_comune, "to_comune")?;
-            if !state.comune_known(&to_comune) {
-                return Err(ApiError::invalid(
-                    "to_comune",
-                    "comune_unknown",
-                    format!("Il comune {to_comune} non fa parte di questa installazione."),
-                ));
-            }
+            state.check_comune("to_comune", &to_comune)?;
             CaseCommand::Transfer {
                 to_comune,
                 reason: required(request.reason, "reason")?,
@@ -504,12 +513,9 @@ pub async fn act(
             ));
         }
     };
-    let command_id = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        Some(key) => Uuid::new_v5(&case_id, format!("{action}|{key}").as_bytes()),
-        None => Uuid::now_v7(),
-    };
+    let id = command_id(&headers, case_id, &action);
     Ok(Json(
-        act_on_case(&state, &actor(&staff), case_id, command_id, command).await?,
+        act_on_case(&state, &actor(&staff), case_id, id, command).await?,
     ))
 }
 

@@ -190,8 +190,8 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
             2 => q.overdue = Some(true),
             3 => {
                 let kind = sportello_engine::domain::case::CaseKind::ALL[(i / 6 % 6) as usize];
-                q.kind = Some(crate::api::public::name_of(&kind));
-                q.channel = Some(crate::api::public::name_of(
+                q.kind = Some(sportello_projections::name_of(&kind));
+                q.channel = Some(sportello_projections::name_of(
                     &Channel::ALL[(i / 36 % 7) as usize],
                 ));
             }
