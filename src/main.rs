@@ -1,10 +1,8 @@
 //! `sportello`: the command line of the engine. Each subcommand lives in `cli/`.
 
-mod api;
-mod cli;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sportello::cli;
 use sportello_config::{SecretUrl, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;

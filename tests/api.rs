@@ -459,9 +459,10 @@ fn a_day_at_the_urp(store: &Store) {
         act("answer", json!({"text": "La buca è stata riparata."})).0,
         200
     );
+    // Only a withdrawal gives that outcome: the request must change, so 422.
     assert_eq!(
         act("close", json!({"outcome": "ritirata_dal_cittadino"})).0,
-        409
+        422
     );
     assert_eq!(act("close", json!({"outcome": "inventato"})).0, 422);
     let (status, closed) = act("close", json!({"outcome": "accolta"}));

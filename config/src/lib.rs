@@ -126,6 +126,14 @@ pub struct VaultSettings {
 #[serde(deny_unknown_fields)]
 pub struct CalendarSettings {
     pub national: Vec<HolidaySettings>,
+    /// The term of a contact that concerns no service with a term of its own (L. 241/1990
+    /// art. 2 c.2: 30 days where no rule sets another).
+    #[serde(default = "thirty", deserialize_with = "number")]
+    pub default_term_days: u64,
+}
+
+fn thirty() -> u64 {
+    30
 }
 
 /// A holiday on the same day every year, `MM-DD`, optionally only from or until a year.

@@ -7,18 +7,17 @@
 //!   the log.
 //! - `store::sqlite`: the embedded default backend (one file, WAL, group commit).
 //! - `store::postgres`: the backend for deployments that outgrow one machine (gap-safe global order).
-//! - [`domain`]: the URP domain as pure decide/evolve aggregates (cases, …) and the command
-//!   handler that runs them against the log.
+//! - [`domain`]: the URP domain as pure decide/evolve aggregates (cases, services and forms,
+//!   submissions, feedback) and the kinds of refusal.
+//! - [`app`]: the application service that loads, decides and appends (with the command handler,
+//!   the gap-free registers, staff tokens) and its two error layers, refusal and failure.
 //! - [`calendar`]: the legal calendar of procedure terms (holidays, due dates).
-//! - [`urp`]: the application service (open a case, act on it, submit a form, rate, erase).
-//! - [`staff`]: staff access tokens (role, comune), stored hashed in the log.
 //! - [`vault`]: sealed personal data, per-subject keys, erasure by key destruction.
 
+pub mod app;
 pub mod calendar;
 pub mod domain;
-pub mod staff;
 pub mod store;
-pub mod urp;
 pub mod vault;
 
 pub use store::{

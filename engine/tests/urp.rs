@@ -5,6 +5,9 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use futures::TryStreamExt;
 use serde_json::json;
 use sportello_config::Settings;
+use sportello_engine::app::{
+    Actor, AppError, CitizenInput, NewContact, NewSubmission, Refusal, Urp,
+};
 use sportello_engine::domain::case::{
     CaseCommand, CaseError, CaseEvent, CaseKind, CaseStatus, Channel, Outcome,
 };
@@ -12,7 +15,6 @@ use sportello_engine::domain::feedback::{FeedbackError, GiveFeedback, Scale, Tar
 use sportello_engine::domain::service::{FieldDef, FieldKind, FormDef, ServiceCard};
 use sportello_engine::domain::submission::SubmissionError;
 use sportello_engine::store::sqlite::SqliteStore;
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, Urp, UrpError};
 use sportello_engine::vault::{MasterKey, SqliteKeyStore, Unsealed, Vault};
 use sportello_engine::{EventLog, ReadAll};
 use std::sync::Arc;
@@ -62,7 +64,7 @@ fn contact(comune: &str, received: chrono::DateTime<Utc>) -> NewContact {
             ..CitizenInput::default()
         }),
         received_at: received,
-        term_days: 30,
+        privacy_consent: true,
     }
 }
 
@@ -146,7 +148,7 @@ async fn a_case_goes_from_receipt_to_closing_with_a_suspension_that_moves_its_du
     .unwrap_err();
     assert!(matches!(
         second_request,
-        UrpError::Case(CaseError::AlreadySuspendedOnce)
+        AppError::Refused(Refusal::Case(CaseError::AlreadySuspendedOnce))
     ));
     assert!(second_request.message_it().contains("una sola volta"));
     act(CaseCommand::Answer {
@@ -210,7 +212,7 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
         .unwrap_err();
     assert!(matches!(
         early,
-        UrpError::Feedback(FeedbackError::CaseNotClosed)
+        AppError::Refused(Refusal::Feedback(FeedbackError::CaseNotClosed))
     ));
     urp.act(
         &staff(),
@@ -244,7 +246,7 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
         .unwrap_err();
     assert!(matches!(
         again,
-        UrpError::Feedback(FeedbackError::AlreadyGiven)
+        AppError::Refused(Refusal::Feedback(FeedbackError::AlreadyGiven))
     ));
     let long = urp
         .give_feedback(
@@ -264,7 +266,7 @@ async fn a_closed_case_takes_one_rating_with_a_sealed_comment() {
         .unwrap_err();
     assert!(matches!(
         long,
-        UrpError::Feedback(FeedbackError::CommentTooLong(201))
+        AppError::Refused(Refusal::Feedback(FeedbackError::CommentTooLong(201)))
     ));
 }
 
@@ -284,6 +286,7 @@ fn submission(
         comune: "073015".into(),
         citizen,
         submitted_at,
+        privacy_consent: true,
     }
 }
 
@@ -337,7 +340,7 @@ async fn a_submission_is_checked_against_the_published_form_then_numbered_and_op
         )
         .await
         .unwrap_err();
-    let UrpError::Submission(SubmissionError::Invalid(errors)) = &refused else {
+    let AppError::Refused(Refusal::Submission(SubmissionError::Invalid(errors))) = &refused else {
         panic!("{refused:?}")
     };
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The public catalogue (d.lgs. 33/2013 art. 35): the active services of each comune with what
 //! they require and the forms that can be used now.
 
-use crate::model::{Column, Projection, SqlType, SqlValue};
+use crate::model::{Column, Filter, Projection, SqlType, SqlValue};
 use crate::views::{Views, ViewsError};
 use serde::Serialize;
 use sportello_engine::domain::service::{FormEvent, ServiceEvent};
@@ -147,7 +147,12 @@ pub struct CatalogueEntry {
 /// Active services (of `comune` when given), each with its usable forms, by title.
 pub async fn query(views: &Views, comune: Option<&str>) -> Result<Vec<CatalogueEntry>, ViewsError> {
     let rows = views
-        .select::<Catalogue>("active = 1", Vec::new(), "title", u32::MAX as u64, 0)
+        .select::<Catalogue>(
+            Filter::new().and("active = ?", SqlValue::Int(1)),
+            "title",
+            u32::MAX as u64,
+            0,
+        )
         .await?;
     let mut forms: BTreeMap<String, Vec<PublishedForm>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.id.starts_with("form:")) {

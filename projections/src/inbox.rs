@@ -1,11 +1,11 @@
 //! The URP staff's inbox: one row per case, filtered and sorted by due date.
 
-use crate::model::{Column, IndexDef, Projection, SqlType, SqlValue, name_of};
+use crate::model::{Column, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
 use crate::subject_texts::{SubjectTexts, like_pattern};
 use crate::views::{Views, ViewsError};
 use chrono::NaiveDate;
 use serde::Serialize;
-use sportello_engine::domain::case::{CaseEvent, CaseStatus};
+use sportello_engine::domain::case::{CaseEvent, CaseStatus, Lifecycle};
 use sportello_engine::store::rfc3339;
 use sportello_engine::{ReadAll, RecordedEvent};
 
@@ -34,7 +34,26 @@ pub struct InboxRow {
     /// The data subject the case's texts are sealed under (the citizen, or the case's own):
     /// the key into the subject search.
     pub text_subject: Option<String>,
+    /// While suspended: the status the case returns to when the documents arrive.
+    #[serde(skip)]
+    pub resumes_to: Option<String>,
 }
+
+impl InboxRow {
+    /// The case's place in the shared state machine, as this row keeps it.
+    fn lifecycle(&self) -> Lifecycle {
+        let parse = |s: Option<&str>| s.and_then(CaseStatus::parse);
+        Lifecycle {
+            status: parse(Some(&self.status)).unwrap_or(CaseStatus::Received),
+            resume_to: parse(self.resumes_to.as_deref()).unwrap_or(CaseStatus::Received),
+            in_charge: self.office.is_some(),
+            withdrawn: self.outcome.as_deref() == Some(WITHDRAWN),
+        }
+    }
+}
+
+/// The outcome of a case the citizen withdrew.
+const WITHDRAWN: &str = "ritirata_dal_cittadino";
 
 const fn col(name: &'static str, indexed: bool) -> Column {
     Column {
@@ -65,6 +84,7 @@ const COLUMNS: &[Column] = &[
     col("transferred_from", false),
     col("citizen_subject", true),
     col("text_subject", true),
+    col("resumes_to", false),
 ];
 
 /// The open cases: what the partial index below and the overdue filter share, word for word
@@ -123,24 +143,14 @@ pub const COUNT_CAP: u64 = 10_000;
 /// comune) stops and reports what it has counted as a lower bound.
 pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(4);
 
-fn status_name(status: CaseStatus) -> &'static str {
-    match status {
-        CaseStatus::New | CaseStatus::Received => "received",
-        CaseStatus::TakenInCharge => "taken_in_charge",
-        CaseStatus::Assigned => "assigned",
-        CaseStatus::Suspended => "suspended",
-        CaseStatus::Answered => "answered",
-        CaseStatus::Closed => "closed",
-    }
-}
-
 pub struct Inbox;
 
 impl Projection for Inbox {
     type Row = InboxRow;
     const NAME: &'static str = "inbox";
-    /// 2: `text_subject`, for the subject search.
-    const VERSION: u32 = 2;
+    /// 2: `text_subject`, for the subject search. 3: `resumes_to`, so that the status after a
+    /// suspension comes from the case's own state machine.
+    const VERSION: u32 = 3;
 
     fn columns() -> &'static [Column] {
         COLUMNS
@@ -191,7 +201,11 @@ impl Projection for Inbox {
                 kind: name_of(kind),
                 channel: name_of(channel),
                 service: service.clone(),
-                status: status_name(CaseStatus::Received).into(),
+                status: Lifecycle::default()
+                    .evolve(&case_event)
+                    .status
+                    .name()
+                    .into(),
                 received_at: rfc3339(*received_at),
                 taken_in_charge_at: None,
                 answered_at: None,
@@ -201,20 +215,18 @@ impl Projection for Inbox {
                 transferred_from: None,
                 citizen_subject: citizen.as_ref().map(|c| c.subject_id.to_string()),
                 text_subject: Some(subject.subject.to_string()),
+                resumes_to: None,
             });
         }
         let mut row = row?;
+        let lifecycle = row.lifecycle().evolve(&case_event);
         match case_event {
-            CaseEvent::CaseOpened { .. } => {}
+            CaseEvent::CaseOpened { .. } | CaseEvent::DocumentsRequested { .. } => {}
             CaseEvent::CaseTakenInCharge { office, at, .. } => {
                 row.office = Some(office);
                 row.taken_in_charge_at = Some(rfc3339(at));
-                row.status = status_name(CaseStatus::TakenInCharge).into();
             }
-            CaseEvent::CaseAssigned { operator } => {
-                row.operator = Some(operator);
-                row.status = status_name(CaseStatus::Assigned).into();
-            }
+            CaseEvent::CaseAssigned { operator } => row.operator = Some(operator),
             CaseEvent::CaseTransferred {
                 from_comune,
                 to_comune,
@@ -224,46 +236,26 @@ impl Projection for Inbox {
                 row.comune = to_comune;
                 row.office = None;
                 row.operator = None;
-                row.status = status_name(CaseStatus::Received).into();
             }
-            CaseEvent::DocumentsRequested { .. } => {
-                row.status = status_name(CaseStatus::Suspended).into()
-            }
-            CaseEvent::DocumentsReceived { due_on, .. } => {
-                row.due_on = due_on.to_string();
-                row.status = if row.operator.is_some() {
-                    "assigned"
-                } else {
-                    "taken_in_charge"
-                }
-                .into();
-            }
-            CaseEvent::CaseAnswered { at, .. } => {
-                row.answered_at = Some(rfc3339(at));
-                row.status = status_name(CaseStatus::Answered).into();
-            }
+            CaseEvent::DocumentsReceived { due_on, .. } => row.due_on = due_on.to_string(),
+            CaseEvent::CaseAnswered { at, .. } => row.answered_at = Some(rfc3339(at)),
             CaseEvent::CaseClosed { outcome, at } => {
                 row.closed_at = Some(rfc3339(at));
                 row.outcome = Some(name_of(&outcome));
-                row.status = status_name(CaseStatus::Closed).into();
             }
             CaseEvent::CaseReopened { .. } => {
                 row.closed_at = None;
                 row.answered_at = None;
                 row.outcome = None;
-                row.status = if row.office.is_some() {
-                    "taken_in_charge"
-                } else {
-                    "received"
-                }
-                .into();
             }
             CaseEvent::CaseWithdrawn { at } => {
                 row.closed_at = Some(rfc3339(at));
-                row.outcome = Some("ritirata_dal_cittadino".into());
-                row.status = status_name(CaseStatus::Closed).into();
+                row.outcome = Some(WITHDRAWN.into());
             }
         }
+        row.status = lifecycle.status.name().into();
+        row.resumes_to = (lifecycle.status == CaseStatus::Suspended)
+            .then(|| lifecycle.resume_to.name().to_owned());
         Some(row)
     }
 
@@ -289,6 +281,7 @@ impl Projection for Inbox {
             o(&r.transferred_from),
             o(&r.citizen_subject),
             o(&r.text_subject),
+            o(&r.resumes_to),
         ]
     }
 
@@ -314,6 +307,7 @@ impl Projection for Inbox {
             transferred_from: next(),
             citizen_subject: next(),
             text_subject: next(),
+            resumes_to: next(),
         })
     }
 }
@@ -365,13 +359,8 @@ pub async fn query(
     q: &InboxQuery,
     today: NaiveDate,
 ) -> Result<InboxPage, ViewsError> {
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut params = Vec::new();
-    let mut add = |clause: &str, value: SqlValue| {
-        params.push(value);
-        clauses.push(clause.replace('?', &Views::param(params.len())));
-    };
-    for (column, value) in [
+    let mut filter = Filter::new();
+    filter.equal(&[
         ("comune", &q.comune),
         ("office", &q.office),
         ("operator", &q.operator),
@@ -381,30 +370,21 @@ pub async fn query(
         ("status", &q.status),
         ("code", &q.code),
         ("transferred_from", &q.transferred_from),
-    ] {
-        if let Some(v) = value {
-            add(&format!("{column} = ?"), SqlValue::Text(v.clone()));
-        }
-    }
+    ]);
+    let today_text = SqlValue::Text(today.to_string());
     match q.overdue {
-        Some(true) => add(
-            &format!("{OPEN} AND due_on < ?"),
-            SqlValue::Text(today.to_string()),
-        ),
-        Some(false) => add(
-            &format!("NOT ({OPEN} AND due_on < ?)"),
-            SqlValue::Text(today.to_string()),
-        ),
-        None => {}
-    }
+        Some(true) => filter.and(&format!("{OPEN} AND due_on < ?"), today_text),
+        Some(false) => filter.and(&format!("NOT ({OPEN} AND due_on < ?)"), today_text),
+        None => &mut filter,
+    };
     if let Some(from) = q.received_from {
-        add("received_at >= ?", SqlValue::Text(from.to_string()));
+        filter.and("received_at >= ?", SqlValue::Text(from.to_string()));
     }
     if let Some(until) = q.received_until {
-        add("received_at < ?", SqlValue::Text(until.to_string()));
+        filter.and("received_at < ?", SqlValue::Text(until.to_string()));
     }
     if let Some(words) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
-        add(
+        filter.and(
             &format!(
                 "text_subject IN (SELECT id FROM {} WHERE text LIKE ? ESCAPE '\\')",
                 SubjectTexts::table()
@@ -413,7 +393,6 @@ pub async fn query(
         );
     }
     let limit = if q.limit == 0 { 50 } else { q.limit.min(1000) };
-    let filter = clauses.join(" AND ");
     // With a date range, the range index is the way in and the page is sorted afterwards; an
     // expression keeps a planner from walking the due-date index instead, row by row, as
     // SQLite's sampled statistics sometimes suggest for a month.
@@ -423,10 +402,10 @@ pub async fn query(
         "due_on, code"
     };
     let rows = views
-        .select_page::<Inbox>(&filter, params.clone(), order, limit, q.offset)
+        .select_page::<Inbox>(&filter, order, limit, q.offset)
         .await?;
     let (counted, complete) = views
-        .count::<Inbox>(&filter, params, COUNT_CAP + 1, COUNT_BUDGET)
+        .count::<Inbox>(&filter, COUNT_CAP + 1, COUNT_BUDGET)
         .await?;
     let entries = rows
         .into_iter()

@@ -5,7 +5,11 @@
 //!   the columns it keeps; the same code serves SQLite and PostgreSQL.
 //! - [`Views`]: the database the read models live in (the store's own), with each projection's
 //!   checkpoint kept in the same transaction as its rows, and one runner per projection at a time.
-//! - [`runner`]: catch up from the checkpoint, then follow live appends; rebuild from zero.
+//! - [`runner`]: the [`Consumer`] of the log (a projection, or a reactor whose effect is
+//!   elsewhere) and its runner: catch up from the checkpoint, then follow live appends; rebuild
+//!   from zero; build as of a past point. One runner per consumer at a time, fenced.
+//! - [`registry`]: the one list of read models that `serve`, `rebuild`, `query --as-of` and
+//!   `/readyz` use.
 //! - [`inbox`]: the URP staff's case inbox.
 //! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
 //!   participation rate.
@@ -16,14 +20,17 @@
 pub mod catalogue;
 pub mod inbox;
 mod model;
+pub mod registry;
 pub mod runner;
 pub mod satisfaction;
 pub mod service_levels;
 pub mod subject_texts;
 mod views;
 
-pub use model::{Column, IndexDef, Projection, SqlType, SqlValue, name_of};
-pub use views::{Views, ViewsError, sqlite_views_path};
+pub use model::{Column, ConsumerId, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
+pub use registry::{Registry, read_models};
+pub use runner::{Consumer, read_model};
+pub use views::{RunnerGuard, Views, ViewsError, sqlite_views_path};
 
 /// [`sqlite_views_path`] of a store file given as text.
 pub fn views_path_of(store_file: &str) -> String {

@@ -65,6 +65,71 @@ pub struct IndexDef {
     pub partial: Option<&'static str>,
 }
 
+/// A consumer of the log at a version: names its checkpoint, its runner's lease and, for a
+/// projection, its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConsumerId {
+    pub name: &'static str,
+    pub version: u32,
+}
+
+impl ConsumerId {
+    pub fn table(&self) -> String {
+        format!("rm_{}_v{}", self.name, self.version)
+    }
+}
+
+/// The WHERE clause of a read-model query: conditions written with one `?` for their value,
+/// joined with AND (no condition: every row).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Filter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `clause`, whose `?` stands for `value`.
+    pub fn and(&mut self, clause: &str, value: SqlValue) -> &mut Self {
+        self.params.push(value);
+        // `$n` on both databases (SQLite numbers `$`-parameters in order of first appearance).
+        self.clauses
+            .push(clause.replace('?', &format!("${}", self.params.len())));
+        self
+    }
+
+    /// Adds `clause` when `value` is given.
+    pub fn and_some(&mut self, clause: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.and(clause, SqlValue::Text(v.to_owned()));
+        }
+        self
+    }
+
+    /// Adds `column = ?` for each column whose value is given.
+    pub fn equal(&mut self, pairs: &[(&str, &Option<String>)]) -> &mut Self {
+        for (column, value) in pairs {
+            self.and_some(&format!("{column} = ?"), value.as_deref());
+        }
+        self
+    }
+
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.clauses.join(" AND ")
+        }
+    }
+
+    pub fn params(&self) -> &[SqlValue] {
+        &self.params
+    }
+}
+
 /// A read model: rows keyed by id, each folded from the events that concern it.
 pub trait Projection: Send + Sync + 'static {
     type Row: Clone + Send + Sync + 'static;
@@ -73,6 +138,8 @@ pub trait Projection: Send + Sync + 'static {
     /// Bumped when the columns or the meaning of the rows change: a new version is built beside
     /// the old one.
     const VERSION: u32;
+    /// True when it unseals personal data in `prepare` (its views need the vault).
+    const UNSEALS: bool = false;
 
     fn columns() -> &'static [Column];
     /// The events it reads.
@@ -104,7 +171,14 @@ pub trait Projection: Send + Sync + 'static {
         &[]
     }
 
+    fn id() -> ConsumerId {
+        ConsumerId {
+            name: Self::NAME,
+            version: Self::VERSION,
+        }
+    }
+
     fn table() -> String {
-        format!("rm_{}_v{}", Self::NAME, Self::VERSION)
+        Self::id().table()
     }
 }

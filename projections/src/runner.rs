@@ -1,199 +1,279 @@
-//! Running a projection: catch up from its checkpoint, then follow the log.
+//! Running a consumer of the log: catch up from its checkpoint, then follow the log.
+//!
+//! A [`Consumer`] is anything that reads the log in order and keeps a checkpoint: a projection
+//! (its rows and checkpoint in one transaction, [`ReadModel`]) or a reactor whose effect is
+//! elsewhere (jobs enqueued idempotently, then the checkpoint moved). The runner gives each one a
+//! single runner at a time ([`RunnerGuard`]), batches, and the same catch-up, follow, rebuild and
+//! as-of builds.
 
-use crate::model::Projection;
+use crate::model::{ConsumerId, Projection};
+pub use crate::views::RunnerGuard;
 use crate::views::{LEASE, Views, ViewsError};
+use async_trait::async_trait;
 use futures::StreamExt;
-use sportello_engine::{EventLog, RecordedEvent};
-use sqlx::Connection;
+use sportello_engine::{EventLog, ReadAll, RecordedEvent};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Events applied per transaction.
 const BATCH: usize = 2000;
 
-/// Proof that this process is the projection's only runner; dropping it lets another take over.
-pub enum RunnerGuard {
-    /// SQLite: a lease renewed by every batch and while idle.
-    Lease { owner: String },
-    /// PostgreSQL: a session advisory lock, released by the server when this connection ends.
-    Advisory {
-        owner: String,
-        _connection: sqlx::PgConnection,
-    },
-}
-
-impl RunnerGuard {
-    pub fn owner(&self) -> &str {
-        match self {
-            RunnerGuard::Lease { owner } | RunnerGuard::Advisory { owner, .. } => owner,
-        }
+/// A checkpointed reader of the log.
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    fn id(&self) -> ConsumerId;
+    /// The events it reads.
+    fn filter(&self) -> ReadAll;
+    /// Creates what it keeps (tables, its checkpoint) if missing.
+    async fn ensure(&self, views: &Views) -> Result<(), ViewsError>;
+    /// Forgets what it kept, to start again from the first event.
+    async fn reset(&self, views: &Views) -> Result<(), ViewsError>;
+    /// Runs once a build from the first event is done (a projection's indexes).
+    async fn finish_build(&self, _views: &Views) -> Result<(), ViewsError> {
+        Ok(())
+    }
+    /// Applies a batch and moves the checkpoint past it, fenced by `guard`: events at or below
+    /// the checkpoint are skipped, so a batch replayed after a crash changes nothing. Returns the
+    /// checkpoint.
+    async fn apply(
+        &self,
+        views: &Views,
+        guard: &RunnerGuard,
+        events: Vec<RecordedEvent>,
+    ) -> Result<u64, ViewsError>;
+    /// True when it unseals personal data (its views need the vault).
+    fn unseals(&self) -> bool {
+        false
     }
 }
 
-/// Waits until this process may run projection `P`, then returns the guard.
-pub async fn acquire<P: Projection>(
+/// A [`Projection`] as a consumer: its rows and checkpoint move in one transaction.
+pub struct ReadModel<P>(PhantomData<fn() -> P>);
+
+impl<P> ReadModel<P> {
+    pub const NEW: Self = ReadModel(PhantomData);
+}
+
+/// The consumer of projection `P`.
+pub fn read_model<P: Projection>() -> &'static dyn Consumer {
+    &ReadModel::<P>::NEW
+}
+
+#[async_trait]
+impl<P: Projection> Consumer for ReadModel<P> {
+    fn id(&self) -> ConsumerId {
+        P::id()
+    }
+
+    fn filter(&self) -> ReadAll {
+        P::filter()
+    }
+
+    async fn ensure(&self, views: &Views) -> Result<(), ViewsError> {
+        views.ensure::<P>().await
+    }
+
+    async fn reset(&self, views: &Views) -> Result<(), ViewsError> {
+        views.reset::<P>().await
+    }
+
+    async fn finish_build(&self, views: &Views) -> Result<(), ViewsError> {
+        views.create_indexes::<P>().await
+    }
+
+    async fn apply(
+        &self,
+        views: &Views,
+        guard: &RunnerGuard,
+        events: Vec<RecordedEvent>,
+    ) -> Result<u64, ViewsError> {
+        views.apply_batch::<P>(guard, events).await
+    }
+
+    fn unseals(&self) -> bool {
+        P::UNSEALS
+    }
+}
+
+/// Waits until this process may run `consumer`, then returns the guard.
+pub async fn acquire(
     views: &Views,
     store_url: &str,
+    consumer: &dyn Consumer,
     owner: &str,
 ) -> Result<RunnerGuard, ViewsError> {
-    views.ensure::<P>().await?;
+    consumer.ensure(views).await?;
     loop {
-        match views {
-            Views::Sqlite(..) => {
-                if views.take_lease::<P>(owner).await? {
-                    return Ok(RunnerGuard::Lease {
-                        owner: owner.to_owned(),
-                    });
-                }
-            }
-            Views::Postgres(..) => {
-                let mut connection = sqlx::PgConnection::connect(store_url)
-                    .await
-                    .map_err(|e| ViewsError::Database(e.to_string()))?;
-                let locked: bool = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_lock(hashtext('sportello-projection:' || $1))",
-                )
-                .bind(P::table())
-                .fetch_one(&mut connection)
-                .await
-                .map_err(|e| ViewsError::Database(e.to_string()))?;
-                if locked {
-                    return Ok(RunnerGuard::Advisory {
-                        owner: owner.to_owned(),
-                        _connection: connection,
-                    });
-                }
-            }
+        if let Some(guard) = views.try_acquire(store_url, consumer.id(), owner).await? {
+            return Ok(guard);
         }
         tracing::debug!(
-            projection = P::NAME,
-            "another runner holds the projection; waiting"
+            consumer = consumer.id().name,
+            "another runner holds it; waiting"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// Applies every event after the checkpoint up to the current end of the log. `progress` gets
-/// (checkpoint, head) after each batch. Returns the checkpoint.
-pub async fn catch_up<P: Projection>(
+/// Applies every event after the checkpoint up to `until` (the current end of the log when
+/// `None`). `progress` gets (checkpoint, head) after each batch. Returns the last checkpoint.
+async fn apply_from_checkpoint(
     log: &EventLog,
     views: &Views,
+    consumer: &dyn Consumer,
     guard: &RunnerGuard,
-    mut progress: impl FnMut(u64, u64),
+    query: ReadAll,
+    until: u64,
+    mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<u64, ViewsError> {
-    let head = log.head().await?;
-    let mut checkpoint = views.checkpoint::<P>().await?;
-    let mut query = P::filter();
+    let mut checkpoint = views.checkpoint(consumer.id()).await?;
+    let mut query = query;
     query.from = checkpoint + 1;
     query.limit = None;
-    let mut batches = log.read_all(query).ready_chunks(BATCH);
-    while let Some(batch) = batches.next().await {
-        let events = batch
-            .into_iter()
-            .collect::<Result<Vec<RecordedEvent>, _>>()?;
-        checkpoint = views.apply_batch::<P>(guard.owner(), events).await?;
-        progress(checkpoint, head);
-    }
-    Ok(checkpoint)
-}
-
-/// Drops the projection and builds it again from the first event, then marks it live.
-pub async fn rebuild<P: Projection>(
-    log: &EventLog,
-    views: &Views,
-    guard: &RunnerGuard,
-    progress: impl FnMut(u64, u64),
-) -> Result<u64, ViewsError> {
-    views.reset::<P>().await?;
-    let checkpoint = catch_up::<P>(log, views, guard, progress).await?;
-    views.create_indexes::<P>().await?;
-    views.mark_live::<P>().await?;
-    Ok(checkpoint)
-}
-
-/// Catches up, marks the projection live, then follows new events until `shutdown` completes.
-///
-/// Each pass reads up to the head as it was when the pass began and then moves the checkpoint to
-/// that head even if no event there concerned the projection: "has seen everything up to P" is
-/// then a plain comparison, which read-your-writes needs (see [`has_reached`]).
-pub async fn run<P: Projection>(
-    log: &EventLog,
-    views: &Views,
-    guard: &RunnerGuard,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ViewsError> {
-    tokio::pin!(shutdown);
-    let mut seen = pass::<P>(log, views, guard).await?;
-    views.mark_live::<P>().await?;
-    let retired = views.retire_older::<P>().await?;
-    if !retired.is_empty() {
-        tracing::info!(projection = P::NAME, ?retired, "older versions retired");
-    }
-    let mut renewed = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return views.release_lease::<P>(guard.owner()).await,
-            _ = log.wait_for_append(seen, LEASE / 3) => {}
-        }
-        if log.head().await? > seen {
-            seen = pass::<P>(log, views, guard).await?;
-            renewed = tokio::time::Instant::now();
-        } else if renewed.elapsed() >= LEASE / 3 {
-            // Keep the lease while nothing happens, and drop older versions once the process
-            // that served them (a deployment's previous binary) has let them go.
-            if !views.take_lease::<P>(guard.owner()).await? {
-                return Err(ViewsError::LeaseLost(P::NAME));
-            }
-            let retired = views.retire_older::<P>().await?;
-            if !retired.is_empty() {
-                tracing::info!(projection = P::NAME, ?retired, "older versions retired");
-            }
-            renewed = tokio::time::Instant::now();
-        }
-    }
-}
-
-/// Applies what the log holds past the checkpoint up to the head read first, then records that
-/// head as seen. Returns it.
-async fn pass<P: Projection>(
-    log: &EventLog,
-    views: &Views,
-    guard: &RunnerGuard,
-) -> Result<u64, ViewsError> {
-    let head = log.head().await?;
-    let checkpoint = views.checkpoint::<P>().await?;
-    if checkpoint >= head {
-        return Ok(checkpoint);
-    }
-    let mut query = P::filter();
-    query.from = checkpoint + 1;
     let mut batches = log
         .read_all(query)
-        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= head)))
+        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= until)))
         .ready_chunks(BATCH);
     while let Some(batch) = batches.next().await {
         let events = batch
             .into_iter()
             .collect::<Result<Vec<RecordedEvent>, _>>()?;
-        views.apply_batch::<P>(guard.owner(), events).await?;
+        checkpoint = consumer.apply(views, guard, events).await?;
+        progress(checkpoint, until);
     }
-    views.advance_checkpoint::<P>(guard.owner(), head).await?;
+    Ok(checkpoint)
+}
+
+/// Applies every event after the checkpoint up to the current end of the log. `progress` gets
+/// (checkpoint, head) after each batch. Returns the checkpoint.
+pub async fn catch_up(
+    log: &EventLog,
+    views: &Views,
+    consumer: &dyn Consumer,
+    guard: &RunnerGuard,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<u64, ViewsError> {
+    let head = log.head().await?;
+    apply_from_checkpoint(
+        log,
+        views,
+        consumer,
+        guard,
+        consumer.filter(),
+        head,
+        progress,
+    )
+    .await
+}
+
+/// Drops what the consumer kept and builds it again from the first event, then marks it live.
+pub async fn rebuild(
+    log: &EventLog,
+    views: &Views,
+    consumer: &dyn Consumer,
+    guard: &RunnerGuard,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<u64, ViewsError> {
+    consumer.reset(views).await?;
+    let checkpoint = catch_up(log, views, consumer, guard, progress).await?;
+    consumer.finish_build(views).await?;
+    views.mark_live(consumer.id()).await?;
+    Ok(checkpoint)
+}
+
+/// Catches up, marks the consumer live, then follows new events until `shutdown` completes.
+///
+/// Each pass reads up to the head as it was when the pass began and then moves the checkpoint to
+/// that head even if no event there concerned the consumer: "has seen everything up to P" is
+/// then a plain comparison, which read-your-writes needs (see [`has_reached`]).
+pub async fn run(
+    log: &EventLog,
+    views: &Views,
+    consumer: &dyn Consumer,
+    guard: &RunnerGuard,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ViewsError> {
+    tokio::pin!(shutdown);
+    let id = consumer.id();
+    let mut seen = pass(log, views, consumer, guard).await?;
+    views.mark_live(id).await?;
+    retire_older(views, id).await?;
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return views.release(guard).await,
+            _ = log.wait_for_append(seen, LEASE / 3) => {}
+        }
+        if log.head().await? > seen {
+            seen = pass(log, views, consumer, guard).await?;
+            renewed = tokio::time::Instant::now();
+        } else if renewed.elapsed() >= LEASE / 3 {
+            // Keep the guard while nothing happens, and drop older versions once the process
+            // that served them (a deployment's previous binary) has let them go.
+            if !views.renew(guard).await? {
+                return Err(ViewsError::LeaseLost(id.name));
+            }
+            retire_older(views, id).await?;
+            renewed = tokio::time::Instant::now();
+        }
+    }
+}
+
+async fn retire_older(views: &Views, id: ConsumerId) -> Result<(), ViewsError> {
+    let retired = views.retire_older(id).await?;
+    if !retired.is_empty() {
+        tracing::info!(consumer = id.name, ?retired, "older versions retired");
+    }
+    Ok(())
+}
+
+/// Applies what the log holds past the checkpoint up to the head read first, then records that
+/// head as seen. Returns it.
+async fn pass(
+    log: &EventLog,
+    views: &Views,
+    consumer: &dyn Consumer,
+    guard: &RunnerGuard,
+) -> Result<u64, ViewsError> {
+    let head = log.head().await?;
+    if views.checkpoint(consumer.id()).await? >= head {
+        return Ok(head);
+    }
+    apply_from_checkpoint(
+        log,
+        views,
+        consumer,
+        guard,
+        consumer.filter(),
+        head,
+        |_, _| {},
+    )
+    .await?;
+    views.advance_checkpoint(guard, head).await?;
     Ok(head)
 }
 
-/// True when projection `P` has applied every event it reads up to `position`: its checkpoint is
+/// True when `consumer` has applied every event it reads up to `position`: its checkpoint is
 /// there (a running runner moves it to every head it has seen), or no event it reads lies between
-/// its checkpoint and `position` (checked on the log, for a projection nobody runs right now).
-pub async fn has_reached<P: Projection>(
+/// its checkpoint and `position` (checked on the log, for a consumer nobody runs right now). A
+/// position past the log's head is not reached: it was not written here yet (a client's mistake,
+/// or a write on another node this one has not seen), and answering would pass stale data off as
+/// fresh.
+pub async fn has_reached(
     log: &EventLog,
     views: &Views,
+    consumer: &dyn Consumer,
     position: u64,
 ) -> Result<bool, ViewsError> {
-    let checkpoint = views.checkpoint::<P>().await?;
+    let checkpoint = views.checkpoint(consumer.id()).await?;
     if checkpoint >= position {
         return Ok(true);
     }
-    let mut query = P::filter();
+    if position > log.head().await? {
+        return Ok(false);
+    }
+    let mut query = consumer.filter();
     query.from = checkpoint + 1;
     query.limit = Some(1);
     let mut next = log.read_all(query);
@@ -212,37 +292,29 @@ pub enum AsOf {
     Instant(chrono::DateTime<chrono::Utc>),
 }
 
-/// Builds `P` into `views` (a scratch database) from the log as it stood at `as_of`, leaving the
-/// live projections untouched. Returns the last position applied.
-pub async fn build_as_of<P: Projection>(
+/// Builds `consumer` into `views` (a scratch database) from the log as it stood at `as_of`,
+/// leaving the live read models untouched. Returns the last position applied.
+pub async fn build_as_of(
     log: &EventLog,
     views: &Views,
+    consumer: &dyn Consumer,
     as_of: AsOf,
 ) -> Result<u64, ViewsError> {
-    views.reset::<P>().await?;
-    let owner = "as-of";
-    if !views.take_lease::<P>(owner).await? {
-        return Err(ViewsError::LeaseLost(P::NAME));
-    }
-    let mut query = P::filter();
-    let cap = match as_of {
+    consumer.reset(views).await?;
+    let guard = views
+        .try_acquire("", consumer.id(), "as-of")
+        .await?
+        .ok_or(ViewsError::LeaseLost(consumer.id().name))?;
+    let mut query = consumer.filter();
+    let until = match as_of {
         AsOf::Position(p) => p,
         AsOf::Instant(t) => {
             query.occurred_until = Some(query.occurred_until.map_or(t, |u| u.min(t)));
             u64::MAX
         }
     };
-    let mut last = 0;
-    let mut batches = log
-        .read_all(query)
-        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= cap)))
-        .ready_chunks(BATCH);
-    while let Some(batch) = batches.next().await {
-        let events = batch
-            .into_iter()
-            .collect::<Result<Vec<RecordedEvent>, _>>()?;
-        last = views.apply_batch::<P>(owner, events).await?;
-    }
-    views.create_indexes::<P>().await?;
+    let last = apply_from_checkpoint(log, views, consumer, &guard, query, until, |_, _| {}).await?;
+    consumer.finish_build(views).await?;
+    views.release(&guard).await?;
     Ok(last)
 }

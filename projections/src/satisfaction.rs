@@ -3,7 +3,7 @@
 //! scale, the positive ones (faces: satisfied; stars: 4–5), the sum of scores and the reasons
 //! chosen; and, beside them, the cases closed per comune and month, for the participation rate.
 
-use crate::model::{Column, Projection, SqlType, SqlValue, name_of};
+use crate::model::{Column, Filter, Projection, SqlType, SqlValue, name_of};
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Rome;
@@ -329,37 +329,27 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
         .iter()
         .find(|d| !DIMENSIONS.contains(&d.as_str()))
     {
-        return Err(ViewsError::Database(format!(
-            "cannot group by '{bad}' (dimensions: {})",
-            DIMENSIONS.join(", ")
-        )));
+        return Err(ViewsError::Invalid {
+            field: "group_by",
+            message: format!(
+                "Non si può raggruppare per «{bad}»: dimensioni possibili {}.",
+                DIMENSIONS.join(", ")
+            ),
+        });
     }
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut params = Vec::new();
-    let mut add = |clause: &str, value: &str| {
-        params.push(SqlValue::Text(value.to_owned()));
-        clauses.push(clause.replace('?', &Views::param(params.len())));
-    };
-    for (column, value) in [
-        ("comune", &q.comune),
-        ("target_type", &q.target_type),
-        ("target", &q.target),
-        ("channel", &q.channel),
-        ("scale", &q.scale),
-    ] {
-        if let Some(v) = value {
-            add(&format!("{column} = ?"), v);
-        }
-    }
-    if let Some(from) = &q.from {
-        add("month >= ?", from);
-    }
-    if let Some(to) = &q.to {
-        add("month <= ?", to);
-    }
-    let filter = clauses.join(" AND ");
+    let mut filter = Filter::new();
+    filter
+        .equal(&[
+            ("comune", &q.comune),
+            ("target_type", &q.target_type),
+            ("target", &q.target),
+            ("channel", &q.channel),
+            ("scale", &q.scale),
+        ])
+        .and_some("month >= ?", q.from.as_deref())
+        .and_some("month <= ?", q.to.as_deref());
     let ratings = views
-        .select::<Ratings>(&filter, params, "id", u32::MAX as u64, 0)
+        .select::<Ratings>(&filter, "id", u32::MAX as u64, 0)
         .await?;
 
     let mut dims: Vec<String> = q.group_by.clone();
@@ -414,20 +404,13 @@ pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionR
         && q.channel.is_none();
     let mut closures: BTreeMap<Vec<String>, i64> = BTreeMap::new();
     if participation_possible {
-        let mut clauses = vec!["1 = 1".to_owned()];
-        let mut params = Vec::new();
-        for (clause, value) in [
-            ("comune = ?", &q.comune),
-            ("month >= ?", &q.from),
-            ("month <= ?", &q.to),
-        ] {
-            if let Some(v) = value {
-                params.push(SqlValue::Text(v.clone()));
-                clauses.push(clause.replace('?', &Views::param(params.len())));
-            }
-        }
+        let mut filter = Filter::new();
+        filter
+            .and_some("comune = ?", q.comune.as_deref())
+            .and_some("month >= ?", q.from.as_deref())
+            .and_some("month <= ?", q.to.as_deref());
         let rows = views
-            .select::<Closures>(&clauses.join(" AND "), params, "id", u32::MAX as u64, 0)
+            .select::<Closures>(&filter, "id", u32::MAX as u64, 0)
             .await?;
         for c in rows {
             let key: Vec<String> = dims

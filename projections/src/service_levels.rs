@@ -5,7 +5,7 @@
 //! months are counted in Europe/Rome.
 
 use crate::inbox::{Inbox, InboxRow};
-use crate::model::SqlValue;
+use crate::model::Filter;
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Europe::Rome;
@@ -88,21 +88,18 @@ pub async fn query(
         .iter()
         .find(|d| !DIMENSIONS.contains(&d.as_str()))
     {
-        return Err(ViewsError::Database(format!(
-            "cannot group by '{bad}' (dimensions: {})",
-            DIMENSIONS.join(", ")
-        )));
+        return Err(ViewsError::Invalid {
+            field: "group_by",
+            message: format!(
+                "Non si può raggruppare per «{bad}»: dimensioni possibili {}.",
+                DIMENSIONS.join(", ")
+            ),
+        });
     }
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut params = Vec::new();
-    for (column, value) in [("comune", &q.comune), ("kind", &q.kind)] {
-        if let Some(v) = value {
-            params.push(SqlValue::Text(v.clone()));
-            clauses.push(format!("{column} = {}", Views::param(params.len())));
-        }
-    }
+    let mut filter = Filter::new();
+    filter.equal(&[("comune", &q.comune), ("kind", &q.kind)]);
     let rows = views
-        .select::<Inbox>(&clauses.join(" AND "), params, "id", u32::MAX as u64, 0)
+        .select::<Inbox>(&filter, "id", u32::MAX as u64, 0)
         .await?;
     let in_range = |month: &str| {
         q.from.as_deref().is_none_or(|f| month >= f) && q.to.as_deref().is_none_or(|t| month <= t)

@@ -52,6 +52,7 @@ impl Projection for SubjectTexts {
     type Row = SubjectTextRow;
     const NAME: &'static str = "subject_texts";
     const VERSION: u32 = 1;
+    const UNSEALS: bool = true;
 
     fn columns() -> &'static [Column] {
         COLUMNS

@@ -8,12 +8,13 @@
 //! the server if the runner dies); on SQLite a lease row renewed by every batch (taken over once it
 //! expires).
 
-use crate::model::{Projection, SqlType, SqlValue};
+use crate::model::{ConsumerId, Filter, Projection, SqlType, SqlValue};
 use rusqlite::OptionalExtension;
 use rusqlite::types::{Value, ValueRef};
 use sportello_engine::RecordedEvent;
+use sportello_engine::store::Transient;
 use sportello_engine::vault::Vault;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -44,15 +45,46 @@ pub const LEASE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewsError {
+    /// A bug or damage: retrying will not mend it.
     #[error("read-model database failed: {0}")]
     Database(String),
+    /// Busy, full, restarting or out of reach: the same request may succeed later.
+    #[error("read-model database unavailable: {0}")]
+    Unavailable(String),
     #[error("another runner holds projection {0}")]
     LeaseLost(&'static str),
+    /// A query's parameter that the read model cannot answer (an unknown grouping, say).
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] sportello_engine::StoreError),
 }
 
-fn db(e: impl std::fmt::Display) -> ViewsError {
+impl ViewsError {
+    /// True when the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ViewsError::Unavailable(_) | ViewsError::LeaseLost(_) => true,
+            ViewsError::Store(e) => e.is_transient(),
+            ViewsError::Database(_) | ViewsError::Invalid { .. } => false,
+        }
+    }
+}
+
+/// A database error, told apart by whether a retry may help.
+fn db(e: impl Transient) -> ViewsError {
+    if e.is_transient() {
+        ViewsError::Unavailable(e.to_string())
+    } else {
+        ViewsError::Database(e.to_string())
+    }
+}
+
+/// A failure outside the database (a blocking task that panicked).
+fn failed(e: impl std::fmt::Display) -> ViewsError {
     ViewsError::Database(e.to_string())
 }
 
@@ -80,6 +112,88 @@ fn sql_type(t: SqlType) -> &'static str {
     }
 }
 
+/// Proof that this process is a consumer's only runner; dropping it lets another take over.
+pub enum RunnerGuard {
+    /// SQLite: a lease renewed by every batch and while idle, checked inside every transaction
+    /// that writes for the consumer.
+    Lease { id: ConsumerId, owner: String },
+    /// PostgreSQL: a session advisory lock. Batches and checkpoints are written through the
+    /// session that holds it, so a runner whose session ended (and so lost the lock to another
+    /// runner) can commit nothing more.
+    Advisory {
+        id: ConsumerId,
+        owner: String,
+        session: tokio::sync::Mutex<sqlx::PgConnection>,
+        /// The server process of that session (what `pg_terminate_backend` takes).
+        pid: i32,
+    },
+}
+
+impl RunnerGuard {
+    pub fn owner(&self) -> &str {
+        match self {
+            RunnerGuard::Lease { owner, .. } | RunnerGuard::Advisory { owner, .. } => owner,
+        }
+    }
+
+    pub fn id(&self) -> ConsumerId {
+        match self {
+            RunnerGuard::Lease { id, .. } | RunnerGuard::Advisory { id, .. } => *id,
+        }
+    }
+
+    /// The PostgreSQL server process holding the lock, if this is a PostgreSQL guard.
+    pub fn backend_pid(&self) -> Option<i32> {
+        match self {
+            RunnerGuard::Advisory { pid, .. } => Some(*pid),
+            RunnerGuard::Lease { .. } => None,
+        }
+    }
+
+    fn session(&self) -> Result<&tokio::sync::Mutex<sqlx::PgConnection>, ViewsError> {
+        match self {
+            RunnerGuard::Advisory { session, .. } => Ok(session),
+            RunnerGuard::Lease { .. } => Err(ViewsError::Database(
+                "a SQLite lease cannot write to PostgreSQL read models".into(),
+            )),
+        }
+    }
+}
+
+/// The key an advisory lock is taken on: one per consumer version, like the SQLite leases.
+const ADVISORY_KEY: &str = "hashtext('sportello-projection:' || $1)";
+
+type SqliteConn = Arc<Mutex<rusqlite::Connection>>;
+
+/// Runs `f` with the SQLite connection on a blocking thread (SQLite calls block).
+async fn blocking<T, E>(
+    conn: &SqliteConn,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+) -> Result<T, ViewsError>
+where
+    T: Send + 'static,
+    E: Into<ViewsError> + Send + 'static,
+{
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        f(&mut conn.lock().expect("views poisoned")).map_err(Into::into)
+    })
+    .await
+    .map_err(failed)?
+}
+
+impl From<rusqlite::Error> for ViewsError {
+    fn from(e: rusqlite::Error) -> Self {
+        db(e)
+    }
+}
+
+impl From<sqlx::Error> for ViewsError {
+    fn from(e: sqlx::Error) -> Self {
+        db(e)
+    }
+}
+
 impl Views {
     /// The read models of the store at `url` (`sqlite://PATH` or `postgres://…`): on
     /// PostgreSQL the store's own database; on SQLite a file of their own beside the store's
@@ -102,11 +216,10 @@ impl Views {
                 Ok(conn)
             })
             .await
-            .map_err(db)?
-            .map_err(db)?;
+            .map_err(failed)??;
             Views::Sqlite(Arc::new(Mutex::new(conn)), None)
         } else {
-            Views::Postgres(PgPool::connect(url).await.map_err(db)?, None)
+            Views::Postgres(sportello_engine::store::postgres::pool(url, 8).await?, None)
         };
         views.execute_batch(SCHEMA.to_owned()).await?;
         Ok(views)
@@ -131,19 +244,12 @@ impl Views {
     pub async fn scrub<P: Projection>(&self) -> Result<(), ViewsError> {
         match self {
             Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    sportello_engine::store::sqlite::truncate_wal(
-                        &conn.lock().expect("views poisoned"),
-                    )
-                })
-                .await
-                .map_err(db)?
-                .map_err(db)?;
+                let done =
+                    blocking(conn, |c| sportello_engine::store::sqlite::truncate_wal(c)).await?;
                 if done {
                     Ok(())
                 } else {
-                    Err(ViewsError::Database(
+                    Err(ViewsError::Unavailable(
                         "the read models' WAL stayed busy".into(),
                     ))
                 }
@@ -151,8 +257,7 @@ impl Views {
             Views::Postgres(pool, _) => {
                 sqlx::raw_sql(AssertSqlSafe(format!("VACUUM {}", P::table())))
                     .execute(pool)
-                    .await
-                    .map_err(db)?;
+                    .await?;
                 Ok(())
             }
         }
@@ -160,20 +265,9 @@ impl Views {
 
     async fn execute_batch(&self, sql: String) -> Result<(), ViewsError> {
         match self {
-            Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    conn.lock().expect("views poisoned").execute_batch(&sql)
-                })
-                .await
-                .map_err(db)?
-                .map_err(db)
-            }
+            Views::Sqlite(conn, _) => blocking(conn, move |c| c.execute_batch(&sql)).await,
             Views::Postgres(pool, _) => {
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await
-                    .map_err(db)?;
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
                 Ok(())
             }
         }
@@ -209,7 +303,6 @@ impl Views {
     }
 
     async fn create_table<P: Projection>(&self) -> Result<(), ViewsError> {
-        let table = P::table();
         let columns: Vec<String> = P::columns()
             .iter()
             .enumerate()
@@ -218,88 +311,157 @@ impl Views {
                 format!("{} {}{key}", c.name, sql_type(c.sql_type))
             })
             .collect();
-        let mut sql = format!(
-            "CREATE TABLE IF NOT EXISTS {table} ({});\n",
+        self.execute_batch(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({});",
+            P::table(),
             columns.join(", ")
-        );
-        sql.push_str(&format!(
+        ))
+        .await?;
+        self.ensure_checkpoint(P::id()).await
+    }
+
+    /// Creates the consumer's checkpoint at 0, `building`, if it has none.
+    pub async fn ensure_checkpoint(&self, id: ConsumerId) -> Result<(), ViewsError> {
+        self.execute_batch(format!(
             "INSERT INTO projection_checkpoints (name, version, position, status) VALUES ('{}', {}, 0, 'building') \
              ON CONFLICT DO NOTHING;",
-            P::NAME,
-            P::VERSION
-        ));
-        self.execute_batch(sql).await
+            id.name, id.version
+        ))
+        .await
+    }
+
+    /// Sets the consumer's checkpoint back to 0, `building`: it starts again from the first event.
+    pub async fn reset_checkpoint(&self, id: ConsumerId) -> Result<(), ViewsError> {
+        self.execute_batch(format!(
+            "DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {};",
+            id.name, id.version
+        ))
+        .await?;
+        self.ensure_checkpoint(id).await
     }
 
     /// Drops the projection's rows and checkpoint, to build it again from the start; the
     /// indexes come back with [`Views::create_indexes`].
     pub async fn reset<P: Projection>(&self) -> Result<(), ViewsError> {
-        self.execute_batch(format!(
-            "DROP TABLE IF EXISTS {}; DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {};",
-            P::table(),
-            P::NAME,
-            P::VERSION
-        ))
-        .await?;
+        self.execute_batch(format!("DROP TABLE IF EXISTS {};", P::table()))
+            .await?;
+        self.reset_checkpoint(P::id()).await?;
         self.create_table::<P>().await
     }
 
-    pub async fn checkpoint<P: Projection>(&self) -> Result<u64, ViewsError> {
-        Ok(self.status::<P>().await?.0)
+    pub async fn checkpoint(&self, id: ConsumerId) -> Result<u64, ViewsError> {
+        Ok(self.status(id).await?.0)
     }
 
-    /// Marks the projection's version as the one queries read.
-    pub async fn mark_live<P: Projection>(&self) -> Result<(), ViewsError> {
+    /// Marks the consumer's version as the one queries read.
+    pub async fn mark_live(&self, id: ConsumerId) -> Result<(), ViewsError> {
         self.execute_batch(format!(
             "UPDATE projection_checkpoints SET status = 'live' WHERE name = '{}' AND version = {};",
-            P::NAME,
-            P::VERSION
+            id.name, id.version
         ))
         .await
     }
 
-    /// Takes (or renews) the SQLite lease of a projection; always true on PostgreSQL, where the
-    /// runner holds an advisory lock instead (see [`crate::runner`]).
-    pub async fn take_lease<P: Projection>(&self, owner: &str) -> Result<bool, ViewsError> {
+    /// Takes the consumer's runner guard if nobody holds it: the SQLite lease, or on PostgreSQL
+    /// the advisory lock on a session of its own (opened from `store_url`).
+    pub async fn try_acquire(
+        &self,
+        store_url: &str,
+        id: ConsumerId,
+        owner: &str,
+    ) -> Result<Option<RunnerGuard>, ViewsError> {
+        match self {
+            Views::Sqlite(..) => {
+                Ok(self
+                    .take_lease(id, owner)
+                    .await?
+                    .then(|| RunnerGuard::Lease {
+                        id,
+                        owner: owner.to_owned(),
+                    }))
+            }
+            Views::Postgres(..) => {
+                let mut session = sqlx::PgConnection::connect(store_url).await?;
+                let (locked, pid): (bool, i32) = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT pg_try_advisory_lock({ADVISORY_KEY}), pg_backend_pid()"
+                )))
+                .bind(id.table())
+                .fetch_one(&mut session)
+                .await?;
+                Ok(locked.then(|| RunnerGuard::Advisory {
+                    id,
+                    owner: owner.to_owned(),
+                    session: tokio::sync::Mutex::new(session),
+                    pid,
+                }))
+            }
+        }
+    }
+
+    /// Renews a guard: the SQLite lease is taken again (false once another runner has it); on
+    /// PostgreSQL the lock's session must still answer.
+    pub async fn renew(&self, guard: &RunnerGuard) -> Result<bool, ViewsError> {
+        match (self, guard) {
+            (Views::Sqlite(..), RunnerGuard::Lease { id, owner }) => {
+                self.take_lease(*id, owner).await
+            }
+            (_, RunnerGuard::Advisory { session, .. }) => {
+                sqlx::query("SELECT 1")
+                    .execute(&mut *session.lock().await)
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Takes (or renews) the SQLite lease of a consumer; always true on PostgreSQL, where the
+    /// runner holds an advisory lock instead.
+    async fn take_lease(&self, id: ConsumerId, owner: &str) -> Result<bool, ViewsError> {
         let Views::Sqlite(conn, _) = self else {
             return Ok(true);
         };
-        let (conn, owner) = (conn.clone(), owner.to_owned());
-        tokio::task::spawn_blocking(move || {
-            take_lease_sqlite(&conn.lock().expect("views poisoned"), &P::table(), &owner)
-        })
-        .await
-        .map_err(db)?
+        let owner = owner.to_owned();
+        blocking(conn, move |c| take_lease_sqlite(c, &id.table(), &owner)).await
     }
 
-    /// Gives up a SQLite lease at once (a runner that stops cleanly), instead of letting it expire.
-    pub async fn release_lease<P: Projection>(&self, owner: &str) -> Result<(), ViewsError> {
-        let Views::Sqlite(conn, _) = self else {
+    /// Lets another runner take over at once (a runner that stops cleanly), instead of letting
+    /// the SQLite lease expire; a PostgreSQL lock goes with the guard's session.
+    pub async fn release(&self, guard: &RunnerGuard) -> Result<(), ViewsError> {
+        let (Views::Sqlite(conn, _), RunnerGuard::Lease { id, owner }) = (self, guard) else {
             return Ok(());
         };
-        let (conn, owner) = (conn.clone(), owner.to_owned());
-        tokio::task::spawn_blocking(move || {
-            conn.lock().expect("views poisoned").execute(
+        let (id, owner) = (*id, owner.clone());
+        blocking(conn, move |c| {
+            c.execute(
                 "DELETE FROM projection_leases WHERE name = ?1 AND owner = ?2",
-                rusqlite::params![P::table(), owner],
+                rusqlite::params![id.table(), owner],
             )
         })
-        .await
-        .map_err(db)?
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
-    /// Applies `events` in one transaction with the checkpoint. Events at or below the checkpoint
-    /// are skipped (they were applied before a crash). Returns the new checkpoint.
+    /// Applies `events` in one transaction with the checkpoint, fenced by `guard`. Events at or
+    /// below the checkpoint are skipped (they were applied before a crash). Returns the new
+    /// checkpoint.
     pub async fn apply_batch<P: Projection>(
         &self,
-        owner: &str,
+        guard: &RunnerGuard,
         mut events: Vec<RecordedEvent>,
     ) -> Result<u64, ViewsError> {
         P::prepare(self, &mut events).await?;
         let scrub = P::scrub_after(&events);
-        let applied = self.apply_prepared::<P>(owner, events).await?;
+        let applied = match self {
+            Views::Sqlite(conn, _) => {
+                let owner = guard.owner().to_owned();
+                blocking(conn, move |c| apply_sqlite::<P>(c, &owner, &events)).await?
+            }
+            Views::Postgres(..) => {
+                let mut session = guard.session()?.lock().await;
+                apply_postgres::<P>(&mut session, &events).await?
+            }
+        };
         // The erasure itself is applied; a scrub that cannot run now is retried by the next one
         // (and by the erasure request, which waits for it).
         if scrub && let Err(error) = self.scrub::<P>().await {
@@ -308,40 +470,24 @@ impl Views {
         Ok(applied)
     }
 
-    async fn apply_prepared<P: Projection>(
-        &self,
-        owner: &str,
-        events: Vec<RecordedEvent>,
-    ) -> Result<u64, ViewsError> {
-        match self {
-            Views::Sqlite(conn, _) => {
-                let (conn, owner) = (conn.clone(), owner.to_owned());
-                tokio::task::spawn_blocking(move || {
-                    apply_sqlite::<P>(&mut conn.lock().expect("views poisoned"), &owner, &events)
-                })
-                .await
-                .map_err(db)?
-            }
-            Views::Postgres(pool, _) => apply_postgres::<P>(pool, &events).await,
-        }
-    }
-
-    /// Rows of the projection matching `filter` (SQL with `$1…` parameters), in `order`.
+    /// Rows of the projection matching `filter`, in `order`.
     pub async fn select<P: Projection>(
         &self,
-        filter: &str,
-        params: Vec<SqlValue>,
+        filter: &Filter,
         order: &str,
         limit: u64,
         offset: u64,
     ) -> Result<Vec<P::Row>, ViewsError> {
         let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
         let sql = format!(
-            "SELECT {} FROM {} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {} FROM {} WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
             columns.join(", "),
-            P::table()
+            P::table(),
+            filter.sql()
         );
-        let rows = self.fetch(sql, params, P::columns().len()).await?;
+        let rows = self
+            .fetch(sql, filter.params().to_vec(), P::columns().len())
+            .await?;
         Ok(rows.into_iter().filter_map(P::from_values).collect())
     }
 
@@ -350,8 +496,7 @@ impl Views {
     /// reading the rows it skips), then those rows.
     pub async fn select_page<P: Projection>(
         &self,
-        filter: &str,
-        params: Vec<SqlValue>,
+        filter: &Filter,
         order: &str,
         limit: u64,
         offset: u64,
@@ -360,11 +505,14 @@ impl Views {
         let table = P::table();
         let sql = format!(
             "SELECT {} FROM {table} WHERE id IN \
-             (SELECT id FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
+             (SELECT id FROM {table} WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
              ORDER BY {order}",
-            columns.join(", ")
+            columns.join(", "),
+            filter.sql()
         );
-        let rows = self.fetch(sql, params, P::columns().len()).await?;
+        let rows = self
+            .fetch(sql, filter.params().to_vec(), P::columns().len())
+            .await?;
         Ok(rows.into_iter().filter_map(P::from_values).collect())
     }
 
@@ -373,25 +521,25 @@ impl Views {
     /// Returns the count and whether it is complete; an incomplete count is a lower bound.
     pub async fn count<P: Projection>(
         &self,
-        filter: &str,
-        params: Vec<SqlValue>,
+        filter: &Filter,
         cap: u64,
         budget: Duration,
     ) -> Result<(u64, bool), ViewsError> {
-        let sql = format!("SELECT 1 FROM {} WHERE {filter} LIMIT {cap}", P::table());
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE {} LIMIT {cap}",
+            P::table(),
+            filter.sql()
+        );
+        let params = filter.params().to_vec();
         match self {
             Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
+                blocking(conn, move |conn| -> Result<_, ViewsError> {
                     let deadline = std::time::Instant::now() + budget;
-                    let conn = conn.lock().expect("views poisoned");
                     let values: Vec<Value> = params.iter().map(to_sqlite).collect();
-                    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-                    let mut rows = stmt
-                        .query(rusqlite::params_from_iter(values.iter()))
-                        .map_err(db)?;
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
                     let mut counted = 0u64;
-                    while rows.next().map_err(db)?.is_some() {
+                    while rows.next()?.is_some() {
                         counted += 1;
                         if counted % 256 == 0 && std::time::Instant::now() > deadline {
                             return Ok((counted, false));
@@ -400,7 +548,6 @@ impl Views {
                     Ok((counted, true))
                 })
                 .await
-                .map_err(db)?
             }
             Views::Postgres(..) => {
                 let sql = format!("SELECT count(*) FROM ({sql}) AS capped");
@@ -424,22 +571,17 @@ impl Views {
     ) -> Result<Vec<Vec<SqlValue>>, ViewsError> {
         match self {
             Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || -> Result<_, ViewsError> {
-                    let conn = conn.lock().expect("views poisoned");
+                blocking(conn, move |conn| -> Result<_, ViewsError> {
                     let values: Vec<Value> = params.iter().map(to_sqlite).collect();
-                    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-                    let mut rows = stmt
-                        .query(rusqlite::params_from_iter(values.iter()))
-                        .map_err(db)?;
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
                     let mut out = Vec::new();
-                    while let Some(row) = rows.next().map_err(db)? {
+                    while let Some(row) = rows.next()? {
                         out.push(read_sqlite_values(row, width)?);
                     }
                     Ok(out)
                 })
                 .await
-                .map_err(db)?
             }
             Views::Postgres(pool, _) => {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -451,152 +593,138 @@ impl Views {
                         SqlValue::Text(t) => q.bind(t.clone()),
                     };
                 }
-                let rows = q.fetch_all(pool).await.map_err(db)?;
+                let rows = q.fetch_all(pool).await?;
                 rows.iter().map(|row| read_pg_values(row, width)).collect()
             }
         }
     }
 
     /// Moves the checkpoint to `head` (never back): every event up to it has been considered, even
-    /// where none concerned the projection. Checked against the lease like a batch.
-    pub async fn advance_checkpoint<P: Projection>(
+    /// where none concerned the consumer. Fenced like a batch.
+    pub async fn advance_checkpoint(
         &self,
-        owner: &str,
+        guard: &RunnerGuard,
         head: u64,
     ) -> Result<(), ViewsError> {
         let update = "UPDATE projection_checkpoints SET position = $1 \
                       WHERE name = $2 AND version = $3 AND position < $1";
+        let id = guard.id();
         match self {
             Views::Sqlite(conn, _) => {
-                let (conn, owner) = (conn.clone(), owner.to_owned());
-                tokio::task::spawn_blocking(move || -> Result<(), ViewsError> {
-                    let mut conn = conn.lock().expect("views poisoned");
-                    let tx = conn
-                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                        .map_err(db)?;
-                    if !take_lease_sqlite(&tx, &P::table(), &owner)? {
-                        return Err(ViewsError::LeaseLost(P::NAME));
+                let owner = guard.owner().to_owned();
+                blocking(conn, move |conn| -> Result<(), ViewsError> {
+                    let tx =
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    if !take_lease_sqlite(&tx, &id.table(), &owner)? {
+                        return Err(ViewsError::LeaseLost(id.name));
                     }
-                    tx.execute(update, rusqlite::params![head as i64, P::NAME, P::VERSION])
-                        .map_err(db)?;
-                    tx.commit().map_err(db)
+                    tx.execute(update, rusqlite::params![head as i64, id.name, id.version])?;
+                    Ok(tx.commit()?)
                 })
                 .await
-                .map_err(db)?
             }
-            Views::Postgres(pool, _) => {
+            Views::Postgres(..) => {
                 sqlx::query(update)
                     .bind(head as i64)
-                    .bind(P::NAME)
-                    .bind(P::VERSION as i64)
-                    .execute(pool)
-                    .await
-                    .map_err(db)?;
+                    .bind(id.name)
+                    .bind(id.version as i64)
+                    .execute(&mut *guard.session()?.lock().await)
+                    .await?;
                 Ok(())
             }
         }
     }
 
-    /// The checkpoint and status (`building` or `live`) of the projection's current version.
-    pub async fn status<P: Projection>(&self) -> Result<(u64, String), ViewsError> {
+    /// The checkpoint and status (`building` or `live`) of the consumer's version.
+    pub async fn status(&self, id: ConsumerId) -> Result<(u64, String), ViewsError> {
         let sql =
             "SELECT position, status FROM projection_checkpoints WHERE name = $1 AND version = $2";
         let found: Option<(i64, String)> = match self {
             Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    conn.lock()
-                        .expect("views poisoned")
-                        .query_row(sql, rusqlite::params![P::NAME, P::VERSION], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                        .optional()
+                blocking(conn, move |c| {
+                    c.query_row(sql, rusqlite::params![id.name, id.version], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
                 })
-                .await
-                .map_err(db)?
-                .map_err(db)?
+                .await?
             }
-            Views::Postgres(pool, _) => sqlx::query_as(sql)
-                .bind(P::NAME)
-                .bind(P::VERSION as i64)
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?,
+            Views::Postgres(pool, _) => {
+                sqlx::query_as(sql)
+                    .bind(id.name)
+                    .bind(id.version as i64)
+                    .fetch_optional(pool)
+                    .await?
+            }
         };
         Ok(found.map_or((0, "building".into()), |(p, s)| (p as u64, s)))
     }
 
-    /// Drops the tables of older versions of `P` once the current one is live, unless a runner
-    /// (an older binary still serving during a deployment) holds them. Returns the versions dropped.
-    pub async fn retire_older<P: Projection>(&self) -> Result<Vec<u32>, ViewsError> {
+    /// Drops the tables of older versions of the consumer once the current one is live, unless a
+    /// runner (an older binary still serving during a deployment) holds them. Returns the
+    /// versions dropped.
+    pub async fn retire_older(&self, id: ConsumerId) -> Result<Vec<u32>, ViewsError> {
         let sql = "SELECT CAST(version AS BIGINT) FROM projection_checkpoints WHERE name = $1 AND version < $2";
         let older: Vec<i64> = match self {
             Views::Sqlite(conn, _) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || -> rusqlite::Result<Vec<i64>> {
-                    let conn = conn.lock().expect("views poisoned");
-                    let mut stmt = conn.prepare(sql)?;
+                blocking(conn, move |c| {
+                    let mut stmt = c.prepare(sql)?;
                     let rows =
-                        stmt.query_map(rusqlite::params![P::NAME, P::VERSION], |r| r.get(0))?;
-                    rows.collect()
+                        stmt.query_map(rusqlite::params![id.name, id.version], |r| r.get(0))?;
+                    rows.collect::<rusqlite::Result<Vec<i64>>>()
                 })
-                .await
-                .map_err(db)?
-                .map_err(db)?
+                .await?
             }
-            Views::Postgres(pool, _) => sqlx::query_scalar(sql)
-                .bind(P::NAME)
-                .bind(P::VERSION as i64)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?,
+            Views::Postgres(pool, _) => {
+                sqlx::query_scalar(sql)
+                    .bind(id.name)
+                    .bind(id.version as i64)
+                    .fetch_all(pool)
+                    .await?
+            }
         };
         let mut dropped = Vec::new();
         for version in older {
-            let table = format!("rm_{}_v{version}", P::NAME);
+            let old = ConsumerId {
+                name: id.name,
+                version: version as u32,
+            };
+            let table = old.table();
             let drop_sql = format!(
-                "DROP TABLE IF EXISTS {table};                  DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version};                  DELETE FROM projection_leases WHERE name = '{table}';",
-                P::NAME
+                "DROP TABLE IF EXISTS {table}; \
+                 DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version}; \
+                 DELETE FROM projection_leases WHERE name = '{table}';",
+                id.name
             );
             let free = match self {
-                Views::Sqlite(conn, _) => {
-                    // Free when no lease is live: take it under a retiring owner, then drop.
-                    let (conn, table) = (conn.clone(), table.clone());
-                    tokio::task::spawn_blocking(move || {
-                        take_lease_sqlite(&conn.lock().expect("views poisoned"), &table, "retiring")
-                    })
-                    .await
-                    .map_err(db)??
-                }
+                // Free when no lease is live: take it under a retiring owner, then drop.
+                Views::Sqlite(..) => self.take_lease(old, "retiring").await?,
                 Views::Postgres(pool, _) => {
-                    let mut conn = pool.acquire().await.map_err(db)?;
-                    let locked: bool = sqlx::query_scalar(
-                        "SELECT pg_try_advisory_lock(hashtext('sportello-projection:' || $1))",
-                    )
+                    let mut conn = pool.acquire().await?;
+                    let locked: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT pg_try_advisory_lock({ADVISORY_KEY})"
+                    )))
                     .bind(&table)
                     .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db)?;
+                    .await?;
                     if locked {
                         sqlx::raw_sql(AssertSqlSafe(drop_sql.clone()))
                             .execute(&mut *conn)
-                            .await
-                            .map_err(db)?;
-                        sqlx::query(
-                            "SELECT pg_advisory_unlock(hashtext('sportello-projection:' || $1))",
-                        )
+                            .await?;
+                        sqlx::query(AssertSqlSafe(format!(
+                            "SELECT pg_advisory_unlock({ADVISORY_KEY})"
+                        )))
                         .bind(&table)
                         .execute(&mut *conn)
-                        .await
-                        .map_err(db)?;
-                        dropped.push(version as u32);
+                        .await?;
+                        dropped.push(old.version);
                     }
                     continue;
                 }
             };
             if free {
                 self.execute_batch(drop_sql).await?;
-                dropped.push(version as u32);
+                dropped.push(old.version);
             }
         }
         Ok(dropped)
@@ -614,16 +742,12 @@ impl Views {
         let select = "SELECT fingerprint FROM api_idempotency WHERE key = $1";
         let stored: String = match self {
             Views::Sqlite(conn, _) => {
-                let (conn, key, fingerprint) =
-                    (conn.clone(), key.to_owned(), fingerprint.to_owned());
-                tokio::task::spawn_blocking(move || -> rusqlite::Result<String> {
-                    let conn = conn.lock().expect("views poisoned");
-                    conn.execute(insert, rusqlite::params![key, fingerprint, now_ms()])?;
-                    conn.query_row(select, [key], |r| r.get(0))
+                let (key, fingerprint) = (key.to_owned(), fingerprint.to_owned());
+                blocking(conn, move |c| {
+                    c.execute(insert, rusqlite::params![key, fingerprint, now_ms()])?;
+                    c.query_row(select, [key], |r| r.get(0))
                 })
-                .await
-                .map_err(db)?
-                .map_err(db)?
+                .await?
             }
             Views::Postgres(pool, _) => {
                 sqlx::query(insert)
@@ -631,22 +755,11 @@ impl Views {
                     .bind(fingerprint)
                     .bind(now_ms())
                     .execute(pool)
-                    .await
-                    .map_err(db)?;
-                sqlx::query_scalar(select)
-                    .bind(key)
-                    .fetch_one(pool)
-                    .await
-                    .map_err(db)?
+                    .await?;
+                sqlx::query_scalar(select).bind(key).fetch_one(pool).await?
             }
         };
         Ok(stored == fingerprint)
-    }
-
-    /// The n-th parameter of a filter given to [`Views::select`]: `$n` on both databases
-    /// (SQLite numbers `$`-parameters in order of first appearance, so use them in order).
-    pub fn param(n: usize) -> String {
-        format!("${n}")
     }
 }
 
@@ -854,11 +967,13 @@ fn apply_sqlite<P: Projection>(
     Ok(last)
 }
 
+/// Runs on the session that holds the runner's advisory lock: if that session is gone, so is the
+/// transaction, and nothing of a runner that lost its lock can commit.
 async fn apply_postgres<P: Projection>(
-    pool: &PgPool,
+    session: &mut sqlx::PgConnection,
     events: &[RecordedEvent],
 ) -> Result<u64, ViewsError> {
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = session.begin().await?;
     let checkpoint: i64 = sqlx::query_scalar(
         "SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2 FOR UPDATE",
     )
@@ -869,6 +984,9 @@ async fn apply_postgres<P: Projection>(
     .map_err(db)?;
     let fresh = fresh_events(events, checkpoint);
     let Some(last) = fresh.last().map(|e| e.position) else {
+        // End the transaction now: on a session of its own (not a pool's), a dropped one would
+        // keep its locks until the session's next statement.
+        tx.rollback().await?;
         return Ok(checkpoint as u64);
     };
     let table = P::table();

@@ -4,15 +4,15 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use futures::FutureExt;
 use sportello_config::Settings;
+use sportello_engine::app::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
 use sportello_engine::store::postgres::{PostgresStore, with_database};
 use sportello_engine::store::sqlite::SqliteStore;
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
 use sportello_engine::{EventLog, EventStore};
 use sportello_projections::inbox::{Inbox, InboxQuery, query};
 use sportello_projections::runner::{acquire, catch_up, rebuild};
-use sportello_projections::{Projection, Views};
+use sportello_projections::{Filter, Projection, RunnerGuard, Views, read_model};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -129,7 +129,7 @@ async fn history(urp: &Urp) -> Vec<Uuid> {
                         ..CitizenInput::default()
                     }),
                     received_at: day(received),
-                    term_days: 30,
+                    privacy_consent: true,
                 },
             )
             .await
@@ -191,10 +191,10 @@ async fn history(urp: &Urp) -> Vec<Uuid> {
 async fn the_inbox_shows_every_case_where_it_belongs_now() {
     on_both(|b| async move {
         let ids = history(&b.urp).await;
-        let guard = acquire::<Inbox>(&b.views, &b.url, "test-runner")
+        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test-runner")
             .await
             .unwrap();
-        let checkpoint = catch_up::<Inbox>(&b.log, &b.views, &guard, |_, _| {})
+        let checkpoint = catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
             .await
             .unwrap();
         assert_eq!(checkpoint, b.log.head().await.unwrap());
@@ -311,7 +311,7 @@ async fn the_inbox_shows_every_case_where_it_belongs_now() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
     on_both(|b| async move {
-        let guard = acquire::<Inbox>(&b.views, &b.url, "test-runner")
+        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test-runner")
             .await
             .unwrap();
         // Incremental: follow the history as it is written, batch by batch.
@@ -322,14 +322,14 @@ async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
                 .unwrap();
         for chunk in events.chunks(3) {
             b.views
-                .apply_batch::<Inbox>(guard.owner(), chunk.to_vec())
+                .apply_batch::<Inbox>(&guard, chunk.to_vec())
                 .await
                 .unwrap();
         }
         // A batch replayed after a crash changes nothing.
         let replayed = b
             .views
-            .apply_batch::<Inbox>(guard.owner(), events.clone())
+            .apply_batch::<Inbox>(&guard, events.clone())
             .await
             .unwrap();
         assert_eq!(replayed, events.last().unwrap().position);
@@ -340,9 +340,13 @@ async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
         assert_eq!(incremental.total, ids.len() as u64);
 
         let mut seen = Vec::new();
-        rebuild::<Inbox>(&b.log, &b.views, &guard, |checkpoint, head| {
-            seen.push((checkpoint, head))
-        })
+        rebuild(
+            &b.log,
+            &b.views,
+            read_model::<Inbox>(),
+            &guard,
+            |checkpoint, head| seen.push((checkpoint, head)),
+        )
         .await
         .unwrap();
         assert_eq!(
@@ -363,45 +367,52 @@ async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_runner_waits_while_the_first_holds_the_projection() {
     on_both(|b| async move {
-        let first = acquire::<Inbox>(&b.views, &b.url, "runner-a")
+        let first = acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-a")
             .await
             .unwrap();
         let second = tokio::time::timeout(
             std::time::Duration::from_millis(1500),
-            acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+            acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-b"),
         )
         .await;
         assert!(second.is_err(), "the second runner must wait");
         match &first {
-            sportello_projections::runner::RunnerGuard::Lease { .. } => {
+            RunnerGuard::Lease { .. } => {
                 // On SQLite the second one may not write a batch under its name either.
+                let pretender = RunnerGuard::Lease {
+                    id: Inbox::id(),
+                    owner: "runner-b".into(),
+                };
                 let err = b
                     .views
-                    .apply_batch::<Inbox>("runner-b", vec![])
+                    .apply_batch::<Inbox>(&pretender, vec![])
                     .await
                     .unwrap_err();
                 assert!(
                     matches!(err, sportello_projections::ViewsError::LeaseLost("inbox")),
                     "{err}"
                 );
-                assert!(!b.views.take_lease::<Inbox>("runner-b").await.unwrap());
                 assert!(
-                    b.views.take_lease::<Inbox>("runner-a").await.unwrap(),
-                    "the holder renews"
+                    b.views
+                        .try_acquire(&b.url, Inbox::id(), "runner-b")
+                        .await
+                        .unwrap()
+                        .is_none()
                 );
-                b.views.release_lease::<Inbox>("runner-a").await.unwrap();
+                assert!(b.views.renew(&first).await.unwrap(), "the holder renews");
+                b.views.release(&first).await.unwrap();
                 let taken = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+                    acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-b"),
                 )
                 .await;
                 assert!(taken.is_ok(), "a released lease passes on at once");
             }
-            sportello_projections::runner::RunnerGuard::Advisory { .. } => {
+            RunnerGuard::Advisory { .. } => {
                 drop(first);
                 let taken = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    acquire::<Inbox>(&b.views, &b.url, "runner-b"),
+                    acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-b"),
                 )
                 .await;
                 assert!(
@@ -525,14 +536,30 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
                 .await
                 .unwrap();
         }
-        let ratings = acquire::<Ratings>(&b.views, &b.url, "test").await.unwrap();
-        catch_up::<Ratings>(&b.log, &b.views, &ratings, |_, _| {})
+        let ratings = acquire(&b.views, &b.url, read_model::<Ratings>(), "test")
             .await
             .unwrap();
-        let closures = acquire::<Closures>(&b.views, &b.url, "test").await.unwrap();
-        catch_up::<Closures>(&b.log, &b.views, &closures, |_, _| {})
+        catch_up(
+            &b.log,
+            &b.views,
+            read_model::<Ratings>(),
+            &ratings,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        let closures = acquire(&b.views, &b.url, read_model::<Closures>(), "test")
             .await
             .unwrap();
+        catch_up(
+            &b.log,
+            &b.views,
+            read_model::<Closures>(),
+            &closures,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
 
         let by_comune = satisfaction(
             &b.views,
@@ -627,8 +654,10 @@ async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overd
     use sportello_projections::service_levels::{ServiceLevelQuery, query as levels};
     on_both(|b| async move {
         history(&b.urp).await;
-        let guard = acquire::<Inbox>(&b.views, &b.url, "test").await.unwrap();
-        catch_up::<Inbox>(&b.log, &b.views, &guard, |_, _| {})
+        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+            .await
+            .unwrap();
+        catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
             .await
             .unwrap();
         let may = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
@@ -728,42 +757,114 @@ async fn a_new_version_is_built_beside_the_old_one_which_is_retired_once_its_run
         history(&b.urp).await;
         let every = |views: &Views| {
             let views = views.clone();
-            async move {
-                views
-                    .select::<InboxV1>("1 = 1", Vec::new(), "id", 1000, 0)
-                    .await
-            }
+            async move { views.select::<InboxV1>(&Filter::new(), "id", 1000, 0).await }
         };
         // The old binary serves version 1.
-        let old = acquire::<InboxV1>(&b.views, &b.url, "old-binary")
+        let old = acquire(&b.views, &b.url, read_model::<InboxV1>(), "old-binary")
             .await
             .unwrap();
-        rebuild::<InboxV1>(&b.log, &b.views, &old, |_, _| {})
+        rebuild(&b.log, &b.views, read_model::<InboxV1>(), &old, |_, _| {})
             .await
             .unwrap();
         let served = every(&b.views).await.unwrap();
         assert!(!served.is_empty());
         // The new one builds version 2 beside it; version 1 keeps serving, untouched.
-        let new = acquire::<Inbox>(&b.views, &b.url, "new-binary")
+        let new = acquire(&b.views, &b.url, read_model::<Inbox>(), "new-binary")
             .await
             .unwrap();
-        rebuild::<Inbox>(&b.log, &b.views, &new, |_, _| {})
+        rebuild(&b.log, &b.views, read_model::<Inbox>(), &new, |_, _| {})
             .await
             .unwrap();
-        assert_eq!(b.views.status::<Inbox>().await.unwrap().1, "live");
+        assert_eq!(b.views.status(Inbox::id()).await.unwrap().1, "live");
         assert_eq!(every(&b.views).await.unwrap(), served);
         // Retired only once the old runner has let go.
-        assert!(b.views.retire_older::<Inbox>().await.unwrap().is_empty());
-        b.views.release_lease::<InboxV1>(old.owner()).await.unwrap();
+        assert!(b.views.retire_older(Inbox::id()).await.unwrap().is_empty());
+        b.views.release(&old).await.unwrap();
         drop(old);
-        assert_eq!(b.views.retire_older::<Inbox>().await.unwrap(), vec![1]);
+        assert_eq!(b.views.retire_older(Inbox::id()).await.unwrap(), vec![1]);
         assert!(every(&b.views).await.is_err(), "version 1's table is gone");
         let rows = b
             .views
-            .select::<Inbox>("1 = 1", Vec::new(), "id", 1000, 0)
+            .select::<Inbox>(&Filter::new(), "id", 1000, 0)
             .await
             .unwrap();
         assert_eq!(rows, served);
+    })
+    .await;
+}
+
+/// A PostgreSQL runner whose session died (and with it the advisory lock) cannot commit a batch
+/// or a checkpoint any more: the second runner, which took the lock, keeps what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_runner_that_lost_its_lock_cannot_overwrite_the_next_runner() {
+    sportello_engine::store::postgres::with_scratch_database("sportello_fence", |url| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        let b = postgres(&name, dir.path()).await;
+        let ids = history(&b.urp).await;
+        let events: Vec<_> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
+                .await
+                .unwrap();
+        let (early, late) = events.split_at(events.len() / 2);
+
+        let first = acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-a")
+            .await
+            .unwrap();
+        b.views
+            .apply_batch::<Inbox>(&first, early.to_vec())
+            .await
+            .unwrap();
+        // The first runner's session is ended, as a network fault or an administrator would.
+        let admin = sqlx::PgPool::connect(&b.url).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(first.backend_pid().unwrap())
+            .execute(&admin)
+            .await
+            .unwrap();
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            acquire(&b.views, &b.url, read_model::<Inbox>(), "runner-b"),
+        )
+        .await
+        .expect("the lock passes on once the first session is gone")
+        .unwrap();
+        let checkpoint = b
+            .views
+            .apply_batch::<Inbox>(&second, late.to_vec())
+            .await
+            .unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let after_second = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        assert_eq!(after_second.total, ids.len() as u64);
+
+        // The first runner wakes up and writes what it believes comes next (here, a case's
+        // opening delivered again, which would reset that case's row), then moves its checkpoint
+        // far ahead (which would make the second runner skip events): neither may land.
+        let mut stale = events[0].clone();
+        stale.position = checkpoint + 1;
+        assert!(
+            b.views
+                .apply_batch::<Inbox>(&first, vec![stale])
+                .await
+                .is_err()
+        );
+        assert!(
+            b.views
+                .advance_checkpoint(&first, checkpoint + 100)
+                .await
+                .is_err()
+        );
+        assert_eq!(b.views.checkpoint(Inbox::id()).await.unwrap(), checkpoint);
+        let unchanged = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        let rows = |p: &sportello_projections::inbox::InboxPage| {
+            p.entries.iter().map(|e| e.row.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&unchanged), rows(&after_second));
     })
     .await;
 }

@@ -7,9 +7,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
-use sportello_engine::staff::{self, Role, StaffMember};
-use sportello_projections::Projection;
+use sportello_engine::app::staff::{self, Role, StaffMember};
 use sportello_projections::runner::has_reached;
+use sportello_projections::{Projection, read_model};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -150,11 +150,12 @@ impl FromRequestParts<Shared> for ClientAddr {
         {
             return Ok(ClientAddr(ip));
         }
-        let ConnectInfo(addr) = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .cloned()
-            .ok_or_else(ApiError::internal)?;
+        let ConnectInfo(addr) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "served without the peer's address");
+                ApiError::internal()
+            })?;
         Ok(ClientAddr(addr.ip()))
     }
 }
@@ -213,7 +214,7 @@ pub async fn wait_for<P: Projection>(
     let deadline = Instant::now() + state.consistency_wait;
     let mut pause = Duration::from_millis(2);
     loop {
-        if has_reached::<P>(state.urp.log(), &state.views, position).await? {
+        if has_reached(state.urp.log(), &state.views, read_model::<P>(), position).await? {
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -7,11 +7,13 @@
 //! - [`public`]: what a citizen does (open a case, follow it, submit a form, rate).
 //! - [`staff`]: the inbox, case detail and actions, statistics, erasure.
 //! - [`ops`]: health, readiness with projection lag, the OpenAPI document.
+//! - [`request`]: a span per request and its `X-Request-Id`, the correlation id of its events.
 
 pub mod guard;
 pub mod ops;
 pub mod problem;
 pub mod public;
+pub mod request;
 pub mod staff;
 
 use axum::Router;
@@ -21,7 +23,7 @@ use axum::routing::{get, post};
 use guard::{RateLimiter, TokenCache};
 use problem::ApiError;
 use sportello_config::Settings;
-use sportello_engine::urp::Urp;
+use sportello_engine::app::Urp;
 use sportello_projections::Views;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,27 +54,10 @@ impl AppState {
             settings,
         }
     }
-
-    /// Refuses (422, naming `field`) a comune that is not part of this installation.
-    pub fn check_comune(&self, field: &str, istat: &str) -> Result<(), ApiError> {
-        if self
-            .settings
-            .comuni
-            .iter()
-            .any(|c| c.istat.to_string() == istat)
-        {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(
-                field,
-                "comune_unknown",
-                format!("Il comune {istat} non fa parte di questa installazione."),
-            ))
-        }
-    }
 }
 
-pub fn router(state: Shared) -> Router {
+/// The whole HTTP API; tests drive it in-process (`tower::ServiceExt::oneshot`) or serve it.
+pub fn app(state: Shared) -> Router {
     let max_body = state.settings.api.max_body_bytes as usize;
     let public = Router::new()
         .route("/cases", post(public::open_case))
@@ -97,6 +82,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route_layer(axum::middleware::from_fn(request::name_route))
         .fallback(|| async { ApiError::not_found("not_found", "La risorsa richiesta non esiste.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -106,5 +92,6 @@ pub fn router(state: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(request::trace))
         .with_state(state)
 }

@@ -6,11 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use sportello_projections::catalogue::Catalogue;
-use sportello_projections::inbox::Inbox;
-use sportello_projections::satisfaction::{Closures, Ratings};
-use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{Projection, Views};
+use sportello_projections::read_models;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -38,17 +34,6 @@ pub struct Readiness {
     pub projections: Vec<ProjectionLag>,
 }
 
-async fn lag_of<P: Projection>(views: &Views, head: u64) -> Result<ProjectionLag, ApiError> {
-    let (checkpoint, status) = views.status::<P>().await?;
-    Ok(ProjectionLag {
-        name: P::NAME.into(),
-        version: P::VERSION,
-        status,
-        checkpoint,
-        lag: head.saturating_sub(checkpoint),
-    })
-}
-
 #[utoipa::path(get, path = "/readyz", tag = "operazioni",
     responses((status = 200, body = Readiness, description = "Every projection is live"),
               (status = 503, body = Readiness, description = "A projection is still being built")))]
@@ -56,14 +41,18 @@ pub async fn readyz(
     State(state): State<Shared>,
 ) -> Result<(StatusCode, Json<Readiness>), ApiError> {
     let head = state.urp.log().head().await?;
-    let views = &state.views;
-    let projections = vec![
-        lag_of::<Inbox>(views, head).await?,
-        lag_of::<Ratings>(views, head).await?,
-        lag_of::<Closures>(views, head).await?,
-        lag_of::<Catalogue>(views, head).await?,
-        lag_of::<SubjectTexts>(views, head).await?,
-    ];
+    let mut projections = Vec::new();
+    for consumer in read_models().all() {
+        let id = consumer.id();
+        let (checkpoint, status) = state.views.status(id).await?;
+        projections.push(ProjectionLag {
+            name: id.name.into(),
+            version: id.version,
+            status,
+            checkpoint,
+            lag: head.saturating_sub(checkpoint),
+        });
+    }
     let ready = projections.iter().all(|p| p.status == "live");
     let status = if ready {
         StatusCode::OK

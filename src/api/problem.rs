@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sportello_engine::StoreError;
+use sportello_engine::app::{AppError, Refusal};
 use sportello_engine::domain::service::FieldError;
-use sportello_engine::domain::submission::SubmissionError;
-use sportello_engine::urp::UrpError;
+use sportello_engine::domain::{DomainError, RefusalKind};
 use sportello_projections::ViewsError;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -35,6 +35,9 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// The request's `X-Request-Id`, to quote when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -140,6 +143,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             errors: self.errors,
+            request_id: super::request::current().map(|r| r.text),
         };
         let mut response = (self.status, axum::Json(problem)).into_response();
         response.headers_mut().insert(
@@ -155,50 +159,90 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Where a refusal of the domain lands in HTTP.
-fn refusal_status(code: &str) -> StatusCode {
-    match code {
-        "case_not_found" | "catalogue_not_found" => StatusCode::NOT_FOUND,
-        "case_field_empty"
-        | "case_term_out_of_range"
-        | "comune_unknown"
-        | "service_unknown"
-        | "form_version_not_published"
-        | "form_version_withdrawn"
-        | "feedback_score_out_of_range"
-        | "feedback_unknown_reason"
-        | "feedback_reasons_not_asked"
-        | "feedback_comment_too_long"
-        | "feedback_target_empty"
-        | "catalogue_field_empty" => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::CONFLICT,
+/// Where each kind of refusal lands in HTTP.
+fn refusal_status(kind: RefusalKind) -> StatusCode {
+    match kind {
+        RefusalKind::NotFound => StatusCode::NOT_FOUND,
+        RefusalKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        RefusalKind::Conflict => StatusCode::CONFLICT,
+        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 
-impl From<UrpError> for ApiError {
-    fn from(e: UrpError) -> Self {
-        if let UrpError::Submission(SubmissionError::Invalid(errors)) = e {
-            return ApiError::fields(errors);
+/// Seconds a client is asked to wait before retrying after a transient failure.
+const RETRY_AFTER_SECONDS: u64 = 2;
+
+impl ApiError {
+    /// The domain refused: the status follows the refusal's kind; fields at fault are listed.
+    pub fn refused(refusal: &Refusal) -> Self {
+        let fields = refusal.fields();
+        let mut e = if fields.is_empty() {
+            ApiError::new(
+                refusal_status(refusal.kind()),
+                refusal.code(),
+                refusal.message_it(),
+            )
+        } else {
+            ApiError::fields(fields)
+        };
+        e.status = refusal_status(refusal.kind());
+        e
+    }
+
+    /// Something of ours failed. Transient (the database restarting, a busy file, a full disk):
+    /// 503 with `Retry-After`, and the advice to retry with the same `Idempotency-Key`, which
+    /// makes the retry safe whether or not the first attempt took effect. Anything else is a bug:
+    /// 500, logged, with nothing internal in the answer.
+    pub fn failed(transient: bool, code: &str, error: &dyn std::fmt::Display) -> Self {
+        if transient {
+            tracing::warn!(%error, code, "transient failure; the client is asked to retry");
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Il servizio non è momentaneamente disponibile: riprova tra qualche secondo. \
+                 Se ripeti un invio, usa la stessa intestazione Idempotency-Key: la richiesta \
+                 non verrà registrata due volte.",
+            );
+            e.retry_after = Some(RETRY_AFTER_SECONDS);
+            e
+        } else {
+            tracing::error!(%error, code, "request failed");
+            ApiError::internal()
         }
-        if e.is_refusal() || matches!(e, UrpError::Contention) {
-            return ApiError::new(refusal_status(e.code()), e.code(), e.message_it());
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Refused(refusal) => ApiError::refused(&refusal),
+            AppError::Failed(failure) => {
+                ApiError::failed(failure.is_transient(), failure.code(), &failure)
+            }
         }
-        tracing::error!(error = %e, code = e.code(), "request failed");
-        ApiError::internal()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError::refused(&refusal)
     }
 }
 
 impl From<ViewsError> for ApiError {
     fn from(e: ViewsError) -> Self {
-        tracing::error!(error = %e, "read model failed");
-        ApiError::internal()
+        match e {
+            ViewsError::Invalid { field, message } => {
+                ApiError::invalid(field, "parameter_invalid", message)
+            }
+            other => ApiError::failed(other.is_transient(), "read_model_failure", &other),
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "event store failed");
-        ApiError::internal()
+        AppError::from(e).into()
     }
 }
 

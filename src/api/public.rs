@@ -10,20 +10,18 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, CaseKind, CaseStatus, Channel};
+use sportello_engine::app::{
+    Actor, AppError, CitizenInput, NewContact, NewSubmission, OpenedCase, Refusal,
+};
+use sportello_engine::domain::Aggregate;
+use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, CaseKind, Channel};
 use sportello_engine::domain::feedback::{FeedbackError, GiveFeedback, Scale, Target, TargetType};
-use sportello_engine::domain::{Aggregate, service::CatalogueError};
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, OpenedCase, UrpError};
 use sportello_projections::catalogue::{self, Catalogue, CatalogueEntry};
 use sportello_projections::inbox::Inbox;
-use sportello_projections::{SqlValue, Views, name_of};
+use sportello_projections::{Filter, SqlValue, Views, name_of};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-/// Longest subject and description a contact may have, in characters.
-const MAX_SUBJECT: usize = 200;
-const MAX_DESCRIPTION: usize = 4000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,36 +33,6 @@ pub struct CitizenRequest {
 }
 
 impl CitizenRequest {
-    fn check(&self) -> Result<(), ApiError> {
-        if let Some(email) = self
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            && (!email.contains('@') || email.contains(' ') || email.len() > 254)
-        {
-            return Err(ApiError::invalid(
-                "citizen.email",
-                "email_invalid",
-                "L'indirizzo e-mail non è valido.",
-            ));
-        }
-        for (field, value) in [
-            ("citizen.name", &self.name),
-            ("citizen.phone", &self.phone),
-            ("citizen.fiscal_code", &self.fiscal_code),
-        ] {
-            if value.as_deref().is_some_and(|v| v.chars().count() > 200) {
-                return Err(ApiError::invalid(
-                    field,
-                    "too_long",
-                    "Il valore supera i 200 caratteri.",
-                ));
-            }
-        }
-        Ok(())
-    }
-
     pub fn into_input(self) -> CitizenInput {
         CitizenInput {
             subject_id: None,
@@ -114,87 +82,20 @@ pub struct OpenedCaseResponse {
     pub position: u64,
 }
 
-/// A request carrying personal data needs the privacy notice read (GDPR art. 13).
-fn privacy_consent(given: bool) -> Result<(), ApiError> {
-    if given {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "privacy_consent",
-            "privacy_consent_required",
-            "Per inviare la richiesta occorre prendere visione dell'informativa sul trattamento dei dati personali.",
-        ))
-    }
-}
-
-/// Checks a new contact and turns it into what the application service takes.
-pub async fn new_contact(
-    state: &AppState,
-    request: NewCaseRequest,
-    case_id: Uuid,
-) -> Result<NewContact, ApiError> {
-    state.check_comune("comune", &request.comune)?;
-    privacy_consent(request.privacy_consent)?;
-    let subject = request.subject.trim();
-    if subject.is_empty() {
-        return Err(ApiError::invalid(
-            "subject",
-            "required",
-            "L'oggetto è obbligatorio.",
-        ));
-    }
-    if subject.chars().count() > MAX_SUBJECT {
-        return Err(ApiError::invalid(
-            "subject",
-            "too_long",
-            format!("L'oggetto può avere al massimo {MAX_SUBJECT} caratteri."),
-        ));
-    }
-    if request
-        .description
-        .as_deref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
-    {
-        return Err(ApiError::invalid(
-            "description",
-            "too_long",
-            format!("La descrizione può avere al massimo {MAX_DESCRIPTION} caratteri."),
-        ));
-    }
-    if let Some(citizen) = &request.citizen {
-        citizen.check()?;
-    }
-    let term_days = match request.service.as_deref().filter(|s| !s.is_empty()) {
-        None => 30,
-        Some(code) => {
-            let service = state.urp.service(code).await?;
-            match service
-                .card
-                .filter(|c| service.active && c.comuni.contains(&request.comune))
-            {
-                Some(card) => card.term_days,
-                None => {
-                    return Err(ApiError::invalid(
-                        "service",
-                        "service_unknown",
-                        format!("Il servizio «{code}» non esiste o non è attivo in questo comune."),
-                    ));
-                }
-            }
-        }
-    };
-    Ok(NewContact {
+/// What the application service takes for a new contact (it checks the rules).
+pub fn new_contact(request: NewCaseRequest, case_id: Uuid) -> NewContact {
+    NewContact {
         case_id,
         comune: request.comune,
         kind: request.kind,
         channel: request.channel,
-        service: request.service.filter(|s| !s.is_empty()),
-        subject: subject.to_owned(),
+        service: request.service,
+        subject: request.subject,
         description: request.description,
         citizen: request.citizen.map(CitizenRequest::into_input),
         received_at: Utc::now(),
-        term_days,
-    })
+        privacy_consent: request.privacy_consent,
+    }
 }
 
 /// The answer to a new case; a repeated request reports the head it has seen.
@@ -223,6 +124,7 @@ fn citizen_actor() -> Actor {
     Actor {
         name: "citizen".into(),
         channel: Some("web".into()),
+        correlation_id: super::request::correlation_id(),
         ..Actor::default()
     }
 }
@@ -256,7 +158,7 @@ pub async fn open_case(
     let case_id = idempotent_id(&state, &headers, "POST /cases", &fingerprint)
         .await?
         .unwrap_or_else(Uuid::now_v7);
-    let contact = new_contact(&state, request, case_id).await?;
+    let contact = new_contact(request, case_id);
     let received_at = contact.received_at;
     let opened = state.urp.open_case(&citizen_actor(), contact).await?;
     let response = opened_response(&state, opened, received_at).await?;
@@ -300,16 +202,9 @@ pub struct CaseStatusResponse {
     pub milestones: Vec<Milestone>,
 }
 
+/// A case's status as answers name it, from the case's own state machine.
 pub fn status_name(case: &Case) -> &'static str {
-    match case.status {
-        CaseStatus::New | CaseStatus::Received => "received",
-        CaseStatus::TakenInCharge => "taken_in_charge",
-        CaseStatus::Assigned => "assigned",
-        CaseStatus::Suspended => "suspended",
-        CaseStatus::Answered => "answered",
-        CaseStatus::Closed if case.withdrawn => "withdrawn",
-        CaseStatus::Closed => "closed",
-    }
+    case.lifecycle().public_name()
 }
 
 fn status_label(status: &str) -> &'static str {
@@ -452,8 +347,7 @@ pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uui
     async fn lookup(views: &Views, code: &str) -> Result<Option<Uuid>, ApiError> {
         let rows = views
             .select::<Inbox>(
-                &format!("code = {}", Views::param(1)),
-                vec![SqlValue::Text(code.to_owned())],
+                Filter::new().and("code = ?", SqlValue::Text(code.to_owned())),
                 "id",
                 1,
                 0,
@@ -682,10 +576,7 @@ pub async fn form(
             "Il modulo richiesto non esiste o non è più in uso.",
         )
     };
-    let form = state.urp.form(&id).await.map_err(|e| match e {
-        UrpError::Store(_) => ApiError::from(e),
-        _ => not_found(),
-    })?;
+    let form = state.urp.form(&id).await?;
     let version = match params.version {
         Some(v) => v,
         None => form
@@ -739,9 +630,6 @@ pub async fn submit(
     Body(request, fingerprint): Body<SubmissionRequest>,
 ) -> Result<(StatusCode, Json<SubmissionResponse>), ApiError> {
     state.limiter.check(address)?;
-    privacy_consent(request.privacy_consent)?;
-    state.check_comune("comune", &request.comune)?;
-    request.citizen.check()?;
     let submission_id = idempotent_id(&state, &headers, "POST /submissions", &fingerprint)
         .await?
         .unwrap_or_else(Uuid::now_v7);
@@ -759,20 +647,10 @@ pub async fn submit(
                 comune: request.comune,
                 citizen: request.citizen.into_input(),
                 submitted_at,
+                privacy_consent: request.privacy_consent,
             },
         )
-        .await
-        .map_err(|e| match e {
-            UrpError::Catalogue(CatalogueError::NotFound)
-            | UrpError::Submission(sportello_engine::domain::submission::SubmissionError::Form(
-                CatalogueError::NotFound,
-            )) => ApiError::invalid(
-                "form_id",
-                "form_not_found",
-                "Il modulo indicato non esiste.",
-            ),
-            other => other.into(),
-        })?;
+        .await?;
     let case = opened_response(&state, done.case, submitted_at).await?;
     Ok((
         StatusCode::CREATED,
@@ -833,7 +711,7 @@ pub async fn feedback(
     Body(request, fingerprint): Body<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
     state.limiter.check(address)?;
-    state.check_comune("comune", &request.comune)?;
+    state.urp.check_comune(&request.comune)?;
     let mut subject = None;
     let target_id = match request.target.target_type {
         TargetType::Case => {
@@ -878,7 +756,9 @@ pub async fn feedback(
     {
         Ok((id, position)) => Ok((StatusCode::CREATED, Json(FeedbackResponse { id, position }))),
         // A retry with the same key and body: the rating is there; answer as the first time.
-        Err(UrpError::Feedback(FeedbackError::AlreadyGiven)) if replay.is_some() => {
+        Err(AppError::Refused(Refusal::Feedback(FeedbackError::AlreadyGiven)))
+            if replay.is_some() =>
+        {
             let id = match target.target_type {
                 TargetType::Case => sportello_engine::domain::feedback::feedback_id_for_case(
                     target.id.parse().map_err(|_| ApiError::internal())?,

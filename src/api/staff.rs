@@ -15,16 +15,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Europe::Rome;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sportello_engine::app::staff::Role;
+use sportello_engine::app::{Actor, AppError, Refusal};
 use sportello_engine::domain::Aggregate;
 use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, Outcome};
-use sportello_engine::staff::Role;
-use sportello_engine::urp::Actor;
 use sportello_engine::vault::{Sealed, Unsealed};
 use sportello_projections::inbox::{self, Inbox, InboxPage, InboxQuery};
 use sportello_projections::satisfaction::{self, Ratings, SatisfactionQuery, SatisfactionReport};
 use sportello_projections::service_levels::{self, ServiceLevelQuery, ServiceLevelReport};
 use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{SqlValue, Views, name_of};
+use sportello_projections::{Filter, SqlValue, name_of};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ fn actor(staff: &Staff) -> Actor {
     Actor {
         name: staff.actor_name(),
         channel: None,
+        correlation_id: super::request::correlation_id(),
         ..Actor::default()
     }
 }
@@ -132,7 +133,7 @@ async fn own_case(state: &AppState, staff: &Staff, id: &str) -> Result<OwnCase, 
     let case_id: Uuid = id.parse().map_err(|_| not_found())?;
     let timeline = match state.urp.case_events(case_id).await {
         Ok(events) => decode_timeline(events)?,
-        Err(sportello_engine::urp::UrpError::Case(_)) => return Err(not_found()),
+        Err(AppError::Refused(Refusal::Case(_))) => return Err(not_found()),
         Err(other) => return Err(other.into()),
     };
     let case = timeline
@@ -397,7 +398,7 @@ pub async fn open_case(
         ),
         None => Uuid::now_v7(),
     };
-    let mut contact = new_contact(&state, request, case_id).await?;
+    let mut contact = new_contact(request, case_id);
     if let Some(at) = received_at {
         contact.received_at = at;
     }
@@ -472,7 +473,13 @@ pub async fn act(
         },
         "transfer" => {
             let to_comune = required(request.to_comune, "to_comune")?;
-            state.check_comune("to_comune", &to_comune)?;
+            state.urp.check_comune(&to_comune).map_err(|_| {
+                ApiError::invalid(
+                    "to_comune",
+                    "comune_unknown",
+                    format!("Il comune {to_comune} non fa parte di questa installazione."),
+                )
+            })?;
             CaseCommand::Transfer {
                 to_comune,
                 reason: required(request.reason, "reason")?,
@@ -675,15 +682,9 @@ pub async fn erase_subject(
     let rows = state
         .views
         .select::<Inbox>(
-            &format!(
-                "citizen_subject = {} AND comune = {}",
-                Views::param(1),
-                Views::param(2)
-            ),
-            vec![
-                SqlValue::Text(subject.to_string()),
-                SqlValue::Text(staff.0.comune.clone()),
-            ],
+            Filter::new()
+                .and("citizen_subject = ?", SqlValue::Text(subject.to_string()))
+                .and("comune = ?", SqlValue::Text(staff.0.comune.clone())),
             "id",
             1,
             0,

@@ -476,6 +476,7 @@ pub(super) fn case_events_at(n: u64, received: chrono::DateTime<chrono::Utc>) ->
 }
 
 async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
+    use sportello_projections::read_model;
     use sportello_projections::runner::{acquire, rebuild};
     use sportello_projections::{Views, inbox::Inbox, satisfaction::Closures};
     let scratch = Scratch::create(settings, &args.target).await?;
@@ -514,18 +515,14 @@ async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     let rss_before = resident_mb();
     let started = Instant::now();
     let mut peak_rss = rss_before;
-    let guard = acquire::<Inbox>(&views, &url, "bench").await?;
-    rebuild::<Inbox>(&log, &views, &guard, |_, _| {
-        peak_rss = peak_rss.max(resident_mb())
-    })
-    .await?;
-    views.release_lease::<Inbox>("bench").await?;
-    let guard = acquire::<Closures>(&views, &url, "bench").await?;
-    rebuild::<Closures>(&log, &views, &guard, |_, _| {
-        peak_rss = peak_rss.max(resident_mb())
-    })
-    .await?;
-    views.release_lease::<Closures>("bench").await?;
+    for consumer in [read_model::<Inbox>(), read_model::<Closures>()] {
+        let guard = acquire(&views, &url, consumer, "bench").await?;
+        rebuild(&log, &views, consumer, &guard, |_, _| {
+            peak_rss = peak_rss.max(resident_mb())
+        })
+        .await?;
+        views.release(&guard).await?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     drop(views);
     drop(log);

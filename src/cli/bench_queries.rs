@@ -5,6 +5,7 @@
 //! same code a runner uses), not through the log: what is measured is the query, not the load.
 
 use super::bench::{Scratch, Target, case_events_at};
+use anyhow::Context;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use sportello_engine::domain::case::Channel;
 use sportello_engine::domain::feedback::{FeedbackEvent, Scale, Target as RatedTarget, TargetType};
@@ -51,10 +52,14 @@ fn recorded(position: u64, stream: &StreamId, version: u64, event: NewEvent) -> 
 /// Applies what `events` yields to projection `P` in batches, from scratch.
 async fn load<P: Projection>(
     views: &Views,
+    url: &str,
     events: impl Iterator<Item = RecordedEvent>,
 ) -> anyhow::Result<u64> {
     views.reset::<P>().await?;
-    anyhow::ensure!(views.take_lease::<P>("bench").await?, "projection busy");
+    let guard = views
+        .try_acquire(url, P::id(), "bench")
+        .await?
+        .context("projection busy")?;
     let mut batch = Vec::with_capacity(BATCH);
     let mut applied = 0;
     for event in events {
@@ -62,14 +67,14 @@ async fn load<P: Projection>(
         if batch.len() == BATCH {
             applied += batch.len() as u64;
             views
-                .apply_batch::<P>("bench", std::mem::take(&mut batch))
+                .apply_batch::<P>(&guard, std::mem::take(&mut batch))
                 .await?;
         }
     }
     applied += batch.len() as u64;
-    views.apply_batch::<P>("bench", batch).await?;
+    views.apply_batch::<P>(&guard, batch).await?;
     views.create_indexes::<P>().await?;
-    views.release_lease::<P>("bench").await?;
+    views.release(&guard).await?;
     Ok(applied)
 }
 
@@ -154,12 +159,12 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         position += 1;
         recorded(position, &stream, version, event)
     });
-    let case_events = load::<Inbox>(&views, cases).await?;
+    let case_events = load::<Inbox>(&views, &url, cases).await?;
     let ratings = (0..args.ratings).map(|n| {
         let stream = StreamId::new("feedback", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
         recorded(n + 1, &stream, 1, rating(n))
     });
-    let rating_events = load::<Ratings>(&views, ratings).await?;
+    let rating_events = load::<Ratings>(&views, &url, ratings).await?;
     // Participation rates read the closures too (empty here: every rating counts alone).
     views.ensure::<Closures>().await?;
     if let Views::Sqlite(..) = views {

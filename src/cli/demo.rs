@@ -16,10 +16,13 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Europe::Rome;
 use serde_json::json;
 use sportello_config::Settings;
+use sportello_engine::app::{
+    Actor, AppError, CitizenInput, NewContact, NewSubmission, Refusal, Urp,
+};
+use sportello_engine::domain::DomainError;
 use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
 use sportello_engine::domain::feedback::{GiveFeedback, Scale, Target, TargetType, reasons_for};
 use sportello_engine::domain::service::{FieldDef, FieldKind, FormDef, ServiceCard};
-use sportello_engine::urp::{Actor, CitizenInput, NewContact, NewSubmission, Urp, UrpError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::process::ExitCode;
@@ -30,10 +33,10 @@ use uuid::Uuid;
 pub struct DemoArgs {
     /// Number of cases to generate.
     #[arg(long, default_value_t = 2000)]
-    cases: u64,
+    pub cases: u64,
     /// Seed of the generator: the same seed tells the same story.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
 }
 
 /// SplitMix64: small, fast, and the same on every platform.
@@ -494,7 +497,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode
     let catalogue = catalogue(&comuni);
     for (i, (card, form)) in catalogue.iter().enumerate() {
         match urp.publish_service(&system, card.clone()).await {
-            Ok(()) | Err(UrpError::Catalogue(_)) => {}
+            Ok(()) | Err(AppError::Refused(Refusal::Catalogue(_))) => {}
             Err(e) => return Err(e).context("failed to publish the demo services"),
         }
         let command_id = Uuid::new_v5(
@@ -537,7 +540,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCode
         let outcome = execute(&urp, &catalogue, at, action, &mut rng).await;
         match outcome {
             Ok(is_open) => opened += u64::from(is_open),
-            Err(e) if e.is_refusal() => *refused.entry(e.code()).or_default() += 1,
+            Err(AppError::Refused(refusal)) => *refused.entry(refusal.code()).or_default() += 1,
             Err(e) => return Err(e).context("the demo could not record an action"),
         }
         done += 1;
@@ -612,7 +615,6 @@ fn plan_case(
         fiscal_code: None,
     };
     let service_index = submission.then(|| rng.below(catalogue.len() as u64) as usize);
-    let term_days = service_index.map_or(30, |i| catalogue[i].0.term_days);
     let subject = match service_index {
         Some(i) => catalogue[i].0.title.clone(),
         None => subject_line(rng, kind),
@@ -630,7 +632,7 @@ fn plan_case(
         description,
         citizen: Some(citizen),
         received_at: received,
-        term_days,
+        privacy_consent: true,
     };
     let submission_id = rng.uuid();
     let opened_case = match service_index {
@@ -896,7 +898,7 @@ async fn execute(
     at: DateTime<Utc>,
     action: Action,
     rng: &mut Rng,
-) -> Result<bool, UrpError> {
+) -> Result<bool, AppError> {
     match action {
         Action::Open {
             contact,
@@ -936,6 +938,7 @@ async fn execute(
                         comune: contact.comune.clone(),
                         citizen,
                         submitted_at: at,
+                        privacy_consent: true,
                     };
                     urp.submit(&actor, submission).await.map(|_| true)
                 }

@@ -12,7 +12,7 @@ pub mod views;
 use anyhow::{Context, bail};
 use sportello_config::Settings;
 use sportello_engine::EventLog;
-use sportello_engine::urp::Urp;
+use sportello_engine::app::Urp;
 use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
 use std::path::Path;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub async fn open_urp(settings: &Settings) -> anyhow::Result<Urp> {
     let keys: Arc<dyn KeyStore> = match sqlite_path {
         Some(db) => Arc::new(SqliteKeyStore::open(db).context("failed to open the key store")?),
         None => {
-            let pool = sqlx::PgPool::connect(url)
+            let pool = sportello_engine::store::postgres::pool(url, 8)
                 .await
                 .context("failed to connect the key store")?;
             Arc::new(

@@ -7,12 +7,8 @@ use anyhow::Context;
 use sportello_config::Settings;
 use sportello_engine::EventLog;
 use sportello_engine::vault::Vault;
-use sportello_projections::catalogue::Catalogue;
-use sportello_projections::inbox::Inbox;
 use sportello_projections::runner::{acquire, run};
-use sportello_projections::satisfaction::{Closures, Ratings};
-use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{Projection, Views};
+use sportello_projections::{Consumer, Registry, Views, read_models};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -53,12 +49,20 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     let views = Views::open(&url)
         .await
         .context("failed to open the read models")?;
-    ensure_all(&views).await?;
+    let registry = read_models();
+    registry.ensure_all(&views).await?;
     let (stop, stopped) = watch::channel(false);
     let runners = if args.no_projections {
         JoinSet::new()
     } else {
-        spawn_runners(urp.log().clone(), urp.vault().clone(), &url, stopped).await?
+        spawn_runners(
+            &registry,
+            urp.log().clone(),
+            urp.vault().clone(),
+            &url,
+            stopped,
+        )
+        .await?
     };
     let bind = args.bind.unwrap_or_else(|| settings.api.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -72,7 +76,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     tracing::info!(%address, "serving");
     axum::serve(
         listener,
-        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop_signal())
     .await
@@ -90,9 +94,10 @@ pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Res
     let urp = open_urp(settings).await?;
     let log = urp.log().clone();
     let url = settings.store.url.expose().to_owned();
-    ensure_all(&Views::open(&url).await?).await?;
+    let registry = read_models();
+    registry.ensure_all(&Views::open(&url).await?).await?;
     let (stop, stopped) = watch::channel(false);
-    let runners = spawn_runners(log, urp.vault().clone(), &url, stopped).await?;
+    let runners = spawn_runners(&registry, log, urp.vault().clone(), &url, stopped).await?;
     println!("sportello: following the log with the projections");
     std::io::stdout().flush()?;
     stop_signal().await;
@@ -101,19 +106,11 @@ pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ensure_all(views: &Views) -> anyhow::Result<()> {
-    views.ensure::<Inbox>().await?;
-    views.ensure::<Ratings>().await?;
-    views.ensure::<Closures>().await?;
-    views.ensure::<Catalogue>().await?;
-    views.ensure::<SubjectTexts>().await?;
-    Ok(())
-}
-
-/// One task per projection. They share one read-model connection of their own (on SQLite, one
-/// writer per file: taking turns on a mutex beats queueing on the file lock), apart from the
-/// connection queries use.
+/// One task per consumer of the registry. They share one read-model connection of their own (on
+/// SQLite, one writer per file: taking turns on a mutex beats queueing on the file lock), apart
+/// from the connection queries use.
 async fn spawn_runners(
+    registry: &Registry,
     log: EventLog,
     vault: Vault,
     url: &str,
@@ -124,19 +121,19 @@ async fn spawn_runners(
         .context("failed to open the read models")?
         .with_vault(vault);
     let owner = format!("serve-{}-{}", std::process::id(), uuid::Uuid::now_v7());
-    let runner = |log: EventLog| Runner {
-        log,
-        views: views.clone(),
-        url: url.to_owned(),
-        owner: owner.clone(),
-        stopped: stopped.clone(),
-    };
     let mut set = JoinSet::new();
-    set.spawn(keep_running::<Inbox>(runner(log.clone())));
-    set.spawn(keep_running::<Ratings>(runner(log.clone())));
-    set.spawn(keep_running::<Closures>(runner(log.clone())));
-    set.spawn(keep_running::<Catalogue>(runner(log.clone())));
-    set.spawn(keep_running::<SubjectTexts>(runner(log)));
+    for &consumer in registry.all() {
+        set.spawn(keep_running(
+            consumer,
+            Runner {
+                log: log.clone(),
+                views: views.clone(),
+                url: url.to_owned(),
+                owner: owner.clone(),
+                stopped: stopped.clone(),
+            },
+        ));
+    }
     Ok(set)
 }
 
@@ -160,9 +157,9 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-/// Runs projection `P` for as long as the process lives: waits for its turn (another process
-/// may hold it), catches up, follows; after a failure, starts again from its checkpoint.
-async fn keep_running<P: Projection>(runner: Runner) {
+/// Runs `consumer` for as long as the process lives: waits for its turn (another process may
+/// hold it), catches up, follows; after a failure, starts again from its checkpoint.
+async fn keep_running(consumer: &'static dyn Consumer, runner: Runner) {
     let Runner {
         log,
         views,
@@ -170,22 +167,30 @@ async fn keep_running<P: Projection>(runner: Runner) {
         owner,
         stopped,
     } = runner;
+    let id = consumer.id();
     loop {
         if *stopped.borrow() {
             return;
         }
         let attempt = async {
             let guard = tokio::select! {
-                guard = acquire::<P>(&views, &url, &owner) => guard?,
+                guard = acquire(&views, &url, consumer, &owner) => guard?,
                 _ = until_stopped(stopped.clone()) => return Ok(()),
             };
-            tracing::info!(projection = P::NAME, version = P::VERSION, "running");
-            run::<P>(&log, &views, &guard, until_stopped(stopped.clone())).await
+            tracing::info!(consumer = id.name, version = id.version, "running");
+            run(
+                &log,
+                &views,
+                consumer,
+                &guard,
+                until_stopped(stopped.clone()),
+            )
+            .await
         };
         match attempt.await {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(projection = P::NAME, %error, "projection runner stopped; restarting");
+                tracing::warn!(consumer = id.name, %error, "runner stopped; restarting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

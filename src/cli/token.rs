@@ -3,7 +3,7 @@
 use super::open_store;
 use anyhow::bail;
 use sportello_config::Settings;
-use sportello_engine::staff::{self, Role};
+use sportello_engine::app::staff::{self, Role};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]

@@ -11,65 +11,65 @@ use sportello_projections::runner::{AsOf, acquire, build_as_of, rebuild};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{Projection, Views};
+use sportello_projections::{Consumer, Registry, Views, read_models};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// Projections known to `rebuild`.
-const PROJECTIONS: &[&str] = &["inbox", "ratings", "closures", "catalogue", "subject_texts"];
-
 #[derive(clap::Args)]
 pub struct RebuildArgs {
-    /// The projection to rebuild (all when omitted): inbox.
+    /// The read model to rebuild (all when omitted): inbox, ratings, closures, catalogue,
+    /// subject_texts.
     name: Option<String>,
 }
 
+/// The registry's read models named (all when none is), with views that can unseal when one of
+/// them needs it, and the log.
+async fn open_for(
+    settings: &Settings,
+    views: Views,
+    names: &[&str],
+) -> anyhow::Result<(Registry, Views, EventLog)> {
+    let registry = read_models().only(names).map_err(anyhow::Error::msg)?;
+    // Only the subject search unseals: only it needs the vault (and, on PostgreSQL, the master key).
+    if registry.unseals() {
+        let urp = super::open_urp(settings).await?;
+        Ok((
+            registry,
+            views.with_vault(urp.vault().clone()),
+            urp.log().clone(),
+        ))
+    } else {
+        Ok((registry, views, open_store(settings).await?))
+    }
+}
+
 pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<ExitCode> {
-    let names: Vec<&str> = match args.name.as_deref() {
-        None => PROJECTIONS.to_vec(),
-        Some(name) if PROJECTIONS.contains(&name) => vec![name],
-        Some(other) => bail!(
-            "unknown projection '{other}' (known: {})",
-            PROJECTIONS.join(", ")
-        ),
-    };
     let url = settings.store.url.expose();
-    let mut views = Views::open(url)
+    let views = Views::open(url)
         .await
         .context("failed to open the read models")?;
-    // The subject search unseals: only it needs the vault (and, on PostgreSQL, the master key).
-    let log = if names.contains(&"subject_texts") {
-        let urp = super::open_urp(settings).await?;
-        views = views.with_vault(urp.vault().clone());
-        urp.log().clone()
-    } else {
-        open_store(settings).await?
-    };
+    let names: Vec<&str> = args.name.as_deref().into_iter().collect();
+    let (registry, views, log) = open_for(settings, views, &names).await?;
     let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
-    for name in names {
-        match name {
-            "inbox" => rebuild_one::<Inbox>(&log, &views, url, &owner).await?,
-            "ratings" => rebuild_one::<Ratings>(&log, &views, url, &owner).await?,
-            "catalogue" => rebuild_one::<Catalogue>(&log, &views, url, &owner).await?,
-            "subject_texts" => rebuild_one::<SubjectTexts>(&log, &views, url, &owner).await?,
-            _ => rebuild_one::<Closures>(&log, &views, url, &owner).await?,
-        }
+    for &consumer in registry.all() {
+        rebuild_one(&log, &views, url, consumer, &owner).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rebuild_one<P: Projection>(
+async fn rebuild_one(
     log: &EventLog,
     views: &Views,
     url: &str,
+    consumer: &dyn Consumer,
     owner: &str,
 ) -> anyhow::Result<()> {
-    let name = P::NAME;
+    let name = consumer.id().name;
     let started = Instant::now();
-    let guard = acquire::<P>(views, url, owner).await?;
+    let guard = acquire(views, url, consumer, owner).await?;
     let mut last_print = Instant::now();
-    let checkpoint = rebuild::<P>(log, views, &guard, |checkpoint, head| {
+    let checkpoint = rebuild(log, views, consumer, &guard, |checkpoint, head| {
         if last_print.elapsed().as_millis() >= 200 {
             last_print = Instant::now();
             let percent = if head == 0 {
@@ -86,7 +86,7 @@ async fn rebuild_one<P: Projection>(
         }
     })
     .await?;
-    views.release_lease::<P>(guard.owner()).await?;
+    views.release(&guard).await?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "\r{name:<8} [{}] 100.0% position {checkpoint}",
@@ -304,13 +304,23 @@ fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(page)?)?,
         Format::Csv => {
-            writeln!(
-                out,
-                "codice,comune,tipo,canale,stato,ufficio,operatore,ricevuta,scadenza,giorni_residui,in_ritardo,trasferita_da"
-            )?;
-            for e in &page.entries {
+            let header = [
+                "codice",
+                "comune",
+                "tipo",
+                "canale",
+                "stato",
+                "ufficio",
+                "operatore",
+                "ricevuta",
+                "scadenza",
+                "giorni_residui",
+                "in_ritardo",
+                "trasferita_da",
+            ];
+            let rows = page.entries.iter().map(|e| {
                 let r = &e.row;
-                let fields = [
+                vec![
                     r.code.clone(),
                     r.comune.clone(),
                     r.kind.clone(),
@@ -323,19 +333,9 @@ fn print_page(page: &InboxPage, format: Format) -> anyhow::Result<()> {
                     e.days_left.map(|d| d.to_string()).unwrap_or_default(),
                     if e.overdue { "si" } else { "no" }.to_owned(),
                     r.transferred_from.clone().unwrap_or_default(),
-                ];
-                let quoted: Vec<String> = fields
-                    .iter()
-                    .map(|f| {
-                        if f.contains([',', '"', '\n']) {
-                            format!("\"{}\"", f.replace('"', "\"\""))
-                        } else {
-                            f.clone()
-                        }
-                    })
-                    .collect();
-                writeln!(out, "{}", quoted.join(","))?;
-            }
+                ]
+            });
+            write_rows(out, format, header.map(String::from).to_vec(), rows)?;
         }
         Format::Table => {
             writeln!(
@@ -393,11 +393,6 @@ async fn run_service_levels(
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Csv | Format::Table => {
-            let separator = if args.format == Format::Csv {
-                ","
-            } else {
-                "\t"
-            };
             let mut header: Vec<String> = q.group_by.clone();
             header.extend(
                 [
@@ -411,9 +406,8 @@ async fn run_service_levels(
                 ]
                 .map(String::from),
             );
-            writeln!(out, "{}", header.join(separator))?;
             let number = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
-            for r in &report.rows {
+            let rows = report.rows.iter().map(|r| {
                 let mut fields: Vec<String> = r.keys.values().cloned().collect();
                 fields.extend([
                     r.opened.to_string(),
@@ -424,8 +418,9 @@ async fn run_service_levels(
                     number(r.p90_days_to_answer),
                     r.currently_overdue.to_string(),
                 ]);
-                writeln!(out, "{}", fields.join(separator))?;
-            }
+                fields
+            });
+            write_rows(out, args.format, header, rows)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -452,17 +447,12 @@ async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Csv | Format::Table => {
-            let separator = if args.format == Format::Csv {
-                ","
-            } else {
-                "\t"
-            };
             let dims: Vec<String> = report
                 .rows
                 .first()
                 .map(|r| r.keys.keys().cloned().collect())
                 .unwrap_or_default();
-            let mut header = dims.clone();
+            let mut header = dims;
             header.extend(
                 [
                     "valutazioni",
@@ -472,8 +462,7 @@ async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow
                 ]
                 .map(String::from),
             );
-            writeln!(out, "{}", header.join(separator))?;
-            for r in &report.rows {
+            let rows = report.rows.iter().map(|r| {
                 let mut fields: Vec<String> = r.keys.values().cloned().collect();
                 fields.push(r.count.to_string());
                 fields.push(format!("{:.3}", r.share_positive));
@@ -483,8 +472,9 @@ async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow
                         .map(|p| format!("{p:.3}"))
                         .unwrap_or_default(),
                 );
-                writeln!(out, "{}", fields.join(separator))?;
-            }
+                fields
+            });
+            write_rows(out, args.format, header, rows)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -492,7 +482,6 @@ async fn run_satisfaction(settings: &Settings, args: SatisfactionArgs) -> anyhow
 
 /// A scratch read-model database for "as of" queries: a temporary SQLite file, removed on drop.
 struct Scratch {
-    views: Views,
     path: std::path::PathBuf,
 }
 
@@ -539,36 +528,19 @@ async fn views_for(
             .context("failed to open the read models")?;
         return Ok((views, None));
     };
-    let log = open_store(settings).await?;
-    let vault = if build.contains(&"subject_texts") {
-        Some(super::open_urp(settings).await?.vault().clone())
-    } else {
-        None
-    };
     let path = std::env::temp_dir().join(format!(
         "sportello-as-of-{}.db",
         uuid::Uuid::now_v7().simple()
     ));
-    let mut views = Views::open(&format!("sqlite://{}", path.display()))
+    let views = Views::open(&format!("sqlite://{}", path.display()))
         .await
         .context("failed to create a scratch database")?;
-    if let Some(vault) = vault {
-        views = views.with_vault(vault);
+    let scratch = Scratch { path };
+    let (registry, views, log) = open_for(settings, views, build).await?;
+    for &consumer in registry.all() {
+        build_as_of(&log, &views, consumer, point).await?;
     }
-    let scratch = Scratch {
-        views: views.clone(),
-        path,
-    };
-    for name in build {
-        match *name {
-            "inbox" => build_as_of::<Inbox>(&log, &views, point).await?,
-            "ratings" => build_as_of::<Ratings>(&log, &views, point).await?,
-            "catalogue" => build_as_of::<Catalogue>(&log, &views, point).await?,
-            "subject_texts" => build_as_of::<SubjectTexts>(&log, &views, point).await?,
-            _ => build_as_of::<Closures>(&log, &views, point).await?,
-        };
-    }
-    Ok((scratch.views.clone(), Some(scratch)))
+    Ok((views, Some(scratch)))
 }
 
 async fn run_catalogue(settings: &Settings, args: CatalogueArgs) -> anyhow::Result<ExitCode> {
@@ -579,24 +551,14 @@ async fn run_catalogue(settings: &Settings, args: CatalogueArgs) -> anyhow::Resu
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
         Format::Csv | Format::Table => {
-            let separator = if args.format == Format::Csv {
-                ","
-            } else {
-                "\t"
-            };
-            writeln!(
-                out,
-                "{}",
-                [
-                    "servizio",
-                    "titolo",
-                    "termine_giorni",
-                    "documenti",
-                    "moduli"
-                ]
-                .join(separator)
-            )?;
-            for e in &entries {
+            let header = [
+                "servizio",
+                "titolo",
+                "termine_giorni",
+                "documenti",
+                "moduli",
+            ];
+            let rows = entries.iter().map(|e| {
                 let field = |k: &str| {
                     e.card
                         .get(k)
@@ -620,23 +582,40 @@ async fn run_catalogue(settings: &Settings, args: CatalogueArgs) -> anyhow::Resu
                     .iter()
                     .map(|f| format!("{} v{}", f.id, f.version))
                     .collect();
-                let quote = |s: String| {
-                    if args.format == Format::Csv && s.contains([',', '"']) {
-                        format!("\"{}\"", s.replace('"', "\"\""))
-                    } else {
-                        s
-                    }
-                };
-                let fields = [
+                vec![
                     field("code"),
                     field("title"),
                     field("term_days"),
                     documents.join("; "),
                     forms.join("; "),
-                ];
-                writeln!(out, "{}", fields.map(quote).join(separator))?;
-            }
+                ]
+            });
+            write_rows(out, args.format, header.map(String::from).to_vec(), rows)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A header and rows: CSV (RFC 4180 quoting, by the `csv` crate) or, for a terminal, columns
+/// separated by tabs.
+fn write_rows(
+    out: impl Write,
+    format: Format,
+    header: Vec<String>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> anyhow::Result<()> {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(if format == Format::Csv { b',' } else { b'\t' })
+        .quote_style(if format == Format::Csv {
+            csv::QuoteStyle::Necessary
+        } else {
+            csv::QuoteStyle::Never
+        })
+        .from_writer(out);
+    writer.write_record(&header)?;
+    for row in rows {
+        writer.write_record(&row)?;
+    }
+    writer.flush()?;
+    Ok(())
 }

@@ -6,8 +6,8 @@
 //! characters, sealed like every text a citizen writes. A closed case takes one feedback: its
 //! feedback stream id is derived from the case id, so a second one finds the stream taken.
 
-use super::Aggregate;
 use super::case::{CaseKind, Channel};
+use super::{Aggregate, DomainError, RefusalKind};
 use crate::vault::Sealed;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -136,8 +136,15 @@ pub enum FeedbackError {
     EmptyTarget,
 }
 
-impl FeedbackError {
-    pub fn code(&self) -> &'static str {
+impl DomainError for FeedbackError {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            FeedbackError::AlreadyGiven | FeedbackError::CaseNotClosed => RefusalKind::Conflict,
+            _ => RefusalKind::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             FeedbackError::AlreadyGiven => "feedback_already_given",
             FeedbackError::ScoreOutOfRange { .. } => "feedback_score_out_of_range",
@@ -149,7 +156,7 @@ impl FeedbackError {
         }
     }
 
-    pub fn message_it(&self) -> String {
+    fn message_it(&self) -> String {
         match self {
             FeedbackError::AlreadyGiven => {
                 "Hai già espresso una valutazione per questa pratica.".into()

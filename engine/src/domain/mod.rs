@@ -6,24 +6,43 @@
 //! a sealed value from the vault) is looked up first and put into the command.
 //!
 //! Naming: events are facts in the past tense (`CaseOpened`), commands imperatives (`OpenCase`).
+//! Nothing here does I/O: loading, deciding and appending is [`crate::app`]'s work.
 
 pub mod case;
 pub mod feedback;
-mod handler;
-pub mod registry;
 pub mod service;
 pub mod submission;
 
-pub use handler::{CommandError, CommandHandler, Handled};
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// What sort of refusal a domain error is. Callers choose how to answer from it (an HTTP status,
+/// a page's wording), never from the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// What the request names does not exist.
+    NotFound,
+    /// The request's data break a rule: the caller must change them.
+    Invalid,
+    /// The thing's present state does not allow it (already closed, already rated…).
+    Conflict,
+    /// The one asking may not do it.
+    Forbidden,
+}
+
+/// A refusal of the domain: its kind, a stable machine-readable code and an Italian message for
+/// the citizen or operator who reads it.
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    fn kind(&self) -> RefusalKind;
+    fn code(&self) -> &'static str;
+    fn message_it(&self) -> String;
+}
 
 /// A stream's state machine.
 pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     type Command: Send + Sync;
     type Event: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: DomainError;
     /// The stream category, e.g. `case`.
     const CATEGORY: &'static str;
 

@@ -5,8 +5,8 @@
 //! taken only once the submission is known to be valid, so refused ones leave no gap) and opens a
 //! case with the service's term.
 
-use super::Aggregate;
 use super::service::{CatalogueError, FieldError, FormDef, validate_submission};
+use super::{Aggregate, DomainError, RefusalKind};
 use crate::vault::Sealed;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,8 +59,18 @@ pub enum SubmissionError {
     Invalid(Vec<FieldError>),
 }
 
-impl SubmissionError {
-    pub fn code(&self) -> &'static str {
+impl DomainError for SubmissionError {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            SubmissionError::AlreadyAccepted => RefusalKind::Conflict,
+            // A form that is not there is a wrong reference in the submission, not a missing page.
+            SubmissionError::Form(CatalogueError::NotFound) => RefusalKind::Invalid,
+            SubmissionError::Form(e) => e.kind(),
+            SubmissionError::Invalid(_) => RefusalKind::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             SubmissionError::AlreadyAccepted => "submission_already_accepted",
             SubmissionError::Form(e) => e.code(),
@@ -68,7 +78,7 @@ impl SubmissionError {
         }
     }
 
-    pub fn message_it(&self) -> String {
+    fn message_it(&self) -> String {
         match self {
             SubmissionError::AlreadyAccepted => "La domanda è già stata registrata.".into(),
             SubmissionError::Form(e) => e.message_it(),

@@ -80,13 +80,10 @@ impl BatchPlan {
     }
 
     /// After a failed commit nothing was written: every append of the batch failed with it.
-    pub fn fail_all(&mut self, backend: &'static str, error: impl std::fmt::Display) {
-        let detail = error.to_string();
+    pub fn fail_all(&mut self, backend: &'static str, error: impl super::Transient) {
+        let failure = StoreError::classified(backend, error);
         for result in &mut self.results {
-            *result = Err(StoreError::Backend {
-                backend,
-                detail: detail.clone(),
-            });
+            *result = Err(failure.clone());
         }
     }
 }

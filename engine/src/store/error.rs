@@ -91,8 +91,15 @@ pub enum StoreError {
         version: u64,
         detail: String,
     },
-    /// The database failed or is unreachable; the operation may or may not have been applied
-    /// (an append is safe to retry with the same event ids).
+    /// The database is unreachable, restarting, busy or out of space: the operation may or may
+    /// not have been applied, and trying it again later (an append with the same event ids) is
+    /// safe and may succeed.
+    #[error("{backend} event store unavailable: {detail}")]
+    Unavailable {
+        backend: &'static str,
+        detail: String,
+    },
+    /// The database failed in a way that trying again will not mend.
     #[error("{backend} event store failed: {detail}")]
     Backend {
         backend: &'static str,
@@ -114,6 +121,7 @@ impl StoreError {
             StoreError::DuplicateEventId { .. } => "event_id_reused",
             StoreError::Invalid(e) => e.code(),
             StoreError::Corrupt { .. } => "stored_event_corrupt",
+            StoreError::Unavailable { .. } => "backend_unavailable",
             StoreError::Backend { .. } => "backend_failure",
         }
     }
@@ -122,14 +130,83 @@ impl StoreError {
     pub fn is_infrastructure(&self) -> bool {
         matches!(
             self,
-            StoreError::Backend { .. } | StoreError::Corrupt { .. }
+            StoreError::Unavailable { .. }
+                | StoreError::Backend { .. }
+                | StoreError::Corrupt { .. }
         )
+    }
+
+    /// True when the same request, tried again later, may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
     }
 
     pub(crate) fn backend(backend: &'static str, error: impl std::fmt::Display) -> Self {
         StoreError::Backend {
             backend,
             detail: error.to_string(),
+        }
+    }
+
+    pub(crate) fn classified(backend: &'static str, error: impl Transient) -> Self {
+        let detail = error.to_string();
+        if error.is_transient() {
+            StoreError::Unavailable { backend, detail }
+        } else {
+            StoreError::Backend { backend, detail }
+        }
+    }
+}
+
+/// Database errors that say whether trying again later may help: a lost connection, a server
+/// restarting, a busy file, a full disk. Everything else (a malformed statement, a constraint the
+/// code did not expect) is a bug, and retrying will not mend it.
+pub trait Transient: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for rusqlite::Error {
+    fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        matches!(
+            self.sqlite_error_code(),
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | OutOfMemory
+                    | FileLockingProtocolFailed
+            )
+        )
+    }
+}
+
+impl<T: Transient> Transient for &T {
+    fn is_transient(&self) -> bool {
+        (*self).is_transient()
+    }
+}
+
+impl Transient for sqlx::Error {
+    fn is_transient(&self) -> bool {
+        match self {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            // SQLSTATE classes: 08 connection, 53 insufficient resources (disk full, out of
+            // memory, too many connections), 57 operator intervention (shutdown, restart), 58
+            // system errors; 40001/40P01: serialisation failure and deadlock, retried as a whole.
+            sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+                ["08", "53", "57", "58"].iter().any(|c| code.starts_with(c))
+                    || code == "40001"
+                    || code == "40P01"
+            }),
+            _ => false,
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod postgres;
 pub mod sqlite;
 mod types;
 
-pub use error::{InvalidInput, StoreError};
+pub use error::{InvalidInput, StoreError, Transient};
 pub use log::{ChainBreak, EventLog, VerifyReport};
 pub use types::{
     AppendOutcome, ExpectedVersion, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, Metadata, NewEvent,

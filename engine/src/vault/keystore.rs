@@ -21,6 +21,16 @@ fn failed(e: impl std::fmt::Display) -> VaultError {
     VaultError::KeyStore(e.to_string())
 }
 
+/// A database error of the key store: worth a retry later when the database is busy, full or
+/// out of reach.
+fn db_failed(e: impl crate::store::Transient) -> VaultError {
+    if e.is_transient() {
+        VaultError::KeyStoreUnavailable(e.to_string())
+    } else {
+        VaultError::KeyStore(e.to_string())
+    }
+}
+
 const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
     subject    BLOB PRIMARY KEY,
     wrapped    BLOB,            -- NULL once the subject is erased
@@ -41,27 +51,27 @@ pub struct SqliteKeyStore {
 struct NewKey {
     subject: Uuid,
     wrapped: Vec<u8>,
-    stored: tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+    stored: tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, VaultError>>,
 }
 
 /// Keys created per transaction, at most.
 const KEY_BATCH: usize = 256;
 
 fn open_key_connection(path: &Path) -> Result<Connection, VaultError> {
-    let conn = Connection::open(path).map_err(failed)?;
-    crate::store::sqlite::wait_patiently_when_busy(&conn).map_err(failed)?;
+    let conn = Connection::open(path).map_err(db_failed)?;
+    crate::store::sqlite::wait_patiently_when_busy(&conn).map_err(db_failed)?;
     // Deleted or overwritten content is zeroed in the file, not left in free pages.
     conn.pragma_update(None, "secure_delete", "ON")
-        .map_err(failed)?;
+        .map_err(db_failed)?;
     conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(failed)?;
+        .map_err(db_failed)?;
     // No fsync of its own: a new key is only used by an event appended after it to the same
     // file's WAL, and that append's fsync (synchronous=FULL on the log's writer) makes every
     // earlier frame durable with it. A key whose event never committed is harmless. This holds
     // because the keys live in the event store's own file; an fsync per key would cap new
     // contacts at the disk's sync rate.
     conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(failed)?;
+        .map_err(db_failed)?;
     Ok(conn)
 }
 
@@ -101,8 +111,9 @@ fn run_key_creator(mut conn: Connection, requests: std::sync::mpsc::Receiver<New
                 }
             }
             Err(e) => {
+                let failure = db_failed(&e);
                 for key in batch {
-                    let _ = key.stored.send(Err(e.to_string()));
+                    let _ = key.stored.send(Err(failure.clone()));
                 }
             }
         }
@@ -113,7 +124,7 @@ impl SqliteKeyStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, VaultError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_key_connection(&path)?;
-        conn.execute_batch(SQLITE_SCHEMA).map_err(failed)?;
+        conn.execute_batch(SQLITE_SCHEMA).map_err(db_failed)?;
         let writer = open_key_connection(&path)?;
         let (creator, requests) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -139,7 +150,7 @@ impl SqliteKeyStore {
         tokio::task::spawn_blocking(move || f(&mut conn.lock().expect("key store poisoned")))
             .await
             .map_err(failed)?
-            .map_err(failed)
+            .map_err(db_failed)
     }
 }
 
@@ -169,8 +180,7 @@ impl KeyStore for SqliteKeyStore {
             .map_err(|_| failed("the key writer has stopped"))?;
         let stored = reply
             .await
-            .map_err(|_| failed("the key writer has stopped"))?
-            .map_err(failed)?;
+            .map_err(|_| failed("the key writer has stopped"))??;
         stored.ok_or(VaultError::SubjectErased(subject))
     }
 
@@ -209,7 +219,7 @@ impl PostgresKeyStore {
         )
         .execute(&pool)
         .await
-        .map_err(failed)?;
+        .map_err(db_failed)?;
         Ok(Self { pool })
     }
 }
@@ -222,7 +232,7 @@ impl KeyStore for PostgresKeyStore {
                 .bind(subject)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(failed)?;
+                .map_err(db_failed)?;
         Ok(row.map(|(w,)| w.map_or(StoredKey::Destroyed, StoredKey::Wrapped)))
     }
 
@@ -234,7 +244,7 @@ impl KeyStore for PostgresKeyStore {
         .bind(wrapped)
         .execute(&self.pool)
         .await
-        .map_err(failed)?;
+        .map_err(db_failed)?;
         match self.get(subject).await? {
             Some(StoredKey::Wrapped(w)) => Ok(w),
             _ => Err(VaultError::SubjectErased(subject)),
@@ -250,13 +260,13 @@ impl KeyStore for PostgresKeyStore {
         .bind(subject)
         .execute(&self.pool)
         .await
-        .map_err(failed)?
+        .map_err(db_failed)?
         .rows_affected();
         // Remove the dead row version that still holds the wrapped key.
         sqlx::query("VACUUM subject_keys")
             .execute(&self.pool)
             .await
-            .map_err(failed)?;
+            .map_err(db_failed)?;
         Ok(changed > 0)
     }
 }

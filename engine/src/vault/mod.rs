@@ -83,7 +83,7 @@ impl Unsealed {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
     #[error("the master key must be 32 bytes written in base64")]
     BadMasterKey,
@@ -95,6 +95,9 @@ pub enum VaultError {
     SubjectErased(Uuid),
     #[error("the key store failed: {0}")]
     KeyStore(String),
+    /// Busy, full or out of reach: the same request may succeed later.
+    #[error("the key store is unavailable: {0}")]
+    KeyStoreUnavailable(String),
 }
 
 /// Seals and unseals personal data; cheap to clone.

@@ -7,7 +7,7 @@
 //! suspended) → answered → closed with an outcome; a closed case can be reopened with a reason, and
 //! the citizen can withdraw an open case.
 
-use super::Aggregate;
+use super::{Aggregate, DomainError, RefusalKind};
 use crate::vault::Sealed;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,105 @@ pub enum CaseStatus {
     Suspended,
     Answered,
     Closed,
+}
+
+impl CaseStatus {
+    /// The name read models and answers use (`taken_in_charge`…); a case not yet opened reads
+    /// as received.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseStatus::New | CaseStatus::Received => "received",
+            CaseStatus::TakenInCharge => "taken_in_charge",
+            CaseStatus::Assigned => "assigned",
+            CaseStatus::Suspended => "suspended",
+            CaseStatus::Answered => "answered",
+            CaseStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CaseStatus> {
+        [
+            CaseStatus::Received,
+            CaseStatus::TakenInCharge,
+            CaseStatus::Assigned,
+            CaseStatus::Suspended,
+            CaseStatus::Answered,
+            CaseStatus::Closed,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+/// Where a case stands in its life: the one state machine of a case. The aggregate, the staff's
+/// inbox and the citizen's view each keep these four facts and move them with [`Lifecycle::evolve`],
+/// so that all three always say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub status: CaseStatus,
+    /// The status a suspension returns to when the documents arrive.
+    pub resume_to: CaseStatus,
+    /// An office has the case in charge (none after a transfer, until the receiving one does).
+    pub in_charge: bool,
+    pub withdrawn: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            status: CaseStatus::New,
+            resume_to: CaseStatus::Received,
+            in_charge: false,
+            withdrawn: false,
+        }
+    }
+}
+
+impl Lifecycle {
+    pub fn evolve(self, event: &CaseEvent) -> Self {
+        let mut next = self;
+        match event {
+            CaseEvent::CaseOpened { .. } => next.status = CaseStatus::Received,
+            CaseEvent::CaseTakenInCharge { .. } => {
+                next.status = CaseStatus::TakenInCharge;
+                next.in_charge = true;
+            }
+            CaseEvent::CaseAssigned { .. } => next.status = CaseStatus::Assigned,
+            // The receiving URP takes it in charge anew; a pending suspension ends with it.
+            CaseEvent::CaseTransferred { .. } => {
+                next.status = CaseStatus::Received;
+                next.in_charge = false;
+            }
+            CaseEvent::DocumentsRequested { .. } => {
+                next.resume_to = self.status;
+                next.status = CaseStatus::Suspended;
+            }
+            CaseEvent::DocumentsReceived { .. } => next.status = self.resume_to,
+            CaseEvent::CaseAnswered { .. } => next.status = CaseStatus::Answered,
+            CaseEvent::CaseClosed { .. } => next.status = CaseStatus::Closed,
+            CaseEvent::CaseReopened { .. } => {
+                next.status = if self.in_charge {
+                    CaseStatus::TakenInCharge
+                } else {
+                    CaseStatus::Received
+                };
+            }
+            CaseEvent::CaseWithdrawn { .. } => {
+                next.status = CaseStatus::Closed;
+                next.withdrawn = true;
+            }
+        }
+        next
+    }
+
+    /// What the citizen is told: the status's name, `withdrawn` for a case they withdrew.
+    pub fn public_name(&self) -> &'static str {
+        if self.withdrawn {
+            "withdrawn"
+        } else {
+            self.status.name()
+        }
+    }
 }
 
 /// The citizen behind a case; every field of theirs is sealed under their subject id.
@@ -254,8 +353,18 @@ pub enum CaseError {
     TermOutOfRange(u32),
 }
 
-impl CaseError {
-    pub fn code(&self) -> &'static str {
+impl DomainError for CaseError {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            CaseError::NotFound => RefusalKind::NotFound,
+            CaseError::Empty(_) | CaseError::TermOutOfRange(_) | CaseError::WithdrawalOutcome => {
+                RefusalKind::Invalid
+            }
+            _ => RefusalKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             CaseError::AlreadyOpened => "case_already_opened",
             CaseError::NotFound => "case_not_found",
@@ -276,7 +385,7 @@ impl CaseError {
         }
     }
 
-    pub fn message_it(&self) -> String {
+    fn message_it(&self) -> String {
         match self {
             CaseError::AlreadyOpened => "La pratica esiste già.".into(),
             CaseError::NotFound => "La pratica non esiste.".into(),
@@ -350,6 +459,16 @@ impl Default for Case {
 }
 
 impl Case {
+    /// Where the case stands, as the shared state machine sees it.
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            status: self.status,
+            resume_to: self.resume_to,
+            in_charge: self.office.is_some(),
+            withdrawn: self.withdrawn,
+        }
+    }
+
     /// Refuses anything on a case that is closed, withdrawn or not yet opened.
     fn ensure_open(&self) -> Result<(), CaseError> {
         match self.status {
@@ -540,6 +659,10 @@ impl Aggregate for Case {
     }
 
     fn evolve(mut self, event: &CaseEvent) -> Self {
+        let lifecycle = self.lifecycle().evolve(event);
+        self.status = lifecycle.status;
+        self.resume_to = lifecycle.resume_to;
+        self.withdrawn = lifecycle.withdrawn;
         match event {
             CaseEvent::CaseOpened {
                 code,
@@ -551,7 +674,6 @@ impl Aggregate for Case {
                 citizen,
                 ..
             } => {
-                self.status = CaseStatus::Received;
                 self.code = code.clone();
                 self.comune = comune.clone();
                 self.due_on = Some(*due_on);
@@ -560,17 +682,9 @@ impl Aggregate for Case {
                 self.term_days = *term_days;
                 self.citizen_subject = citizen.as_ref().map(|c| c.subject_id);
             }
-            CaseEvent::CaseTakenInCharge { office, .. } => {
-                self.status = CaseStatus::TakenInCharge;
-                self.office = Some(office.clone());
-            }
-            CaseEvent::CaseAssigned { operator } => {
-                self.status = CaseStatus::Assigned;
-                self.operator = Some(operator.clone());
-            }
+            CaseEvent::CaseTakenInCharge { office, .. } => self.office = Some(office.clone()),
+            CaseEvent::CaseAssigned { operator } => self.operator = Some(operator.clone()),
             CaseEvent::CaseTransferred { to_comune, .. } => {
-                // The receiving URP takes it in charge anew; a pending suspension ends with it.
-                self.status = CaseStatus::Received;
                 self.suspended_at = None;
                 self.comune = to_comune.clone();
                 self.office = None;
@@ -578,33 +692,16 @@ impl Aggregate for Case {
             }
             CaseEvent::DocumentsRequested { at, .. } => {
                 self.suspended_at = Some(*at);
-                self.resume_to = self.status;
-                self.status = CaseStatus::Suspended;
                 self.suspended_once = true;
             }
             CaseEvent::DocumentsReceived { due_on, .. } => {
                 self.suspended_at = None;
-                self.status = self.resume_to;
                 self.due_on = Some(*due_on);
             }
-            CaseEvent::CaseAnswered { .. } => self.status = CaseStatus::Answered,
-            CaseEvent::CaseClosed { outcome, .. } => {
-                self.status = CaseStatus::Closed;
-                self.outcome = Some(*outcome);
-            }
-            CaseEvent::CaseReopened { .. } => {
-                self.status = if self.office.is_some() {
-                    CaseStatus::TakenInCharge
-                } else {
-                    CaseStatus::Received
-                };
-                self.outcome = None;
-            }
-            CaseEvent::CaseWithdrawn { .. } => {
-                self.status = CaseStatus::Closed;
-                self.withdrawn = true;
-                self.outcome = Some(Outcome::RitirataDalCittadino);
-            }
+            CaseEvent::CaseAnswered { .. } => {}
+            CaseEvent::CaseClosed { outcome, .. } => self.outcome = Some(*outcome),
+            CaseEvent::CaseReopened { .. } => self.outcome = None,
+            CaseEvent::CaseWithdrawn { .. } => self.outcome = Some(Outcome::RitirataDalCittadino),
         }
         self
     }

@@ -6,7 +6,7 @@
 //! a form version may only ask for documents its service card publishes, a submission must cite a
 //! published, not withdrawn version, and it is checked against exactly that version.
 
-use super::Aggregate;
+use super::{Aggregate, DomainError, RefusalKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -68,8 +68,16 @@ pub enum CatalogueError {
     VersionWithdrawn(u32),
 }
 
-impl CatalogueError {
-    pub fn code(&self) -> &'static str {
+impl DomainError for CatalogueError {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            CatalogueError::NotFound => RefusalKind::NotFound,
+            CatalogueError::AlreadyPublished | CatalogueError::Withdrawn => RefusalKind::Conflict,
+            _ => RefusalKind::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             CatalogueError::AlreadyPublished => "catalogue_already_published",
             CatalogueError::NotFound => "catalogue_not_found",
@@ -85,7 +93,7 @@ impl CatalogueError {
         }
     }
 
-    pub fn message_it(&self) -> String {
+    fn message_it(&self) -> String {
         match self {
             CatalogueError::AlreadyPublished => "Il servizio è già pubblicato.".into(),
             CatalogueError::NotFound => "Servizio o modulo inesistente.".into(),

@@ -28,6 +28,7 @@ use super::{
     AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, RecordedEvent,
     StoreError, StreamHead, StreamId,
 };
+use crate::store::Transient;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
@@ -67,8 +68,21 @@ struct WriteJob {
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
-fn backend_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::backend(BACKEND, e)
+/// How long a request waits for a connection before it is told the database is unavailable: a
+/// citizen gets a 503 to retry in seconds rather than a page that hangs.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool on `url` that gives up waiting for a connection after [`ACQUIRE_TIMEOUT`].
+pub async fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+}
+
+fn backend_error(e: sqlx::Error) -> StoreError {
+    StoreError::classified(BACKEND, e)
 }
 
 impl PostgresStore {
@@ -77,14 +91,26 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url).map_err(backend_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(|e| {
-                backend_error(format!(
+                let transient = e.is_transient();
+                let detail = format!(
                     "cannot connect to {}: {e}",
                     sportello_config::SecretUrl::new(url)
-                ))
+                );
+                if transient {
+                    StoreError::Unavailable {
+                        backend: BACKEND,
+                        detail,
+                    }
+                } else {
+                    StoreError::Backend {
+                        backend: BACKEND,
+                        detail,
+                    }
+                }
             })?;
         migrate(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
@@ -233,9 +259,16 @@ fn fail_all(
     let detail = format!(
         "{error} (the append may or may not have been committed; retrying it with the same event ids is safe)"
     );
+    // The writer lost its connection or its transaction: a retry with the same ids, once the
+    // server answers again, is the only way to know and is always safe.
     requests
         .iter()
-        .map(|_| Err(backend_error(&detail)))
+        .map(|_| {
+            Err(StoreError::Unavailable {
+                backend: BACKEND,
+                detail: detail.clone(),
+            })
+        })
         .collect()
 }
 
@@ -506,10 +539,10 @@ impl EventStore for PostgresStore {
         self.inner
             .writer
             .send(WriteJob { request, reply })
-            .map_err(|_| backend_error("the writer task has stopped"))?;
+            .map_err(|_| StoreError::backend(BACKEND, "the writer task has stopped"))?;
         outcome
             .await
-            .map_err(|_| backend_error("the writer task has stopped"))?
+            .map_err(|_| StoreError::backend(BACKEND, "the writer task has stopped"))?
     }
 
     async fn read_stream_page(
@@ -633,4 +666,80 @@ mod tests {
         );
         assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
     }
+}
+
+/// A database of its own, uniquely named, for a test or a benchmark on a shared server.
+pub struct ScratchDatabase {
+    /// Its URL: the server's with the database's name.
+    pub url: String,
+    pub name: String,
+    server_url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `<prefix>_<random>` on the server at `server_url`.
+    pub async fn create(server_url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(server_url)
+            .await
+            .map_err(backend_error)?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .map_err(backend_error)?;
+        Ok(Self {
+            url: with_database(server_url, &name),
+            name,
+            server_url: server_url.to_owned(),
+        })
+    }
+
+    /// Drops it, ending whatever is still connected to it.
+    pub async fn drop_database(self) -> Result<(), StoreError> {
+        let mut admin = PgConnection::connect(&self.server_url)
+            .await
+            .map_err(backend_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+}
+
+/// The server the tests use: `SPORTELLO_TEST_POSTGRES_URL`, or the local one with trust auth.
+pub fn test_server_url() -> String {
+    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs `test` with the URL of a fresh database on [`test_server_url`], dropped afterwards
+/// whatever happens; fails (never skips) with how to start the server when it does not answer.
+pub async fn with_scratch_database<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt;
+    let server = test_server_url();
+    let scratch = ScratchDatabase::create(&server, prefix)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {server} ({e}). Start it with `pg_ctlcluster \
+                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
+                 SPORTELLO_TEST_POSTGRES_URL at a server where this user may create databases."
+            )
+        });
+    let outcome = std::panic::AssertUnwindSafe(test(scratch.url.clone()))
+        .catch_unwind()
+        .await;
+    let dropped = scratch.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.expect("drop the scratch database");
 }

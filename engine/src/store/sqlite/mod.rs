@@ -209,7 +209,7 @@ fn read_head(conn: &Connection) -> rusqlite::Result<u64> {
 }
 
 fn backend_error(e: rusqlite::Error) -> StoreError {
-    StoreError::backend(BACKEND, e)
+    StoreError::classified(BACKEND, e)
 }
 
 /// What the writer knows from its own commits: stream heads and the log's head position. Valid
@@ -275,7 +275,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch
 }
 
 fn backend_error_ref(e: &rusqlite::Error) -> StoreError {
-    StoreError::backend(BACKEND, e)
+    StoreError::classified(BACKEND, e)
 }
 
 /// Writes one batch in one transaction, ids assumed new (see [`refused_ids`]); a unique-index

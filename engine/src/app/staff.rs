@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,13 +172,8 @@ pub async fn verify(log: &EventLog, token: &str) -> Result<Option<StaffMember>, 
                 ..
             }) => {
                 let given = secret_hash(secret);
-                // Compare digests without an early exit.
-                let same = stored.len() == given.len()
-                    && stored
-                        .bytes()
-                        .zip(given.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0;
+                // Compare digests in constant time.
+                let same: bool = stored.as_bytes().ct_eq(given.as_bytes()).into();
                 member = same.then_some(StaffMember {
                     token_id,
                     name,

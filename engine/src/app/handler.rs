@@ -5,7 +5,7 @@
 //! (UUIDv5), so a retried command whose events are already stored is recognised and answered with
 //! the original outcome instead of being decided again.
 
-use super::Aggregate;
+use crate::domain::Aggregate;
 use crate::store::{
     AppendOutcome, EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
 };
@@ -105,6 +105,8 @@ impl CommandHandler {
     }
 
     /// As [`CommandHandler::handle`], for facts recorded after they happened (`occurred_at`).
+    #[tracing::instrument(name = "command", skip_all,
+        fields(category = A::CATEGORY, id = %id, command_id = %command_id))]
     pub async fn handle_at<A: Aggregate>(
         &self,
         id: impl std::fmt::Display,

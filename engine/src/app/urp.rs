@@ -1,27 +1,30 @@
 //! The URP application service: what a citizen, an operator or the demo asks for, carried out
-//! through the command handler, with the vault, the calendar and the registers looked up first.
+//! through the command handler, with the vault, the calendar, the registers and the catalogue
+//! looked up first. The rules that need those (a service active in the comune, lengths, the
+//! default term) are checked here, so no caller can go around them.
 
+use super::error::{AppError, Refusal};
+use super::handler::{CommandHandler, Handled};
+use super::register::{Register, number_for};
 use crate::calendar::LegalCalendar;
+use crate::domain::Aggregate;
 use crate::domain::case::{
     Case, CaseCommand, CaseError, CaseKind, Channel, Citizen, OpenCase, case_code,
 };
 use crate::domain::feedback::{
     Feedback, FeedbackError, GiveFeedback, SealedComment, TargetType, feedback_id_for_case,
 };
-use crate::domain::registry::{Register, number_for};
-use crate::domain::service::{
-    CatalogueError, Form, FormCommand, FormDef, Service, ServiceCard, ServiceCommand,
-};
-use crate::domain::submission::{AcceptSubmission, Submission, SubmissionError};
-use crate::domain::{Aggregate, CommandError, CommandHandler, Handled};
+use crate::domain::service::{Form, FormCommand, FormDef, Service, ServiceCard, ServiceCommand};
+use crate::domain::submission::{AcceptSubmission, Submission};
 use crate::store::{EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
-use crate::vault::{Sealed, Vault, VaultError};
+use crate::vault::{Sealed, Vault};
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sportello_config::{IstatCode, Settings};
 use std::collections::{BTreeMap, HashMap};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// Who acts, and on whose behalf: becomes the events' metadata.
@@ -59,6 +62,60 @@ pub struct CitizenInput {
     pub fiscal_code: Option<String>,
 }
 
+/// Longest subject and description of a contact, and longest personal field, in characters.
+pub const MAX_SUBJECT: usize = 200;
+pub const MAX_DESCRIPTION: usize = 4000;
+pub const MAX_PERSONAL_FIELD: usize = 200;
+
+impl CitizenInput {
+    /// The e-mail must look like one; no field may be longer than [`MAX_PERSONAL_FIELD`].
+    pub fn check(&self) -> Result<(), Refusal> {
+        if let Some(email) = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            && (!email.contains('@') || email.contains(' ') || email.len() > 254)
+        {
+            return Err(Refusal::field(
+                "citizen.email",
+                "email_invalid",
+                "L'indirizzo e-mail non è valido.",
+            ));
+        }
+        for (field, value) in [
+            ("citizen.name", &self.name),
+            ("citizen.phone", &self.phone),
+            ("citizen.fiscal_code", &self.fiscal_code),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().count() > MAX_PERSONAL_FIELD)
+            {
+                return Err(Refusal::field(
+                    field,
+                    "too_long",
+                    format!("Il valore supera i {MAX_PERSONAL_FIELD} caratteri."),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Personal data are recorded only once the citizen has read the privacy notice (GDPR art. 13).
+fn privacy_consent(given: bool) -> Result<(), Refusal> {
+    if given {
+        Ok(())
+    } else {
+        Err(Refusal::field(
+            "privacy_consent",
+            "privacy_consent_required",
+            "Per inviare la richiesta occorre prendere visione dell'informativa sul trattamento dei dati personali.",
+        ))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewContact {
     pub case_id: Uuid,
@@ -70,8 +127,8 @@ pub struct NewContact {
     pub description: Option<String>,
     pub citizen: Option<CitizenInput>,
     pub received_at: DateTime<Utc>,
-    /// Days; the service's term when the contact concerns a service, 30 otherwise.
-    pub term_days: u32,
+    /// The citizen has read the privacy notice (GDPR art. 13).
+    pub privacy_consent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +157,7 @@ pub struct NewSubmission {
     pub comune: String,
     pub citizen: CitizenInput,
     pub submitted_at: DateTime<Utc>,
+    pub privacy_consent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -109,95 +167,6 @@ pub struct Submitted {
     pub case: OpenedCase,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UrpError {
-    #[error(transparent)]
-    Case(#[from] CaseError),
-    #[error(transparent)]
-    Feedback(#[from] FeedbackError),
-    #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
-    #[error(transparent)]
-    Submission(#[from] SubmissionError),
-    #[error("comune {0} is not part of this installation")]
-    UnknownComune(String),
-    #[error("the service {0} does not exist or is not active")]
-    UnknownService(String),
-    #[error(transparent)]
-    Vault(#[from] VaultError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the record kept changing; try again")]
-    Contention,
-    #[error("a stored event cannot be read: {0}")]
-    Undecodable(String),
-}
-
-impl UrpError {
-    /// True when the domain refused the request (the caller's to fix), false when something failed.
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            UrpError::Case(_)
-                | UrpError::Feedback(_)
-                | UrpError::Catalogue(_)
-                | UrpError::Submission(_)
-                | UrpError::UnknownComune(_)
-                | UrpError::UnknownService(_)
-                | UrpError::Vault(VaultError::SubjectErased(_))
-        )
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            UrpError::Case(e) => e.code(),
-            UrpError::Feedback(e) => e.code(),
-            UrpError::Catalogue(e) => e.code(),
-            UrpError::Submission(e) => e.code(),
-            UrpError::UnknownComune(_) => "comune_unknown",
-            UrpError::UnknownService(_) => "service_unknown",
-            UrpError::Vault(VaultError::SubjectErased(_)) => "subject_erased",
-            UrpError::Vault(_) => "vault_failure",
-            UrpError::Store(e) => e.code(),
-            UrpError::Contention => "contention",
-            UrpError::Undecodable(_) => "stored_event_corrupt",
-        }
-    }
-
-    pub fn message_it(&self) -> String {
-        match self {
-            UrpError::Case(e) => e.message_it(),
-            UrpError::Feedback(e) => e.message_it(),
-            UrpError::Catalogue(e) => e.message_it(),
-            UrpError::Submission(e) => e.message_it(),
-            UrpError::UnknownComune(c) => format!("Il comune {c} non fa parte di questa installazione."),
-            UrpError::UnknownService(s) => format!("Il servizio «{s}» non esiste o non è attivo."),
-            UrpError::Contention => "La pratica è stata modificata nel frattempo: riprova.".into(),
-            UrpError::Vault(VaultError::SubjectErased(_)) => {
-                "I dati personali di questa persona sono stati cancellati su sua richiesta: non possono essere registrati di nuovo con lo stesso profilo.".into()
-            }
-            _ => "Si è verificato un errore interno: riprova più tardi.".into(),
-        }
-    }
-}
-
-impl From<crate::store::InvalidInput> for UrpError {
-    fn from(e: crate::store::InvalidInput) -> Self {
-        UrpError::Store(e.into())
-    }
-}
-
-impl<E: std::error::Error + Into<UrpError> + 'static> From<CommandError<E>> for UrpError {
-    fn from(e: CommandError<E>) -> Self {
-        match e {
-            CommandError::Refused(e) => e.into(),
-            CommandError::TooMuchContention(_) => UrpError::Contention,
-            CommandError::Store(e) => UrpError::Store(e),
-            e @ CommandError::Undecodable { .. } => UrpError::Undecodable(e.to_string()),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Urp {
     handler: CommandHandler,
@@ -205,6 +174,8 @@ pub struct Urp {
     calendar: LegalCalendar,
     /// ISTAT code → case-code prefix.
     prefixes: HashMap<String, String>,
+    /// The term of a contact about no service with a term of its own.
+    default_term_days: u32,
 }
 
 /// The id of a command derived from what it is about, for commands that happen once per thing.
@@ -223,6 +194,7 @@ impl Urp {
                 .iter()
                 .map(|c| (c.istat.to_string(), Settings::code_prefix(c)))
                 .collect(),
+            default_term_days: u32::try_from(settings.calendar.default_term_days).unwrap_or(30),
         }
     }
 
@@ -238,11 +210,90 @@ impl Urp {
         &self.calendar
     }
 
-    fn prefix(&self, comune: &str) -> Result<&str, UrpError> {
+    /// The comune's case-code prefix; refuses a comune that is not part of this installation.
+    fn prefix(&self, comune: &str) -> Result<&str, Refusal> {
         self.prefixes
             .get(comune)
             .map(String::as_str)
-            .ok_or_else(|| UrpError::UnknownComune(comune.to_owned()))
+            .ok_or_else(|| {
+                Refusal::field(
+                    "comune",
+                    "comune_unknown",
+                    format!("Il comune {comune} non fa parte di questa installazione."),
+                )
+            })
+    }
+
+    /// Refuses a comune that is not part of this installation.
+    pub fn check_comune(&self, comune: &str) -> Result<(), Refusal> {
+        self.prefix(comune).map(drop)
+    }
+
+    /// The card of a service that is active and offered in `comune`, or a refusal naming `field`.
+    async fn active_service(
+        &self,
+        field: &'static str,
+        code: &str,
+        comune: Option<&str>,
+    ) -> Result<ServiceCard, AppError> {
+        let unknown = || {
+            Refusal::field(
+                field,
+                "service_unknown",
+                format!("Il servizio «{code}» non esiste o non è attivo in questo comune."),
+            )
+        };
+        let service = match self.service(code).await {
+            Ok(service) => service,
+            Err(AppError::Refused(_)) => return Err(unknown().into()),
+            Err(e) => return Err(e),
+        };
+        service
+            .card
+            .filter(|card| {
+                service.active && comune.is_none_or(|c| card.comuni.iter().any(|x| x == c))
+            })
+            .ok_or_else(|| unknown().into())
+    }
+
+    /// Checks a contact against the rules that hold whoever records it; returns its term.
+    async fn check_contact(&self, contact: &NewContact) -> Result<u32, AppError> {
+        self.check_comune(&contact.comune)?;
+        privacy_consent(contact.privacy_consent)?;
+        let subject = contact.subject.trim();
+        if subject.is_empty() {
+            return Err(Refusal::field("subject", "required", "L'oggetto è obbligatorio.").into());
+        }
+        if subject.chars().count() > MAX_SUBJECT {
+            return Err(Refusal::field(
+                "subject",
+                "too_long",
+                format!("L'oggetto può avere al massimo {MAX_SUBJECT} caratteri."),
+            )
+            .into());
+        }
+        if contact
+            .description
+            .as_deref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+        {
+            return Err(Refusal::field(
+                "description",
+                "too_long",
+                format!("La descrizione può avere al massimo {MAX_DESCRIPTION} caratteri."),
+            )
+            .into());
+        }
+        if let Some(citizen) = &contact.citizen {
+            citizen.check()?;
+        }
+        match contact.service.as_deref() {
+            None => Ok(self.default_term_days),
+            Some(code) => Ok(self
+                .active_service("service", code, Some(&contact.comune))
+                .await?
+                .term_days),
+        }
     }
 
     /// Opens a case: takes the next code of the comune's register, seals what the citizen wrote,
@@ -251,15 +302,16 @@ impl Urp {
         &self,
         actor: &Actor,
         contact: NewContact,
-    ) -> Result<OpenedCase, UrpError> {
+    ) -> Result<OpenedCase, AppError> {
+        let mut contact = contact;
+        contact.service = contact.service.filter(|s| !s.trim().is_empty());
         let prefix = self.prefix(&contact.comune)?.to_owned();
         // A repeated request: the case is there (and its citizen may since have been erased).
         if let Ok((case, _)) = self.case(contact.case_id).await {
             return Ok(self.opened(contact.case_id, &case));
         }
-        if contact.subject.trim().is_empty() {
-            return Err(CaseError::Empty("oggetto").into());
-        }
+        let term_days = self.check_contact(&contact).await?;
+        contact.subject = contact.subject.trim().to_owned();
         let local = contact.received_at.with_timezone(&Rome);
         let year = local.year();
         let given_subject = contact.citizen.as_ref().and_then(|c| c.subject_id);
@@ -308,12 +360,9 @@ impl Urp {
         .await?;
         let code = case_code(&prefix, year, number);
         let comune_code = IstatCode::parse(&contact.comune).ok();
-        let due_on = self.calendar.due_date(
-            local.date_naive(),
-            contact.term_days,
-            0,
-            comune_code.as_ref(),
-        );
+        let due_on = self
+            .calendar
+            .due_date(local.date_naive(), term_days, 0, comune_code.as_ref());
         let access_key = self.vault.access_key(contact.case_id);
         let command = CaseCommand::Open(OpenCase {
             code: code.clone(),
@@ -325,7 +374,7 @@ impl Urp {
             description,
             citizen,
             received_at: contact.received_at,
-            term_days: contact.term_days,
+            term_days,
             due_on,
             access_key_hash: Some(hash_access_key(&access_key)),
         });
@@ -368,17 +417,12 @@ impl Urp {
     pub fn access_key_matches(&self, case_id: Uuid, key: &str) -> bool {
         let expected = hash_access_key(&self.vault.access_key(case_id));
         let given = hash_access_key(key.trim());
-        // Compare digests, so the time taken says nothing about the key.
-        expected
-            .as_bytes()
-            .iter()
-            .zip(given.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        // Compare digests in constant time, so the time taken says nothing about the key.
+        expected.as_bytes().ct_eq(given.as_bytes()).into()
     }
 
     /// Every event of a case, in order (the timeline).
-    pub async fn case_events(&self, case_id: Uuid) -> Result<Vec<crate::RecordedEvent>, UrpError> {
+    pub async fn case_events(&self, case_id: Uuid) -> Result<Vec<crate::RecordedEvent>, AppError> {
         use futures::TryStreamExt;
         let stream = StreamId::new(Case::CATEGORY, case_id)?;
         let events: Vec<_> = self.log().read_stream(stream, 1).try_collect().await?;
@@ -395,7 +439,7 @@ impl Urp {
         case_id: Uuid,
         command_id: Uuid,
         command: CaseCommand,
-    ) -> Result<Handled<Case>, UrpError> {
+    ) -> Result<Handled<Case>, AppError> {
         let (case, _) = self.case(case_id).await?;
         let command = self.complete(&case, command);
         Ok(self
@@ -453,7 +497,7 @@ impl Urp {
     }
 
     /// The current state of a case and its version; `CaseError::NotFound` when it does not exist.
-    pub async fn case(&self, case_id: Uuid) -> Result<(Case, u64), UrpError> {
+    pub async fn case(&self, case_id: Uuid) -> Result<(Case, u64), AppError> {
         let stream = StreamId::new(Case::CATEGORY, case_id)?;
         let (case, version, _) = self.handler.load::<Case>(&stream).await?;
         if version == 0 {
@@ -462,7 +506,7 @@ impl Urp {
         Ok((case, version))
     }
 
-    pub async fn publish_service(&self, actor: &Actor, card: ServiceCard) -> Result<(), UrpError> {
+    pub async fn publish_service(&self, actor: &Actor, card: ServiceCard) -> Result<(), AppError> {
         let comune = card.comuni.first().cloned().unwrap_or_default();
         let id = once(Uuid::nil(), &format!("service:{}", card.code));
         self.handler
@@ -477,14 +521,20 @@ impl Urp {
         Ok(())
     }
 
-    pub async fn service(&self, code: &str) -> Result<Service, UrpError> {
-        let stream = StreamId::new(Service::CATEGORY, code)?;
+    /// A service (never published, and so inactive, when it does not exist).
+    pub async fn service(&self, code: &str) -> Result<Service, AppError> {
+        // A code that cannot name a stream names no service.
+        let Ok(stream) = StreamId::new(Service::CATEGORY, code) else {
+            return Ok(Service::default());
+        };
         Ok(self.handler.load::<Service>(&stream).await?.0)
     }
 
     /// A form with its published versions (empty when it does not exist).
-    pub async fn form(&self, form_id: &str) -> Result<Form, UrpError> {
-        let stream = StreamId::new(Form::CATEGORY, form_id)?;
+    pub async fn form(&self, form_id: &str) -> Result<Form, AppError> {
+        let Ok(stream) = StreamId::new(Form::CATEGORY, form_id) else {
+            return Ok(Form::default());
+        };
         Ok(self.handler.load::<Form>(&stream).await?.0)
     }
 
@@ -495,12 +545,8 @@ impl Urp {
         form_id: &str,
         form: FormDef,
         command_id: Uuid,
-    ) -> Result<u32, UrpError> {
-        let service = self.service(&form.service).await?;
-        let card = service
-            .card
-            .filter(|_| service.active)
-            .ok_or_else(|| UrpError::UnknownService(form.service.clone()))?;
+    ) -> Result<u32, AppError> {
+        let card = self.active_service("service", &form.service, None).await?;
         let comune = card.comuni.first().cloned().unwrap_or_default();
         let done = self
             .handler
@@ -524,7 +570,7 @@ impl Urp {
         &self,
         actor: &Actor,
         submission: NewSubmission,
-    ) -> Result<Submitted, UrpError> {
+    ) -> Result<Submitted, AppError> {
         let NewSubmission {
             submission_id,
             form_id,
@@ -534,9 +580,12 @@ impl Urp {
             comune,
             citizen,
             submitted_at,
+            privacy_consent: consent,
         } = submission;
         let (form_id, comune) = (form_id.as_str(), comune.as_str());
         self.prefix(comune)?;
+        privacy_consent(consent)?;
+        citizen.check()?;
         let submission_stream = StreamId::new(Submission::CATEGORY, submission_id)?;
         if let (
             Submission {
@@ -554,22 +603,21 @@ impl Urp {
                 case,
             });
         }
-        let form_state = self
-            .handler
-            .load::<Form>(&StreamId::new(Form::CATEGORY, form_id)?)
-            .await?
-            .0;
+        let form_state = self.form(form_id).await?;
+        if form_state.versions.is_empty() {
+            return Err(Refusal::field(
+                "form_id",
+                "form_not_found",
+                "Il modulo indicato non esiste.",
+            )
+            .into());
+        }
         let form = form_state.usable(form_version).cloned();
         let card = match &form {
-            Ok(def) => {
-                let service = self.service(&def.service).await?;
-                Some(
-                    service
-                        .card
-                        .filter(|_| service.active)
-                        .ok_or_else(|| UrpError::UnknownService(def.service.clone()))?,
-                )
-            }
+            Ok(def) => Some(
+                self.active_service("form_id", &def.service, Some(comune))
+                    .await?,
+            ),
             Err(_) => None,
         };
         // Check before taking a number, so that a refused submission leaves no gap.
@@ -631,7 +679,7 @@ impl Urp {
                         ..citizen
                     }),
                     received_at: submitted_at,
-                    term_days: card.term_days,
+                    privacy_consent: consent,
                 },
             )
             .await?;
@@ -652,7 +700,7 @@ impl Urp {
         comment: Option<String>,
         subject: Option<Uuid>,
         feedback_id: Option<Uuid>,
-    ) -> Result<(Uuid, u64), UrpError> {
+    ) -> Result<(Uuid, u64), AppError> {
         self.prefix(&command.comune)?;
         let feedback_id = match command.target.target_type {
             TargetType::Case => {
@@ -702,7 +750,7 @@ impl Urp {
         actor: &Actor,
         subject: Uuid,
         reason: &str,
-    ) -> Result<u64, UrpError> {
+    ) -> Result<u64, AppError> {
         self.vault.erase(subject).await?;
         let event = NewEvent::new("SubjectErased", &serde_json::json!({ "reason": reason }))?
             .with_id(once(subject, "erased"))

@@ -1,0 +1,519 @@
+//! The router in-process (`sportello::api::app`), without a socket: what any input a citizen can
+//! type gets back, request ids and correlation, read-your-writes past the head, and a
+//! PostgreSQL that goes away in the middle of intakes.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use sportello::api::{self, AppState};
+use sportello_config::{SecretUrl, Settings};
+use sportello_engine::store::postgres::with_scratch_database;
+use sportello_engine::{EventLog, ReadAll};
+use sportello_projections::Views;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+struct App {
+    router: Router,
+    log: EventLog,
+    _dir: tempfile::TempDir,
+}
+
+fn settings(url: &str, consistency_wait_ms: u64) -> Settings {
+    let mut settings = Settings::load_from(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        None,
+        [(
+            "SPORTELLO__VAULT__MASTER_KEY".to_owned(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+        )],
+    )
+    .unwrap();
+    settings.store.url = SecretUrl::new(url.to_owned());
+    settings.api.consistency_wait_ms = consistency_wait_ms;
+    settings.api.public_burst = 1000;
+    settings
+}
+
+async fn app_on(url: &str, consistency_wait_ms: u64, dir: tempfile::TempDir) -> App {
+    sportello::cli::telemetry::init();
+    let settings = settings(url, consistency_wait_ms);
+    let urp = sportello::cli::open_urp(&settings).await.unwrap();
+    let views = Views::open(url).await.unwrap();
+    sportello_projections::read_models()
+        .ensure_all(&views)
+        .await
+        .unwrap();
+    let log = urp.log().clone();
+    let state = Arc::new(AppState::new(urp, views, Arc::new(settings)));
+    let router = api::app(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))));
+    App {
+        router,
+        log,
+        _dir: dir,
+    }
+}
+
+async fn sqlite_app(consistency_wait_ms: u64) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("urp.db").display());
+    app_on(&url, consistency_wait_ms, dir).await
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl App {
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+fn new_case(subject: &str) -> Value {
+    json!({
+        "comune": "073015", "kind": "segnalazione", "channel": "web", "service": null,
+        "subject": subject, "description": "Via Roma 12",
+        "citizen": {"name": "Giuseppe Verdi", "email": "g.verdi@example.it"},
+        "privacy_consent": true
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_a_citizen_can_type_get_a_4xx_problem_never_a_500() {
+    let app = sqlite_app(200).await;
+    let mut with_service = new_case("Lampione spento");
+    with_service["service"] = json!("a b");
+    let answer = app
+        .send("POST", "/api/v1/cases", &[], Some(with_service))
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["errors"][0]["field"], "service");
+    assert_eq!(answer.body["errors"][0]["code"], "service_unknown");
+
+    for uri in [
+        "/api/v1/forms/a%20b",
+        "/api/v1/services/a%20b",
+        "/api/v1/forms/%C3%A8%2F%2E%2E",
+    ] {
+        let answer = app.send("GET", uri, &[], None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{uri}: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.headers[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
+    let submission = json!({
+        "form_id": "a b", "form_version": 1, "comune": "073015", "values": {},
+        "citizen": {"name": "Giuseppe Verdi"}, "privacy_consent": true
+    });
+    let answer = app
+        .send("POST", "/api/v1/submissions", &[], Some(submission))
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["errors"][0]["field"], "form_id");
+
+    let rating = json!({
+        "target": {"type": "case", "id": "a b"}, "comune": "073015", "channel": "web",
+        "scale": "stars", "score": 5, "access_key": "x"
+    });
+    let answer = app
+        .send("POST", "/api/v1/feedback", &[], Some(rating))
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+
+    // Nothing was stored by any of them.
+    let stored: Vec<_> = app
+        .log
+        .read_all(ReadAll::from(1))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|e| e.stream.category() != "case"),
+        "{stored:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_comes_back_and_becomes_the_correlation_id_of_its_events() {
+    let app = sqlite_app(200).await;
+    let answer = app
+        .send(
+            "POST",
+            "/api/v1/cases",
+            &[("X-Request-Id", "sportello-prova-42")],
+            Some(new_case("Buca in via Roma")),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.headers["x-request-id"], "sportello-prova-42");
+    let case_id: Uuid = answer.body["id"].as_str().unwrap().parse().unwrap();
+    let events: Vec<_> = app
+        .log
+        .read_stream(sportello_engine::StreamId::new("case", case_id).unwrap(), 1)
+        .try_collect()
+        .await
+        .unwrap();
+    let expected = Uuid::new_v5(&Uuid::NAMESPACE_OID, b"sportello-prova-42");
+    assert_eq!(events[0].metadata.correlation_id, Some(expected));
+
+    // A UUID is taken as it is; a problem document quotes the id.
+    let given = Uuid::now_v7().to_string();
+    let answer = app
+        .send(
+            "POST",
+            "/api/v1/cases",
+            &[("X-Request-Id", &given)],
+            Some(json!({"comune": "073015"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.body["request_id"], given.as_str());
+    assert_eq!(answer.headers["x-request-id"], given.as_str());
+
+    // Without one, the server makes one.
+    let answer = app.send("GET", "/healthz", &[], None).await;
+    let made = answer.headers["x-request-id"].to_str().unwrap();
+    assert!(Uuid::parse_str(made).is_ok(), "{made}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_past_the_head_waits_and_is_refused_as_not_yet_fresh() {
+    let app = sqlite_app(300).await;
+    let opened = app
+        .send("POST", "/api/v1/cases", &[], Some(new_case("Rifiuti")))
+        .await;
+    let position = opened.body["position"].as_u64().unwrap();
+    // The projections are not running here: the public catalogue has nothing to catch up to,
+    // so a position the log has reached is fresh at once…
+    let answer = app
+        .send(
+            "GET",
+            &format!("/api/v1/services?min_position={position}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // …but one the log has not reached cannot be: a write this node has not seen.
+    let started = std::time::Instant::now();
+    let answer = app
+        .send(
+            "GET",
+            "/api/v1/services",
+            &[("X-Min-Position", &(position + 1000).to_string())],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["code"], "projection_behind");
+    assert!(answer.headers.contains_key(header::RETRY_AFTER));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// A TCP relay to PostgreSQL that can be cut and restored, to take the database away from the
+/// server the way a restart or a network fault would.
+struct Relay {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_is_a_503_to_retry_with_the_same_key_and_nothing_is_lost() {
+    with_scratch_database("sportello_outage", |url| async move {
+        let mut relay = Relay::start(0).await;
+        let through = url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port), 1);
+        assert_ne!(through, url, "the test server must be 127.0.0.1:5432");
+        let app = app_on(&through, 200, tempfile::tempdir().unwrap()).await;
+        let first = app
+            .send(
+                "POST",
+                "/api/v1/cases",
+                &[("Idempotency-Key", "k-1")],
+                Some(new_case("Prima")),
+            )
+            .await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+
+        relay.cut();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let during = app
+            .send(
+                "POST",
+                "/api/v1/cases",
+                &[("Idempotency-Key", "k-2")],
+                Some(new_case("Seconda")),
+            )
+            .await;
+        assert_eq!(
+            during.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            during.body
+        );
+        assert_eq!(during.body["code"], "temporarily_unavailable");
+        assert!(
+            during.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key")
+        );
+        assert!(during.headers.contains_key(header::RETRY_AFTER));
+
+        let _relay = Relay::start(relay.port).await;
+        let mut retried = None;
+        for _ in 0..20 {
+            let answer = app
+                .send(
+                    "POST",
+                    "/api/v1/cases",
+                    &[("Idempotency-Key", "k-2")],
+                    Some(new_case("Seconda")),
+                )
+                .await;
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                retried = Some(answer);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let retried = retried.expect("the server recovers once PostgreSQL is back");
+        assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.body);
+        let again = app
+            .send(
+                "POST",
+                "/api/v1/cases",
+                &[("Idempotency-Key", "k-2")],
+                Some(new_case("Seconda")),
+            )
+            .await;
+        assert_eq!(
+            again.body["code"], retried.body["code"],
+            "the same case, once"
+        );
+
+        let log = sportello_engine::store::open(&url).await.unwrap();
+        let opened: Vec<_> = log
+            .read_all(ReadAll {
+                event_types: vec!["CaseOpened".into()],
+                ..ReadAll::from(1)
+            })
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(opened.len(), 2, "one case per key, none lost");
+    })
+    .await;
+}
+
+/// The aggregate, the staff's inbox and the citizen's view tell every demo case's status the
+/// same way after every one of its events: there is one state machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_demo_case_has_the_same_status_in_the_aggregate_the_inbox_and_the_citizens_view() {
+    use sportello::api::public::public_status;
+    use sportello_engine::domain::Aggregate;
+    use sportello_engine::domain::case::{Case, CaseEvent};
+    use sportello_projections::Projection;
+    use sportello_projections::inbox::Inbox;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let settings = settings(&url, 200);
+    sportello::cli::demo::run(
+        &settings,
+        sportello::cli::demo::DemoArgs {
+            cases: 600,
+            seed: 11,
+        },
+    )
+    .await
+    .unwrap();
+    // And one the demo may not tell: documents asked for after the answer, then received.
+    let urp = sportello::cli::open_urp(&settings).await.unwrap();
+    let staff = sportello_engine::app::Actor {
+        name: "staff:test".into(),
+        ..Default::default()
+    };
+    let opened = urp
+        .open_case(
+            &staff,
+            sportello_engine::app::NewContact {
+                case_id: Uuid::now_v7(),
+                comune: "073015".into(),
+                kind: sportello_engine::domain::case::CaseKind::Reclamo,
+                channel: sportello_engine::domain::case::Channel::Sportello,
+                service: None,
+                subject: "Rumori notturni".into(),
+                description: None,
+                citizen: None,
+                received_at: chrono::Utc::now(),
+                privacy_consent: true,
+            },
+        )
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    use sportello_engine::domain::case::CaseCommand as C;
+    for command in [
+        C::TakeInCharge {
+            office: "URP".into(),
+            at: now,
+            expected_by: chrono::NaiveDate::MIN,
+        },
+        C::Answer {
+            text: "Verificheremo".into(),
+            at: now,
+        },
+        C::RequestDocuments {
+            documents: vec!["Esposto firmato".into()],
+            at: now,
+        },
+        C::ReceiveDocuments {
+            at: now,
+            suspended_days: 0,
+            due_on: chrono::NaiveDate::MIN,
+        },
+    ] {
+        urp.act(&staff, opened.case_id, Uuid::now_v7(), command)
+            .await
+            .unwrap();
+    }
+    let log = urp.log().clone();
+    let mut cases: std::collections::BTreeMap<String, Vec<sportello_engine::RecordedEvent>> =
+        Default::default();
+    let mut events = log.read_all(ReadAll {
+        categories: vec!["case".into()],
+        ..ReadAll::from(1)
+    });
+    while let Some(event) = events.try_next().await.unwrap() {
+        cases
+            .entry(event.stream.id().to_owned())
+            .or_default()
+            .push(event);
+    }
+    assert!(cases.len() >= 600, "{} cases", cases.len());
+    let (mut suspended_and_resumed, mut compared) = (0, 0);
+    for (id, recorded) in &cases {
+        let mut case = Case::default();
+        let mut row = None;
+        let mut decoded: Vec<CaseEvent> = Vec::new();
+        for event in recorded {
+            let case_event: CaseEvent = event.decode().unwrap();
+            case = case.evolve(&case_event);
+            row = Inbox::apply(row, event);
+            decoded.push(case_event.clone());
+            let inbox_status = row.as_ref().map(|r| r.status.clone());
+            assert_eq!(
+                inbox_status.as_deref(),
+                Some(case.status.name()),
+                "case {id} after {}",
+                event.event_type
+            );
+            assert_eq!(
+                public_status(&decoded).status,
+                case.lifecycle().public_name(),
+                "case {id} after {}",
+                event.event_type
+            );
+            compared += 1;
+            if matches!(case_event, CaseEvent::DocumentsReceived { .. }) {
+                suspended_and_resumed += 1;
+            }
+        }
+    }
+    assert!(
+        suspended_and_resumed > 0,
+        "the demo suspends and resumes some cases"
+    );
+    assert!(compared > cases.len() * 2);
+}
