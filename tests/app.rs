@@ -122,12 +122,8 @@ async fn identifiers_a_citizen_can_type_get_a_4xx_problem_never_a_500() {
     let answer = app
         .send("POST", "/api/v1/cases", &[], Some(with_service))
         .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
+    // It names a service that does not exist: 404, with the field at fault.
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
     assert_eq!(answer.body["errors"][0]["field"], "service");
     assert_eq!(answer.body["errors"][0]["code"], "service_unknown");
 
@@ -156,12 +152,7 @@ async fn identifiers_a_citizen_can_type_get_a_4xx_problem_never_a_500() {
     let answer = app
         .send("POST", "/api/v1/submissions", &[], Some(submission))
         .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
     assert_eq!(answer.body["errors"][0]["field"], "form_id");
 
     let rating = json!({

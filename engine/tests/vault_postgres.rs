@@ -1,6 +1,6 @@
 //! Sealed personal data on PostgreSQL: the clear text is in no table, and erasure leaves no key.
 
-use sportello_engine::store::postgres::PostgresStore;
+use sportello_engine::store::postgres::{PostgresStore, with_scratch_database};
 use sportello_engine::vault::{MasterKey, PostgresKeyStore, Unsealed, Vault};
 use sportello_engine::{EventLog, ExpectedVersion, NewEvent, StreamId};
 use std::sync::Arc;
@@ -8,21 +8,7 @@ use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_on_postgres_leaves_neither_clear_text_nor_key() {
-    let admin_url = std::env::var("SPORTELLO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {admin_url} ({e}). Start it with `pg_ctlcluster \
-             --skip-systemctl-redirect $(ls /etc/postgresql) main start`."
-        )
-    });
-    let name = format!("sportello_vault_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = sportello_engine::store::postgres::with_database(&admin_url, &name);
-    let outcome = tokio::spawn(async move {
+    with_scratch_database("sportello_vault", |url| async move {
         let store = PostgresStore::connect(&url).await.unwrap();
         let pool = store.pool().clone();
         let log = EventLog::new(Arc::new(store));
@@ -61,13 +47,4 @@ async fn erasure_on_postgres_leaves_neither_clear_text_nor_key() {
         assert_eq!(vault.unseal(&sealed).await.unwrap(), Unsealed::Erased);
     })
     .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
 }

@@ -130,6 +130,23 @@ impl Filter {
     }
 }
 
+/// Refuses a grouping by a dimension the statistic does not have.
+pub(crate) fn check_dimensions(
+    group_by: &[String],
+    allowed: &[&str],
+) -> Result<(), crate::ViewsError> {
+    match group_by.iter().find(|d| !allowed.contains(&d.as_str())) {
+        None => Ok(()),
+        Some(bad) => Err(crate::ViewsError::Invalid {
+            field: "group_by",
+            message: format!(
+                "Non si può raggruppare per «{bad}»: dimensioni possibili {}.",
+                allowed.join(", ")
+            ),
+        }),
+    }
+}
+
 /// A read model: rows keyed by id, each folded from the events that concern it.
 pub trait Projection: Send + Sync + 'static {
     type Row: Clone + Send + Sync + 'static;

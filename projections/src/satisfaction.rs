@@ -3,7 +3,7 @@
 //! scale, the positive ones (faces: satisfied; stars: 4–5), the sum of scores and the reasons
 //! chosen; and, beside them, the cases closed per comune and month, for the participation rate.
 
-use crate::model::{Column, Filter, Projection, SqlType, SqlValue, name_of};
+use crate::model::{Column, Filter, Projection, SqlType, SqlValue, check_dimensions, name_of};
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Rome;
@@ -324,19 +324,7 @@ pub struct SatisfactionReport {
 }
 
 pub async fn query(views: &Views, q: &SatisfactionQuery) -> Result<SatisfactionReport, ViewsError> {
-    if let Some(bad) = q
-        .group_by
-        .iter()
-        .find(|d| !DIMENSIONS.contains(&d.as_str()))
-    {
-        return Err(ViewsError::Invalid {
-            field: "group_by",
-            message: format!(
-                "Non si può raggruppare per «{bad}»: dimensioni possibili {}.",
-                DIMENSIONS.join(", ")
-            ),
-        });
-    }
+    check_dimensions(&q.group_by, DIMENSIONS)?;
     let mut filter = Filter::new();
     filter
         .equal(&[

@@ -5,7 +5,7 @@
 //! months are counted in Europe/Rome.
 
 use crate::inbox::{Inbox, InboxRow};
-use crate::model::Filter;
+use crate::model::{Filter, check_dimensions};
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Europe::Rome;
@@ -83,19 +83,7 @@ pub async fn query(
     q: &ServiceLevelQuery,
     today: NaiveDate,
 ) -> Result<ServiceLevelReport, ViewsError> {
-    if let Some(bad) = q
-        .group_by
-        .iter()
-        .find(|d| !DIMENSIONS.contains(&d.as_str()))
-    {
-        return Err(ViewsError::Invalid {
-            field: "group_by",
-            message: format!(
-                "Non si può raggruppare per «{bad}»: dimensioni possibili {}.",
-                DIMENSIONS.join(", ")
-            ),
-        });
-    }
+    check_dimensions(&q.group_by, DIMENSIONS)?;
     let mut filter = Filter::new();
     filter.equal(&[("comune", &q.comune), ("kind", &q.kind)]);
     let rows = views

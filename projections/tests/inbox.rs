@@ -2,18 +2,16 @@
 //! rebuild equal to the incremental build, and a single runner per projection.
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use futures::FutureExt;
 use sportello_config::Settings;
 use sportello_engine::app::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
-use sportello_engine::store::postgres::{PostgresStore, with_database};
+use sportello_engine::store::postgres::{PostgresStore, with_scratch_database};
 use sportello_engine::store::sqlite::SqliteStore;
 use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
 use sportello_engine::{EventLog, EventStore};
 use sportello_projections::inbox::{Inbox, InboxQuery, query};
 use sportello_projections::runner::{acquire, catch_up, rebuild};
 use sportello_projections::{Filter, Projection, RunnerGuard, Views, read_model};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -32,8 +30,8 @@ async fn sqlite(dir: &std::path::Path) -> Backend {
     backend(url, store, keys, dir).await
 }
 
-async fn postgres(name: &str, dir: &std::path::Path) -> Backend {
-    let url = with_database(&admin_url(), name);
+async fn postgres(url: &str, dir: &std::path::Path) -> Backend {
+    let url = url.to_owned();
     let store = PostgresStore::connect(&url).await.unwrap();
     let keys: Arc<dyn KeyStore> = Arc::new(
         PostgresKeyStore::connect(store.pool().clone())
@@ -65,11 +63,6 @@ async fn backend(
     }
 }
 
-fn admin_url() -> String {
-    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 async fn on_both<F, Fut>(case: F)
 where
     F: Fn(Backend) -> Fut,
@@ -78,27 +71,12 @@ where
     let dir = tempfile::tempdir().unwrap();
     case(sqlite(dir.path()).await).await;
 
-    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is not reachable ({e}): start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
-    });
-    let name = format!("sportello_views_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let pg_dir = tempfile::tempdir().unwrap();
-    let outcome = AssertUnwindSafe(async { case(postgres(&name, pg_dir.path()).await).await })
-        .catch_unwind()
-        .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let case = &case;
+    with_scratch_database("sportello_views", |url| async move {
+        let pg_dir = tempfile::tempdir().unwrap();
+        case(postgres(&url, pg_dir.path()).await).await;
+    })
+    .await;
 }
 
 fn day(d: u32) -> chrono::DateTime<Utc> {
@@ -797,10 +775,9 @@ async fn a_new_version_is_built_beside_the_old_one_which_is_retired_once_its_run
 /// or a checkpoint any more: the second runner, which took the lock, keeps what it wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_runner_that_lost_its_lock_cannot_overwrite_the_next_runner() {
-    sportello_engine::store::postgres::with_scratch_database("sportello_fence", |url| async move {
+    with_scratch_database("sportello_fence", |url| async move {
         let dir = tempfile::tempdir().unwrap();
-        let name = url.rsplit('/').next().unwrap().to_owned();
-        let b = postgres(&name, dir.path()).await;
+        let b = postgres(&url, dir.path()).await;
         let ids = history(&b.urp).await;
         let events: Vec<_> =
             futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))

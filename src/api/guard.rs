@@ -160,6 +160,33 @@ impl FromRequestParts<Shared> for ClientAddr {
     }
 }
 
+/// 1 to 255 visible ASCII characters (the pattern the OpenAPI document publishes).
+pub fn is_idempotency_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The request's `Idempotency-Key`, if it has one; 422 when it is not 1 to 255 visible
+/// characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .filter(|k| is_idempotency_key(k))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "idempotency_key_invalid",
+                "La chiave di idempotenza deve avere da 1 a 255 caratteri stampabili, senza spazi.",
+            )
+        })
+}
+
+/// The pattern of an `Idempotency-Key`, as [`is_idempotency_key`] checks it.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
 /// The `Idempotency-Key` of a public write, if any, checked against the body it first came with.
 /// Returns an id derived from the key and the body: a retry finds the resource the first request
 /// made; the same key with another body is refused (422).
@@ -169,21 +196,9 @@ pub async fn idempotent_id(
     route: &str,
     fingerprint: &str,
 ) -> Result<Option<Uuid>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else {
+    let Some(key) = idempotency_key(headers)? else {
         return Ok(None);
     };
-    let key = raw
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| (1..=255).contains(&k.len()))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                "idempotency_key_invalid",
-                "La chiave di idempotenza deve avere da 1 a 255 caratteri stampabili.",
-            )
-        })?;
     let scoped = format!("{route}|{key}");
     if !state
         .views

@@ -7,6 +7,7 @@
 //! - [`public`]: what a citizen does (open a case, follow it, submit a form, rate).
 //! - [`staff`]: the inbox, case detail and actions, statistics, erasure.
 //! - [`ops`]: health, readiness with projection lag, the OpenAPI document.
+//! - [`spec`]: the OpenAPI document, completed with what every operation of a kind answers.
 //! - [`request`]: a span per request and its `X-Request-Id`, the correlation id of its events.
 
 pub mod guard;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod problem;
 pub mod public;
 pub mod request;
+pub mod spec;
 pub mod staff;
 
 use axum::Router;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub tokens: TokenCache,
     /// How long a query given `min_position` waits for its projection.
     pub consistency_wait: Duration,
+    /// The OpenAPI document of this installation, made once.
+    pub openapi: serde_json::Value,
 }
 
 pub type Shared = Arc<AppState>;
@@ -49,6 +53,7 @@ impl AppState {
             limiter: RateLimiter::new(api.public_posts_per_minute, api.public_burst),
             tokens: TokenCache::default(),
             consistency_wait: Duration::from_millis(api.consistency_wait_ms),
+            openapi: spec::document(&settings),
             urp,
             views,
             settings,

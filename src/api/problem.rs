@@ -22,6 +22,16 @@ pub struct FieldProblem {
     pub message: String,
 }
 
+impl From<FieldError> for FieldProblem {
+    fn from(f: FieldError) -> Self {
+        FieldProblem {
+            field: f.field,
+            code: f.code.to_owned(),
+            message: f.message,
+        }
+    }
+}
+
 /// The body of every error answer (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -81,14 +91,7 @@ impl ApiError {
             "validation_failed",
             "Alcuni campi del modulo non sono validi.",
         );
-        e.errors = errors
-            .into_iter()
-            .map(|f| FieldProblem {
-                field: f.field,
-                code: f.code.to_owned(),
-                message: f.message,
-            })
-            .collect();
+        e.errors = errors.into_iter().map(FieldProblem::from).collect();
         e
     }
 
@@ -176,16 +179,15 @@ impl ApiError {
     /// The domain refused: the status follows the refusal's kind; fields at fault are listed.
     pub fn refused(refusal: &Refusal) -> Self {
         let fields = refusal.fields();
-        let mut e = if fields.is_empty() {
-            ApiError::new(
-                refusal_status(refusal.kind()),
-                refusal.code(),
-                refusal.message_it(),
-            )
-        } else {
-            ApiError::fields(fields)
-        };
-        e.status = refusal_status(refusal.kind());
+        if refusal.kind() == RefusalKind::Invalid && !fields.is_empty() {
+            return ApiError::fields(fields);
+        }
+        let mut e = ApiError::new(
+            refusal_status(refusal.kind()),
+            refusal.code(),
+            refusal.message_it(),
+        );
+        e.errors = fields.into_iter().map(FieldProblem::from).collect();
         e
     }
 
@@ -344,6 +346,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ))
         }
     }
+}
+
+/// A whole number as JSON may write it, `3` or `3.0` (JSON Schema counts both as integers).
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid value: {number}, expected a whole number in range"
+            ))
+        })
 }
 
 /// serde's English, made readable for an Italian user (the field path says where).

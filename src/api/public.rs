@@ -1,9 +1,9 @@
 //! What a citizen does from the web: open a contact, follow it with its access key, send the
 //! documents asked for or withdraw it, read the catalogue and the forms, submit a form, rate.
 
-use super::guard::{ClientAddr, idempotent_id, min_position, wait_for};
+use super::guard::{ClientAddr, idempotency_key, idempotent_id, min_position, wait_for};
 use super::problem::{ApiError, Body, Params, PathParams};
-use super::{AppState, Shared};
+use super::{AppState, Shared, spec};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,9 +26,13 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CitizenRequest {
+    #[schema(max_length = 200)]
     pub name: Option<String>,
+    #[schema(max_length = 254, pattern = r"^[^\s@]+@[^\s@]+$")]
     pub email: Option<String>,
+    #[schema(max_length = 200)]
     pub phone: Option<String>,
+    #[schema(max_length = 200)]
     pub fiscal_code: Option<String>,
 }
 
@@ -49,19 +53,22 @@ impl CitizenRequest {
 #[serde(deny_unknown_fields)]
 pub struct NewCaseRequest {
     /// ISTAT code of the comune addressed, e.g. `073015` (Massafra).
+    #[schema(pattern = "^[0-9]{6}$")]
     pub comune: String,
-    /// informazione, segnalazione, reclamo, suggerimento, accesso_agli_atti, accesso_civico.
-    #[schema(value_type = String, example = "segnalazione")]
+    #[schema(schema_with = spec::case_kinds)]
     pub kind: CaseKind,
     /// web or app from the public API; sportello, telefono, email, pec, posta for staff.
-    #[schema(value_type = String, example = "web")]
+    #[schema(schema_with = spec::channels)]
     pub channel: Channel,
-    /// Code of the service it concerns, whose term applies (30 days otherwise).
+    /// Code of the service it concerns, whose term applies (the default term otherwise).
     pub service: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub subject: String,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
     pub citizen: Option<CitizenRequest>,
-    /// The citizen has read the privacy notice (GDPR art. 13); required.
+    /// The citizen has read the privacy notice (GDPR art. 13); must be true.
+    #[schema(schema_with = spec::must_be_true)]
     pub privacy_consent: bool,
     /// Staff only: when the contact was received, if entered afterwards.
     #[serde(default)]
@@ -166,6 +173,7 @@ pub async fn open_case(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KeyParams {
     /// The access key received when the case was opened.
     pub key: Option<String>,
@@ -404,6 +412,7 @@ pub async fn follow_case(
 #[serde(deny_unknown_fields)]
 pub struct DocumentsRequest {
     /// What is being sent (the files travel through the comune's protocol, e.g. by PEC).
+    #[schema(schema_with = spec::document_names)]
     pub documents: Vec<String>,
 }
 
@@ -440,15 +449,16 @@ pub async fn act_on_case(
 
 /// The command id of an action on a case: derived from its `Idempotency-Key` (a retry is the same
 /// command), new otherwise.
-pub fn command_id(headers: &HeaderMap, case_id: Uuid, action: &str) -> Uuid {
-    match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+pub fn command_id(headers: &HeaderMap, case_id: Uuid, action: &str) -> Result<Uuid, ApiError> {
+    Ok(match idempotency_key(headers)? {
         Some(key) => Uuid::new_v5(&case_id, format!("{action}|{key}").as_bytes()),
         None => Uuid::now_v7(),
-    }
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/cases/{code}/documents", tag = "pubblico",
-    params(("code" = String, Path), KeyParams), request_body = DocumentsRequest,
+    params(("code" = String, Path), KeyParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")), request_body = DocumentsRequest,
     responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
               (status = 409, body = super::problem::Problem)))]
 pub async fn send_documents(
@@ -460,7 +470,7 @@ pub async fn send_documents(
     Body(request, _): Body<DocumentsRequest>,
 ) -> Result<Json<CaseWriteResponse>, ApiError> {
     state.limiter.check(address)?;
-    if request.documents.iter().all(|d| d.trim().is_empty()) {
+    if request.documents.is_empty() || request.documents.iter().any(|d| d.trim().is_empty()) {
         return Err(ApiError::invalid(
             "documents",
             "required",
@@ -473,14 +483,15 @@ pub async fn send_documents(
         suspended_days: 0,
         due_on: NaiveDate::default(),
     };
-    let id = command_id(&headers, case_id, "documents");
+    let id = command_id(&headers, case_id, "documents")?;
     Ok(Json(
         act_on_case(&state, &citizen_actor(), case_id, id, command).await?,
     ))
 }
 
 #[utoipa::path(post, path = "/api/v1/cases/{code}/withdraw", tag = "pubblico",
-    params(("code" = String, Path), KeyParams),
+    params(("code" = String, Path), KeyParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")),
     responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
               (status = 409, body = super::problem::Problem)))]
 pub async fn withdraw(
@@ -493,13 +504,14 @@ pub async fn withdraw(
     state.limiter.check(address)?;
     let case_id = citizen_case(&state, &code, params.key.as_deref()).await?;
     let command = CaseCommand::Withdraw { at: Utc::now() };
-    let id = command_id(&headers, case_id, "withdraw");
+    let id = command_id(&headers, case_id, "withdraw")?;
     Ok(Json(
         act_on_case(&state, &citizen_actor(), case_id, id, command).await?,
     ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CatalogueParams {
     /// Only the services of this comune (ISTAT code).
     pub comune: Option<String>,
@@ -557,6 +569,7 @@ pub struct FormResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormParams {
     /// A given version (the latest usable one when omitted).
     pub version: Option<u32>,
@@ -598,15 +611,20 @@ pub async fn form(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionRequest {
+    #[schema(min_length = 1)]
     pub form_id: String,
     /// The published version the citizen filled in.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "super::problem::whole_number")]
     pub form_version: u32,
+    #[schema(pattern = "^[0-9]{6}$")]
     pub comune: String,
     #[schema(value_type = Object)]
     pub values: BTreeMap<String, Value>,
     #[serde(default)]
     pub documents: Vec<String>,
     pub citizen: CitizenRequest,
+    #[schema(schema_with = spec::must_be_true)]
     pub privacy_consent: bool,
 }
 
@@ -666,11 +684,11 @@ pub async fn submit(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackTarget {
-    /// service, page or case.
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
+    #[schema(schema_with = spec::target_types)]
     pub target_type: TargetType,
     /// The service code, the page path, or the case code (or id).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub id: String,
 }
 
@@ -678,16 +696,21 @@ pub struct FeedbackTarget {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     pub target: FeedbackTarget,
+    #[schema(pattern = "^[0-9]{6}$")]
     pub comune: String,
-    #[schema(value_type = String, example = "web")]
+    #[schema(schema_with = spec::channels)]
     pub channel: Channel,
     /// faces (1 dissatisfied, 2 neutral, 3 satisfied) or stars (1–5).
-    #[schema(value_type = String, example = "stars")]
+    #[schema(schema_with = spec::scales)]
     pub scale: Scale,
+    #[schema(minimum = 1, maximum = 5)]
+    #[serde(deserialize_with = "super::problem::whole_number")]
     pub score: u8,
+    /// The reasons offered for the score (see the rules of this schema).
     #[serde(default)]
     pub reasons: Vec<String>,
     /// Up to 200 characters; stored sealed.
+    #[schema(max_length = 200)]
     pub comment: Option<String>,
     /// Required when rating a case: its access key.
     pub access_key: Option<String>,

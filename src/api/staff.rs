@@ -1,13 +1,13 @@
 //! The URP staff's work: the inbox of their comune, a case's detail and timeline with the
 //! citizen's data unsealed, the actions on a case, the statistics, and GDPR erasure (admins).
 
-use super::guard::{Staff, min_position, wait_for};
+use super::guard::{Staff, idempotency_key, min_position, wait_for};
 use super::problem::{ApiError, Body, OptionalBody, Params, PathParams};
 use super::public::{
     CaseWriteResponse, NewCaseRequest, OpenedCaseResponse, act_on_case, command_id,
     decode_timeline, new_contact, opened_response, status_name,
 };
-use super::{AppState, Shared};
+use super::{AppState, Shared, spec};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -59,6 +59,7 @@ pub async fn me(staff: Staff) -> Json<Me> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxParams {
     pub office: Option<String>,
     pub operator: Option<String>,
@@ -77,9 +78,10 @@ pub struct InboxParams {
     pub received_until: Option<NaiveDate>,
     /// Words of the subject, in this order (case-insensitive).
     pub text: Option<String>,
-    /// Up to 1000, 50 by default.
-    pub limit: Option<u64>,
-    pub offset: Option<u64>,
+    /// 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
     pub min_position: Option<u64>,
 }
 
@@ -94,6 +96,14 @@ pub async fn inbox(
     Params(p): Params<InboxParams>,
 ) -> Result<Json<InboxPage>, ApiError> {
     staff.works_cases()?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "limit_out_of_range",
+            "Si possono chiedere da 1 a 1000 pratiche per pagina.",
+        ));
+    }
     let wait = min_position(p.min_position, &headers);
     wait_for::<Inbox>(&state, wait).await?;
     if p.text.is_some() {
@@ -114,8 +124,8 @@ pub async fn inbox(
         received_from: p.received_from,
         received_until: p.received_until,
         text: p.text,
-        limit: p.limit.unwrap_or(50).clamp(1, 1000),
-        offset: p.offset.unwrap_or(0),
+        limit: limit.into(),
+        offset: p.offset.unwrap_or(0).into(),
     };
     Ok(Json(inbox::query(&state.views, &query, today()).await?))
 }
@@ -370,6 +380,7 @@ pub async fn case_detail(
 
 #[utoipa::path(post, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])),
     request_body = NewCaseRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe")),
     responses((status = 201, body = OpenedCaseResponse), (status = 422, body = super::problem::Problem)))]
 pub async fn open_case(
     State(state): State<Shared>,
@@ -391,7 +402,7 @@ pub async fn open_case(
             "La data di ricezione non può essere nel futuro.",
         ));
     }
-    let case_id = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+    let case_id = match idempotency_key(&headers)? {
         Some(key) => Uuid::new_v5(
             &Uuid::NAMESPACE_URL,
             format!("sportello:staff:{}:{key}", staff.0.token_id).as_bytes(),
@@ -420,19 +431,25 @@ pub async fn open_case(
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// take-in-charge.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub office: Option<String>,
     /// assign.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub operator: Option<String>,
     /// transfer: ISTAT code of the receiving comune.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub to_comune: Option<String>,
     /// transfer, reopen.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: Option<String>,
     /// request-documents.
+    #[schema(schema_with = spec::document_names)]
     pub documents: Option<Vec<String>>,
     /// answer.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub text: Option<String>,
-    /// close: accolta, respinta, non_di_competenza, duplicata.
-    #[schema(value_type = Option<String>)]
+    /// close (a withdrawal's outcome comes only from the citizen).
+    #[schema(schema_with = spec::closing_outcomes)]
     pub outcome: Option<Outcome>,
 }
 
@@ -445,6 +462,19 @@ fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
         )
     })
 }
+
+/// The staff's actions on a case and the body fields each one needs. The OpenAPI document
+/// publishes one operation per action from this table.
+pub const ACTIONS: &[(&str, &[&str])] = &[
+    ("take-in-charge", &["office"]),
+    ("assign", &["operator"]),
+    ("transfer", &["to_comune", "reason"]),
+    ("request-documents", &["documents"]),
+    ("documents-received", &[]),
+    ("answer", &["text"]),
+    ("close", &["outcome"]),
+    ("reopen", &["reason"]),
+];
 
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/{action}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("action" = String, Path,
@@ -487,7 +517,9 @@ pub async fn act(
             }
         }
         "request-documents" => CaseCommand::RequestDocuments {
-            documents: request.documents.unwrap_or_default(),
+            documents: request.documents.ok_or_else(|| {
+                ApiError::invalid("documents", "required", "Indica i documenti da richiedere.")
+            })?,
             at: now,
         },
         "documents-received" => CaseCommand::ReceiveDocuments {
@@ -520,16 +552,27 @@ pub async fn act(
             ));
         }
     };
-    let id = command_id(&headers, case_id, &action);
+    let id = command_id(&headers, case_id, &action)?;
     Ok(Json(
         act_on_case(&state, &actor(&staff), case_id, id, command).await?,
     ))
 }
 
+/// `YYYY-MM`, exactly (the pattern the OpenAPI document publishes).
+fn is_month(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+        && (1..=12).contains(&text[5..].parse::<u32>().unwrap_or(0))
+}
+
 fn months(from: &Option<String>, to: &Option<String>) -> Result<(), ApiError> {
     for (field, month) in [("from", from), ("to", to)] {
         if let Some(m) = month
-            && NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_err()
+            && !is_month(m)
         {
             return Err(ApiError::invalid(
                 field,
@@ -541,35 +584,27 @@ fn months(from: &Option<String>, to: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn dimensions(group_by: &Option<String>, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
-    let dims: Vec<String> = group_by
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if let Some(bad) = dims.iter().find(|d| !allowed.contains(&d.as_str())) {
-        return Err(ApiError::invalid(
-            "group_by",
-            "dimension_unknown",
-            format!(
-                "Non si può raggruppare per «{bad}»: dimensioni ammesse {}.",
-                allowed.join(", ")
-            ),
-        ));
+/// `a,b,c` as a list (the read model refuses a dimension it does not have).
+fn dimensions(group_by: &Option<String>) -> Vec<String> {
+    match group_by.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list.split(',').map(str::to_owned).collect(),
     }
-    Ok(dims)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SatisfactionParams {
     /// First month, YYYY-MM.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub from: Option<String>,
     /// Last month, YYYY-MM, inclusive.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub to: Option<String>,
     /// Comma-separated: comune, target_type, target, channel, month, scale.
+    #[param(
+        pattern = r"^((comune|target_type|target|channel|month|scale)(,(comune|target_type|target|channel|month|scale))*)?$"
+    )]
     pub group_by: Option<String>,
     pub comune: Option<String>,
     pub target_type: Option<String>,
@@ -590,7 +625,7 @@ pub async fn satisfaction(
     Params(p): Params<SatisfactionParams>,
 ) -> Result<Json<SatisfactionReport>, ApiError> {
     months(&p.from, &p.to)?;
-    let group_by = dimensions(&p.group_by, satisfaction::DIMENSIONS)?;
+    let group_by = dimensions(&p.group_by);
     let wait = min_position(p.min_position, &headers);
     wait_for::<Ratings>(&state, wait).await?;
     wait_for::<satisfaction::Closures>(&state, wait).await?;
@@ -608,10 +643,16 @@ pub async fn satisfaction(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ServiceLevelParams {
+    /// First month, YYYY-MM.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub from: Option<String>,
+    /// Last month, YYYY-MM, inclusive.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub to: Option<String>,
     /// Comma-separated: comune, kind, month.
+    #[param(pattern = r"^((comune|kind|month)(,(comune|kind|month))*)?$")]
     pub group_by: Option<String>,
     pub comune: Option<String>,
     pub kind: Option<String>,
@@ -629,7 +670,7 @@ pub async fn service_levels(
     Params(p): Params<ServiceLevelParams>,
 ) -> Result<Json<ServiceLevelReport>, ApiError> {
     months(&p.from, &p.to)?;
-    let group_by = dimensions(&p.group_by, service_levels::DIMENSIONS)?;
+    let group_by = dimensions(&p.group_by);
     wait_for::<Inbox>(&state, min_position(p.min_position, &headers)).await?;
     let query = ServiceLevelQuery {
         from: p.from,

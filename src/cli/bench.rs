@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sportello_config::{SecretUrl, Settings};
+use sportello_engine::store::postgres::ScratchDatabase;
 use sportello_engine::{EventLog, ExpectedVersion, NewEvent, ReadAll, StreamId};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
@@ -274,7 +275,7 @@ pub(super) struct Scratch {
 enum Cleanup {
     Nothing,
     Files(Vec<PathBuf>),
-    Database { admin_url: String, name: String },
+    Database(ScratchDatabase),
 }
 
 impl Scratch {
@@ -317,25 +318,14 @@ impl Scratch {
         // in the working directory (the same disk on a single-machine deployment).
         let mut cleanup = Cleanup::Nothing;
         if !target.in_place {
-            let name = format!("sportello_bench_{}", uuid::Uuid::now_v7().simple());
-            let admin = sqlx::PgPool::connect(&url)
-                .await
-                .context("failed to connect to PostgreSQL")?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
+            let scratch = ScratchDatabase::create(&url, "sportello_bench")
                 .await
                 .context("failed to create the bench database")?;
-            admin.close().await;
-            settings.store.url = SecretUrl::new(sportello_engine::store::postgres::with_database(
-                &url, &name,
-            ));
+            settings.store.url = SecretUrl::new(scratch.url.clone());
             if target.keep {
                 eprintln!("bench store kept at {}", settings.store.url);
             } else {
-                cleanup = Cleanup::Database {
-                    admin_url: url,
-                    name,
-                };
+                cleanup = Cleanup::Database(scratch);
             }
         }
         Ok(Self {
@@ -354,15 +344,7 @@ impl Scratch {
                     let _ = std::fs::remove_file(file);
                 }
             }
-            Cleanup::Database { admin_url, name } => {
-                let admin = sqlx::PgPool::connect(admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await?;
-                admin.close().await;
-            }
+            Cleanup::Database(scratch) => scratch.drop_database().await?,
         }
         Ok(())
     }

@@ -1,24 +1,23 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)]
 
-use std::process::Command;
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("SPORTELLO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `test` with the URL of a fresh PostgreSQL database, dropped afterwards whatever happens.
 pub fn with_scratch_postgres(prefix: &str, test: impl FnOnce(&str)) {
-    let admin = postgres_admin_url();
-    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    psql(&admin, &format!("CREATE DATABASE {name}"));
-    let store = sportello_engine::store::postgres::with_database(&admin, &name);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&store)));
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scratch = runtime.block_on(sportello_engine::store::postgres::test_database(prefix));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&scratch.url)));
+    runtime
+        .block_on(scratch.drop_database())
+        .expect("drop the scratch database");
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
@@ -34,5 +33,187 @@ pub fn psql(url: &str, sql: &str) {
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) => panic!("psql is not installed ({e}); install postgresql-client"),
+    }
+}
+
+/// A fixed master key for PostgreSQL stores (SQLite ones make their own beside the file).
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub struct Store {
+    pub url: String,
+    /// The SQLite file's folder, for the byte scan after erasure.
+    pub dir: Option<PathBuf>,
+}
+
+pub fn command(store: &Store) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sportello"));
+    c.arg("--store")
+        .arg(&store.url)
+        .env_remove("SPORTELLO__STORE__URL")
+        .env("SPORTELLO__VAULT__MASTER_KEY", MASTER_KEY)
+        .env("SPORTELLO_LOG", "warn");
+    c
+}
+
+pub fn run(store: &Store, args: &[&str]) -> String {
+    let out: Output = command(store).args(args).output().expect("sportello runs");
+    assert!(
+        out.status.success(),
+        "sportello {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn token(store: &Store, role: &str, comune: &str, name: &str) -> String {
+    let out = run(
+        store,
+        &[
+            "token", "create", "--role", role, "--comune", comune, "--name", name,
+        ],
+    );
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+/// A running `sportello serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(store: &Store, env: &[(&str, &str)]) -> Server {
+        let mut c = command(store);
+        c.args(["serve", "--bind", "127.0.0.1:0"]);
+        Self::spawn(c, env)
+    }
+
+    /// As [`Server::start`], with every file the server writes limited to `kib` KiB: past it a
+    /// write fails as it would on a full disk (`ulimit -f`, with SIGXFSZ ignored).
+    pub fn start_with_file_limit(store: &Store, env: &[(&str, &str)], kib: u64) -> Server {
+        let plain = command(store);
+        let mut c = Command::new("bash");
+        c.args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+        ])
+        .arg(plain.get_program())
+        .args(plain.get_args())
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+        for (key, value) in plain.get_envs() {
+            match value {
+                Some(v) => c.env(key, v),
+                None => c.env_remove(key),
+            };
+        }
+        Self::spawn(c, env)
+    }
+
+    fn spawn(mut c: Command, env: &[(&str, &str)]) -> Server {
+        c.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().expect("sportello serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("sportello: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        let server = Server { child, base };
+        server.wait_ready();
+        server
+    }
+
+    pub fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.get("/readyz", None);
+            if status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never ready: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = Self::agent().get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut response = request.call().expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.post_with(path, token, &[], "application/json", body.to_string())
+    }
+
+    pub fn post_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: String,
+    ) -> (u16, Value) {
+        let mut request = Self::agent()
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type);
+        if let Some(t) = token {
+            request = request.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = request.send(body).expect("the server answers");
+        let status = response.status().as_u16();
+        let content = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status >= 400 {
+            assert_eq!(content, "application/problem+json", "{status} {text}");
+            assert_eq!(value["status"], status, "{text}");
+            assert!(
+                value["code"].is_string() && value["detail"].is_string(),
+                "{text}"
+            );
+        }
+        (status, value)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -33,9 +33,11 @@ pub enum Refusal {
     Catalogue(#[from] CatalogueError),
     #[error(transparent)]
     Submission(#[from] SubmissionError),
-    /// One field of the request breaks a rule (too long, names something that does not exist).
+    /// One field of the request breaks a rule (too long: `Invalid`) or names something that
+    /// does not exist (`NotFound`).
     #[error("{field}: {message}")]
     Field {
+        kind: RefusalKind,
         field: &'static str,
         code: &'static str,
         message: String,
@@ -52,8 +54,20 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A field whose value breaks a rule.
     pub fn field(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
         Refusal::Field {
+            kind: RefusalKind::Invalid,
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A field that names something that does not exist (a service, a form).
+    pub fn unknown(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Refusal::Field {
+            kind: RefusalKind::NotFound,
             field,
             code,
             message: message.into(),
@@ -68,6 +82,7 @@ impl Refusal {
                 field,
                 code,
                 message,
+                ..
             } => vec![FieldError {
                 field: (*field).to_owned(),
                 code,
@@ -92,7 +107,8 @@ impl Refusal {
 impl DomainError for Refusal {
     fn kind(&self) -> RefusalKind {
         match self {
-            Refusal::Field { .. } | Refusal::Input(_) => RefusalKind::Invalid,
+            Refusal::Field { kind, .. } => *kind,
+            Refusal::Input(_) => RefusalKind::Invalid,
             Refusal::SubjectErased | Refusal::IdReused => RefusalKind::Conflict,
             other => other
                 .domain()

@@ -105,8 +105,6 @@ impl CommandHandler {
     }
 
     /// As [`CommandHandler::handle`], for facts recorded after they happened (`occurred_at`).
-    #[tracing::instrument(name = "command", skip_all,
-        fields(category = A::CATEGORY, id = %id, command_id = %command_id))]
     pub async fn handle_at<A: Aggregate>(
         &self,
         id: impl std::fmt::Display,
@@ -114,6 +112,25 @@ impl CommandHandler {
         metadata: Metadata,
         occurred_at: Option<chrono::DateTime<chrono::Utc>>,
         command: &A::Command,
+    ) -> Result<Handled<A>, CommandError<A::Error>> {
+        self.handle_with(id, command_id, metadata, occurred_at, command, Vec::new())
+            .await
+    }
+
+    /// As [`CommandHandler::handle_at`], storing `also` in the same commit as the command's
+    /// events (a register's number with what it numbers). A conflict on one of `also`'s streams
+    /// is returned as it is, for the caller to look again; one on the command's own stream is
+    /// decided again, as always.
+    #[tracing::instrument(name = "command", skip_all,
+        fields(category = A::CATEGORY, id = %id, command_id = %command_id))]
+    pub async fn handle_with<A: Aggregate>(
+        &self,
+        id: impl std::fmt::Display,
+        command_id: Uuid,
+        metadata: Metadata,
+        occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+        command: &A::Command,
+        also: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Handled<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::CATEGORY, id).map_err(StoreError::from)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -155,11 +172,15 @@ impl CommandHandler {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::from)?;
-            match self
-                .log
-                .append(stream.clone(), ExpectedVersion::Exact(version), new_events)
-                .await
-            {
+            let own = (stream.clone(), ExpectedVersion::Exact(version), new_events);
+            let appended = if also.is_empty() {
+                self.log.append(own.0, own.1, own.2).await
+            } else {
+                let mut appends = vec![own];
+                appends.extend(also.iter().cloned());
+                self.log.append_all(appends).await.map(|mut o| o.remove(0))
+            };
+            match appended {
                 Ok(outcome) => {
                     let state = events.iter().fold(state, |s, e| s.evolve(e));
                     return Ok(Handled {
@@ -169,7 +190,7 @@ impl CommandHandler {
                         repeated: false,
                     });
                 }
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { stream: s, .. }) if s == stream => continue,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -1,15 +1,21 @@
 //! Progressive numbers without gaps or duplicates, per comune and year: case codes and the
 //! registration numbers of submissions.
 //!
-//! A register is a stream (`registry-<kind>.<comune>.<year>`); taking a number appends one
-//! `NumberAssigned` event with `ExpectedVersion::Any`, and the number is the version the store
-//! gives it. Stream versions are dense and the store serialises appends to a stream, so numbers
-//! are gap-free and unique across threads and processes. The event's id is derived from the holder
-//! (the case or submission id): taking a number again for the same holder, after a crash or a
-//! retry, returns the number it already has.
+//! A register is a stream (`registry-<kind>.<comune>.<year>`); a number is the version of its
+//! `NumberAssigned` event. The number and what it numbers (the case's opening, the submission's
+//! acceptance) are stored **in one commit** (`EventLog::append_all`), the register at the version
+//! the number was read from: so a number is never handed out without its holder — not after a
+//! crash, a full disk or a lost connection — and two holders never get the same one (the second
+//! commit meets a conflict and takes the next number). Within a process, appends to one
+//! register take turns, so they do not conflict with each other; across processes the conflict
+//! does the same, at the cost of a retry.
 
 use crate::store::{EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +33,14 @@ impl Register {
             Register::Submissions => "submissions",
         }
     }
+
+    /// The register's stream for `comune` (ISTAT) and `year`.
+    pub fn stream(self, comune: &str, year: i32) -> Result<StreamId, StoreError> {
+        Ok(StreamId::new(
+            "registry",
+            format!("{}.{comune}.{year}", self.name()),
+        )?)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,44 +48,101 @@ struct NumberAssigned {
     holder: Uuid,
 }
 
-/// The number of `holder` in `register` for `comune` (ISTAT) and `year`, taking the next one if
-/// it has none.
-pub async fn number_for(
-    log: &EventLog,
-    register: Register,
-    comune: &str,
-    year: i32,
-    holder: Uuid,
-) -> Result<u64, StoreError> {
-    let stream = StreamId::new("registry", format!("{}.{comune}.{year}", register.name()))?;
-    // Same holder, same event, to the byte: the id and the time derive from the holder, so a
-    // retry is recognised as the original append and returns its number.
-    let occurred_at = holder
-        .get_timestamp()
-        .and_then(|t| {
-            let (secs, nanos) = t.to_unix();
-            chrono::DateTime::from_timestamp(secs as i64, nanos)
-        })
-        .unwrap_or(chrono::DateTime::UNIX_EPOCH);
-    let event = NewEvent::new("NumberAssigned", &NumberAssigned { holder })?
-        .with_id(Uuid::new_v5(&holder, stream.as_str().as_bytes()))
-        .occurred_at(occurred_at)
-        // Only what is the same on every retry (a request's correlation id is not).
-        .with_metadata(Metadata {
-            comune: Some(comune.to_owned()),
-            ..Metadata::default()
-        });
-    let outcome = log
-        .append(stream, ExpectedVersion::Any, vec![event])
-        .await?;
-    Ok(outcome.first_version)
+/// The registers this process numbers from, each with the version it last saw.
+#[derive(Clone, Default)]
+pub struct Registers {
+    seen: Arc<Mutex<HashMap<StreamId, Arc<tokio::sync::Mutex<Option<u64>>>>>>,
+}
+
+/// A register held by this process until dropped, at a version known to be current unless
+/// another process appended since (then the commit conflicts: [`Turn::catch_up`] and retry).
+pub struct Turn {
+    stream: StreamId,
+    version: OwnedMutexGuard<Option<u64>>,
+}
+
+impl Registers {
+    /// Waits for this process's turn on `register` and returns it at its current version.
+    pub async fn turn(&self, log: &EventLog, stream: StreamId) -> Result<Turn, StoreError> {
+        let slot = self
+            .seen
+            .lock()
+            .expect("registers poisoned")
+            .entry(stream.clone())
+            .or_default()
+            .clone();
+        let mut turn = Turn {
+            stream,
+            version: slot.lock_owned().await,
+        };
+        if turn.version.is_none() {
+            turn.catch_up(log).await?;
+        }
+        Ok(turn)
+    }
+}
+
+impl Turn {
+    /// The number the next holder gets.
+    pub fn next(&self) -> u64 {
+        self.version.unwrap_or(0) + 1
+    }
+
+    /// The register's part of the commit that stores `holder` with [`Turn::next`]. Its id and
+    /// time derive from the holder, so a retried commit is recognised as the original.
+    pub fn entry(
+        &self,
+        comune: &str,
+        holder: Uuid,
+    ) -> Result<(StreamId, ExpectedVersion, Vec<NewEvent>), StoreError> {
+        let occurred_at = holder
+            .get_timestamp()
+            .and_then(|t| {
+                let (secs, nanos) = t.to_unix();
+                chrono::DateTime::from_timestamp(secs as i64, nanos)
+            })
+            .unwrap_or(chrono::DateTime::UNIX_EPOCH);
+        let event = NewEvent::new("NumberAssigned", &NumberAssigned { holder })?
+            .with_id(Uuid::new_v5(&holder, self.stream.as_str().as_bytes()))
+            .occurred_at(occurred_at)
+            // Only what is the same on every retry (a request's correlation id is not).
+            .with_metadata(Metadata {
+                comune: Some(comune.to_owned()),
+                ..Metadata::default()
+            });
+        let expected = match *self.version {
+            Some(0) | None => ExpectedVersion::NoStream,
+            Some(v) => ExpectedVersion::Exact(v),
+        };
+        Ok((self.stream.clone(), expected, vec![event]))
+    }
+
+    /// The number was stored with its holder.
+    pub fn taken(&mut self) {
+        *self.version = Some(self.next());
+    }
+
+    /// True when `error` is this register's conflict (another process took the number).
+    pub fn conflicted(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Conflict { stream, .. } if *stream == self.stream)
+    }
+
+    /// Reads what other processes appended since the version this one last saw.
+    pub async fn catch_up(&mut self, log: &EventLog) -> Result<(), StoreError> {
+        let from = self.version.unwrap_or(0) + 1;
+        let newer: Vec<_> = log
+            .read_stream(self.stream.clone(), from)
+            .try_collect()
+            .await?;
+        *self.version = Some(newer.last().map_or(from - 1, |e| e.version));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::sync::Arc;
 
     async fn log(dir: &std::path::Path) -> EventLog {
         EventLog::new(Arc::new(
@@ -81,70 +152,66 @@ mod tests {
         ))
     }
 
+    /// Takes the next number for a holder of its own stream, as the application service does.
+    async fn number(registers: &Registers, log: &EventLog, stream: &StreamId, holder: Uuid) -> u64 {
+        loop {
+            let mut turn = registers.turn(log, stream.clone()).await.unwrap();
+            let number = turn.next();
+            let held = (
+                StreamId::new("holder", holder).unwrap(),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new("Numbered", &serde_json::json!({ "number": number })).unwrap()],
+            );
+            match log
+                .append_all(vec![turn.entry("073015", holder).unwrap(), held])
+                .await
+            {
+                Ok(_) => {
+                    turn.taken();
+                    return number;
+                }
+                Err(e) if turn.conflicted(&e) => turn.catch_up(log).await.unwrap(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_holders_get_gap_free_distinct_numbers() {
+    async fn two_processes_numbering_one_register_get_gap_free_distinct_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path()).await;
-        let tasks: Vec<_> = (0..200)
-            .map(|_| {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    number_for(&log, Register::Submissions, "073015", 2026, Uuid::now_v7())
-                        .await
-                        .unwrap()
-                })
+        let stream = Register::Submissions.stream("073015", 2026).unwrap();
+        // Two `Registers` stand for two processes: they meet only in the store.
+        let (a, b) = (Registers::default(), Registers::default());
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let (log, stream) = (log.clone(), stream.clone());
+                let registers = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { number(&registers, &log, &stream, Uuid::now_v7()).await })
             })
             .collect();
         let mut numbers = BTreeSet::new();
         for t in tasks {
             assert!(numbers.insert(t.await.unwrap()), "no duplicate");
         }
-        assert_eq!(numbers, (1..=200).collect());
+        assert_eq!(numbers, (1..=100).collect());
     }
 
     #[tokio::test]
-    async fn a_holder_keeps_its_number_and_registers_are_separate() {
+    async fn registers_are_per_kind_comune_and_year() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path()).await;
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        assert_eq!(
-            number_for(&log, Register::Cases, "073015", 2026, a)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            number_for(&log, Register::Cases, "073015", 2026, b)
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            number_for(&log, Register::Cases, "073015", 2026, a)
-                .await
-                .unwrap(),
-            1,
-            "a retry"
-        );
-        assert_eq!(
-            number_for(&log, Register::Cases, "073029", 2026, b)
-                .await
-                .unwrap(),
-            1,
-            "per comune"
-        );
-        assert_eq!(
-            number_for(&log, Register::Cases, "073015", 2027, b)
-                .await
-                .unwrap(),
-            1,
-            "per year"
-        );
-        assert_eq!(
-            number_for(&log, Register::Submissions, "073015", 2026, a)
-                .await
-                .unwrap(),
-            1
-        );
+        let registers = Registers::default();
+        for (register, comune, year) in [
+            (Register::Cases, "073015", 2026),
+            (Register::Cases, "073029", 2026),
+            (Register::Cases, "073015", 2027),
+            (Register::Submissions, "073015", 2026),
+        ] {
+            let stream = register.stream(comune, year).unwrap();
+            assert_eq!(number(&registers, &log, &stream, Uuid::now_v7()).await, 1);
+        }
+        let stream = Register::Cases.stream("073015", 2026).unwrap();
+        assert_eq!(number(&registers, &log, &stream, Uuid::now_v7()).await, 2);
     }
 }

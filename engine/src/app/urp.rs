@@ -4,8 +4,8 @@
 //! default term) are checked here, so no caller can go around them.
 
 use super::error::{AppError, Refusal};
-use super::handler::{CommandHandler, Handled};
-use super::register::{Register, number_for};
+use super::handler::{CommandError, CommandHandler, Handled};
+use super::register::{Register, Registers};
 use crate::calendar::LegalCalendar;
 use crate::domain::Aggregate;
 use crate::domain::case::{
@@ -70,12 +70,8 @@ pub const MAX_PERSONAL_FIELD: usize = 200;
 impl CitizenInput {
     /// The e-mail must look like one; no field may be longer than [`MAX_PERSONAL_FIELD`].
     pub fn check(&self) -> Result<(), Refusal> {
-        if let Some(email) = self
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            && (!email.contains('@') || email.contains(' ') || email.len() > 254)
+        if let Some(email) = self.email.as_deref()
+            && !is_email(email)
         {
             return Err(Refusal::field(
                 "citizen.email",
@@ -101,6 +97,16 @@ impl CitizenInput {
         }
         Ok(())
     }
+}
+
+/// `local@domain`: one `@` between two non-empty parts, no white space, at most 254 bytes (the
+/// pattern the OpenAPI document publishes).
+pub fn is_email(text: &str) -> bool {
+    text.len() <= 254
+        && !text.chars().any(char::is_whitespace)
+        && text.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
 }
 
 /// Personal data are recorded only once the citizen has read the privacy notice (GDPR art. 13).
@@ -176,7 +182,11 @@ pub struct Urp {
     prefixes: HashMap<String, String>,
     /// The term of a contact about no service with a term of its own.
     default_term_days: u32,
+    registers: Registers,
 }
+
+/// How many times a number is taken again after other processes took the one seen.
+const MAX_TURNS: usize = 50;
 
 /// The id of a command derived from what it is about, for commands that happen once per thing.
 fn once(id: Uuid, what: &str) -> Uuid {
@@ -195,6 +205,7 @@ impl Urp {
                 .map(|c| (c.istat.to_string(), Settings::code_prefix(c)))
                 .collect(),
             default_term_days: u32::try_from(settings.calendar.default_term_days).unwrap_or(30),
+            registers: Registers::default(),
         }
     }
 
@@ -237,7 +248,7 @@ impl Urp {
         comune: Option<&str>,
     ) -> Result<ServiceCard, AppError> {
         let unknown = || {
-            Refusal::field(
+            Refusal::unknown(
                 field,
                 "service_unknown",
                 format!("Il servizio «{code}» non esiste o non è attivo in questo comune."),
@@ -260,11 +271,10 @@ impl Urp {
     async fn check_contact(&self, contact: &NewContact) -> Result<u32, AppError> {
         self.check_comune(&contact.comune)?;
         privacy_consent(contact.privacy_consent)?;
-        let subject = contact.subject.trim();
-        if subject.is_empty() {
+        if contact.subject.trim().is_empty() {
             return Err(Refusal::field("subject", "required", "L'oggetto è obbligatorio.").into());
         }
-        if subject.chars().count() > MAX_SUBJECT {
+        if contact.subject.chars().count() > MAX_SUBJECT {
             return Err(Refusal::field(
                 "subject",
                 "too_long",
@@ -350,22 +360,13 @@ impl Urp {
             phone,
             fiscal_code,
         });
-        let number = number_for(
-            self.log(),
-            Register::Cases,
-            &contact.comune,
-            year,
-            contact.case_id,
-        )
-        .await?;
-        let code = case_code(&prefix, year, number);
         let comune_code = IstatCode::parse(&contact.comune).ok();
         let due_on = self
             .calendar
             .due_date(local.date_naive(), term_days, 0, comune_code.as_ref());
         let access_key = self.vault.access_key(contact.case_id);
-        let command = CaseCommand::Open(OpenCase {
-            code: code.clone(),
+        let mut open = OpenCase {
+            code: String::new(),
             comune: contact.comune.clone(),
             kind: contact.kind,
             channel: contact.channel,
@@ -377,17 +378,45 @@ impl Urp {
             term_days,
             due_on,
             access_key_hash: Some(hash_access_key(&access_key)),
-        });
-        let done: Handled<Case> = self
-            .handler
-            .handle_at(
-                contact.case_id,
-                once(contact.case_id, "open"),
-                actor.metadata(&contact.comune),
-                actor.at,
-                &command,
-            )
-            .await?;
+        };
+        // The code's number and the opening are one commit: no number without its case.
+        let register = Register::Cases.stream(&contact.comune, year)?;
+        let mut turn = self.registers.turn(self.log(), register).await?;
+        let mut attempts = 0;
+        let done: Handled<Case> = loop {
+            open.code = case_code(&prefix, year, turn.next());
+            let entry = turn.entry(&contact.comune, contact.case_id)?;
+            match self
+                .handler
+                .handle_with(
+                    contact.case_id,
+                    once(contact.case_id, "open"),
+                    actor.metadata(&contact.comune),
+                    actor.at,
+                    &CaseCommand::Open(open.clone()),
+                    vec![entry],
+                )
+                .await
+            {
+                Ok(done) => {
+                    if done.outcome.is_some() {
+                        turn.taken();
+                    }
+                    break done;
+                }
+                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
+                    attempts += 1;
+                    turn.catch_up(self.log()).await?;
+                }
+                // The same request, retried while this one ran, opened it first.
+                Err(CommandError::Refused(CaseError::AlreadyOpened)) => {
+                    drop(turn);
+                    let (case, _) = self.case(contact.case_id).await?;
+                    return Ok(self.opened(contact.case_id, &case));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(OpenedCase {
             case_id: contact.case_id,
             code: done.state.code.clone(),
@@ -594,18 +623,20 @@ impl Urp {
             _,
             _,
         ) = self.handler.load::<Submission>(&submission_stream).await?
+            && let Ok((case, _)) = self.case(case_id).await
         {
-            let (case, _) = self.case(case_id).await?;
-            let case = self.opened(case_id, &case);
             return Ok(Submitted {
                 submission_id,
                 registration_number: number,
-                case,
+                case: self.opened(case_id, &case),
             });
         }
+        // Not accepted yet, or accepted but its case not opened (the process stopped between
+        // the two commits): the steps below are each done once, so going through them again
+        // opens the case with the number the submission already has.
         let form_state = self.form(form_id).await?;
         if form_state.versions.is_empty() {
-            return Err(Refusal::field(
+            return Err(Refusal::unknown(
                 "form_id",
                 "form_not_found",
                 "Il modulo indicato non esiste.",
@@ -620,8 +651,11 @@ impl Urp {
             ),
             Err(_) => None,
         };
-        // Check before taking a number, so that a refused submission leaves no gap.
-        let subject = citizen.subject_id.unwrap_or_else(Uuid::now_v7);
+        // Check before taking a number, so that a refused submission leaves no gap. The subject
+        // derives from the submission, so a retry seals under the same one.
+        let subject = citizen
+            .subject_id
+            .unwrap_or_else(|| once(submission_id, "subject"));
         let case_id = once(submission_id, "case");
         let mut command = AcceptSubmission {
             form_id: form_id.to_owned(),
@@ -640,25 +674,41 @@ impl Urp {
             submitted_at,
         };
         Submission::default().decide(&command)?;
-        command.registration_number = number_for(
-            self.log(),
-            Register::Submissions,
-            comune,
-            command.registration_year,
-            submission_id,
-        )
-        .await?;
         let card = card.expect("a usable form has a service card");
-        let done: Handled<Submission> = self
-            .handler
-            .handle_at(
-                submission_id,
-                once(submission_id, "accept"),
-                actor.metadata(comune),
-                actor.at,
-                &command,
-            )
-            .await?;
+        // The registration number and the acceptance are one commit: no number without its
+        // submission.
+        let register = Register::Submissions.stream(comune, command.registration_year)?;
+        let mut turn = self.registers.turn(self.log(), register).await?;
+        let mut attempts = 0;
+        let done: Handled<Submission> = loop {
+            command.registration_number = turn.next();
+            let entry = turn.entry(comune, submission_id)?;
+            match self
+                .handler
+                .handle_with(
+                    submission_id,
+                    once(submission_id, "accept"),
+                    actor.metadata(comune),
+                    actor.at,
+                    &command,
+                    vec![entry],
+                )
+                .await
+            {
+                Ok(done) => {
+                    if done.outcome.is_some() {
+                        turn.taken();
+                    }
+                    break done;
+                }
+                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
+                    attempts += 1;
+                    turn.catch_up(self.log()).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        drop(turn);
         let (registration_number, case_id) = done
             .state
             .accepted
@@ -716,8 +766,12 @@ impl Urp {
         if self.handler.load::<Feedback>(&stream).await?.0.given {
             return Err(FeedbackError::AlreadyGiven.into());
         }
-        if let Some(text) = comment.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let chars = text.chars().count();
+        if let Some(raw) = comment.as_deref()
+            && !raw.trim().is_empty()
+        {
+            // The length is the one sent, as the published schema counts it.
+            let chars = raw.chars().count();
+            let text = raw.trim();
             let sealed = self
                 .vault
                 .seal(

@@ -63,8 +63,6 @@ impl DomainError for SubmissionError {
     fn kind(&self) -> RefusalKind {
         match self {
             SubmissionError::AlreadyAccepted => RefusalKind::Conflict,
-            // A form that is not there is a wrong reference in the submission, not a missing page.
-            SubmissionError::Form(CatalogueError::NotFound) => RefusalKind::Invalid,
             SubmissionError::Form(e) => e.kind(),
             SubmissionError::Invalid(_) => RefusalKind::Invalid,
         }

@@ -21,6 +21,9 @@ pub(crate) struct AppendRequest {
     pub stream: StreamId,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
+    /// Appends of one group (the parts of one atomic multi-stream append) are stored together
+    /// or not at all; the writer numbers the groups of a batch.
+    pub group: usize,
 }
 
 impl AppendRequest {
@@ -50,11 +53,59 @@ impl AppendRequest {
             stream,
             expected,
             events,
+            group: 0,
         })
     }
 }
 
+/// The appends of one job, as a writer receives them: validated, then numbered as one group.
+pub(crate) fn requests_of(
+    appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+) -> Result<Vec<AppendRequest>, InvalidInput> {
+    if appends.is_empty() {
+        return Err(InvalidInput::EmptyAppend);
+    }
+    appends
+        .into_iter()
+        .map(|(stream, expected, events)| AppendRequest::new(stream, expected, events))
+        .collect()
+}
+
+/// Flattens the jobs of a batch into requests, each job a group of its own.
+pub(crate) fn flatten_jobs(jobs: Vec<Vec<AppendRequest>>) -> (Vec<AppendRequest>, Vec<usize>) {
+    let sizes = jobs.iter().map(Vec::len).collect();
+    let requests = jobs
+        .into_iter()
+        .enumerate()
+        .flat_map(|(group, requests)| {
+            requests.into_iter().map(move |mut r| {
+                r.group = group;
+                r
+            })
+        })
+        .collect();
+    (requests, sizes)
+}
+
+/// Each job's answer from the results of its requests: every outcome, or the first refusal.
+pub(crate) fn answers_of(
+    results: Vec<Result<AppendOutcome, StoreError>>,
+    sizes: &[usize],
+) -> Vec<Result<Vec<AppendOutcome>, StoreError>> {
+    let mut results = results.into_iter();
+    sizes
+        .iter()
+        .map(|&n| {
+            // Take the whole job's results first: stopping at its first refusal would hand the
+            // rest of them to the next job.
+            let job: Vec<_> = results.by_ref().take(n).collect();
+            job.into_iter().collect()
+        })
+        .collect()
+}
+
 /// What the writer loaded inside its write transaction.
+#[derive(Clone)]
 pub(crate) struct BatchContext {
     /// Current heads of the batch's streams (absent: the stream does not exist).
     pub heads: HashMap<StreamId, StreamHead>,
@@ -102,7 +153,37 @@ pub(crate) fn refused_ids(requests: &[AppendRequest], plan: &BatchPlan) -> Vec<U
         .collect()
 }
 
+/// Plans a batch. The requests of a group succeed together or not at all: a group with a refused
+/// request is planned again left out whole, every one of its requests answered with that refusal.
 pub(crate) fn plan_batch(requests: &[AppendRequest], ctx: BatchContext) -> BatchPlan {
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for request in requests {
+        *sizes.entry(request.group).or_default() += 1;
+    }
+    let mut left_out: HashMap<usize, StoreError> = HashMap::new();
+    loop {
+        let plan = plan_once(requests, ctx.clone(), &left_out);
+        let mut more = false;
+        for (request, result) in requests.iter().zip(&plan.results) {
+            if let Err(e) = result
+                && sizes[&request.group] > 1
+                && !left_out.contains_key(&request.group)
+            {
+                left_out.insert(request.group, e.clone());
+                more = true;
+            }
+        }
+        if !more {
+            return plan;
+        }
+    }
+}
+
+fn plan_once(
+    requests: &[AppendRequest],
+    ctx: BatchContext,
+    left_out: &HashMap<usize, StoreError>,
+) -> BatchPlan {
     let BatchContext {
         mut heads,
         existing,
@@ -118,6 +199,10 @@ pub(crate) fn plan_batch(requests: &[AppendRequest], ctx: BatchContext) -> Batch
     let mut results = Vec::with_capacity(requests.len());
 
     for request in requests {
+        if let Some(refusal) = left_out.get(&request.group) {
+            results.push(Err(refusal.clone()));
+            continue;
+        }
         let already_stored = request
             .events
             .iter()

@@ -210,3 +210,38 @@ impl Transient for sqlx::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_a_busy_file_or_a_lost_connection_is_worth_a_retry() {
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert!(sqlite(code).is_transient(), "{code}");
+        }
+        assert!(sqlx::Error::PoolTimedOut.is_transient());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(sqlx::Error::Io(refused).is_transient());
+        let failure = StoreError::classified("sqlite", sqlite(rusqlite::ffi::SQLITE_FULL));
+        assert!(failure.is_transient() && failure.code() == "backend_unavailable");
+    }
+
+    #[test]
+    fn a_broken_statement_or_an_unexpected_constraint_is_a_bug_not_a_retry() {
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).is_transient());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_ERROR).is_transient());
+        assert!(!sqlx::Error::RowNotFound.is_transient());
+        assert!(
+            !StoreError::classified("sqlite", sqlite(rusqlite::ffi::SQLITE_ERROR)).is_transient()
+        );
+    }
+}

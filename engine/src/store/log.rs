@@ -44,6 +44,14 @@ impl EventLog {
         self.store.append(stream, expected, events).await
     }
 
+    /// Appends to several streams in one commit, all or nothing (see [`EventStore::append_all`]).
+    pub async fn append_all(
+        &self,
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.store.append_all(appends).await
+    }
+
     pub async fn head(&self) -> Result<u64, StoreError> {
         self.store.head().await
     }

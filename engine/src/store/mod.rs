@@ -32,6 +32,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`, as printed by the benchmarks.
     fn backend_name(&self) -> &'static str;
 
+    /// Appends to several streams in one commit: every part is stored, each at its expected
+    /// version, or none is (the first refusal is returned). Appending again events whose ids are
+    /// stored, with the same content, returns the original outcomes. A register's number and
+    /// what it numbers are stored this way, so that no number is ever handed out unused.
+    async fn append_all(
+        &self,
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendOutcome>, StoreError>;
+
     /// Appends `events` to `stream` atomically if the stream is at `expected`. Appending again
     /// events whose ids are stored, with the same content, returns the original outcome.
     async fn append(
@@ -39,7 +48,10 @@ pub trait EventStore: Send + Sync + 'static {
         stream: StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError>;
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut outcomes = self.append_all(vec![(stream, expected, events)]).await?;
+        Ok(outcomes.remove(0))
+    }
 
     /// Up to `max` events of `stream`, from version `from_version` on, in version order.
     async fn read_stream_page(

@@ -2,11 +2,9 @@
 
 use futures::future::BoxFuture;
 use sportello_engine::EventLog;
-use sportello_engine::store::postgres::PostgresStore;
+use sportello_engine::store::postgres::{PostgresStore, test_database};
 use sportello_engine::store::sqlite::SqliteStore;
 use std::sync::{Arc, Mutex};
-
-pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A fresh, empty store and a way to alter its bytes directly (to prove `verify` notices).
 pub struct Fixture {
@@ -57,21 +55,12 @@ pub async fn sqlite() -> Fixture {
 }
 
 pub async fn postgres() -> Fixture {
-    let admin_url = std::env::var("SPORTELLO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_owned());
-    let admin = admin_pool(&admin_url).await;
-    let name = format!("sportello_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create a test database");
-    let url = sportello_engine::store::postgres::with_database(&admin_url, &name);
+    let scratch = test_database("sportello_test").await;
+    let url = scratch.url.clone();
     let store = PostgresStore::connect(&url)
         .await
         .expect("open PostgreSQL store");
     let pool = store.pool().clone();
-    let drop_admin = admin.clone();
-    let drop_name = name.clone();
     Fixture {
         log: EventLog::new(Arc::new(store)),
         tamper: Arc::new(move |position| {
@@ -90,27 +79,7 @@ pub async fn postgres() -> Fixture {
             })
         }),
         cleanup: Cleanup(Arc::new(Mutex::new(Some(Box::pin(async move {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {drop_name} WITH (FORCE)"
-            )))
-            .execute(&drop_admin)
-            .await;
+            let _ = scratch.drop_database().await;
         }))))),
-    }
-}
-
-pub async fn admin_pool(admin_url: &str) -> sqlx::PgPool {
-    match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(admin_url)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {admin_url} ({e}). Start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
-             SPORTELLO_TEST_POSTGRES_URL at a server where this user may create databases."
-        ),
     }
 }

@@ -770,3 +770,113 @@ pub async fn verify_passes_on_an_intact_log_and_names_a_changed_byte(f: Fixture)
         .expect("a break is reported");
     assert_eq!((broken.stream.as_str(), broken.version), ("case-1", 5));
 }
+
+pub async fn an_append_to_several_streams_stores_every_part_or_none(f: Fixture) {
+    let log = f.log;
+    let first = vec![
+        (
+            stream("registry-cases.073015.2026"),
+            ExpectedVersion::NoStream,
+            vec![numbered("NumberAssigned", 1)],
+        ),
+        (
+            stream("case-a"),
+            ExpectedVersion::NoStream,
+            vec![numbered("CaseOpened", 1)],
+        ),
+    ];
+    let outcomes = log.append_all(first.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(
+        (outcomes[0].last_position, outcomes[1].first_position),
+        (1, 2)
+    );
+
+    // One part refused: nothing of the other is stored either.
+    let refused = log
+        .append_all(vec![
+            (
+                stream("registry-cases.073015.2026"),
+                ExpectedVersion::Exact(1),
+                vec![numbered("NumberAssigned", 2)],
+            ),
+            (
+                stream("case-a"),
+                ExpectedVersion::NoStream,
+                vec![numbered("CaseOpened", 2)],
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict { stream, .. } if stream.as_str() == "case-a"),
+        "{refused}"
+    );
+    assert_eq!(log.head().await.unwrap(), 2);
+    assert_eq!(
+        of_stream(&log, "registry-cases.073015.2026", 1).await.len(),
+        1
+    );
+
+    // A repeat of a stored multi-stream append returns its outcomes and stores nothing.
+    assert_eq!(log.append_all(first).await.unwrap(), outcomes);
+    assert_eq!(log.head().await.unwrap(), 2);
+    assert!(matches!(
+        log.append_all(Vec::new()).await,
+        Err(StoreError::Invalid(InvalidInput::EmptyAppend))
+    ));
+}
+
+/// Eight writers number 25 holders each from one register: every number is taken by exactly one
+/// holder, and every holder's stream carries the number the register gave it, with no gap.
+pub async fn a_register_and_what_it_numbers_commit_together_under_concurrency(f: Fixture) {
+    let log = f.log;
+    let register = "registry-cases.073029.2026";
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let holder = format!("case-w{w}n{i}");
+                    loop {
+                        let version = of_stream(&log, register, 1).await.len() as u64;
+                        let number = version + 1;
+                        let result = log
+                            .append_all(vec![
+                                (
+                                    stream(register),
+                                    ExpectedVersion::Exact(version),
+                                    vec![event("NumberAssigned", json!({ "holder": holder }))],
+                                ),
+                                (
+                                    stream(&holder),
+                                    ExpectedVersion::NoStream,
+                                    vec![event("CaseOpened", json!({ "number": number }))],
+                                ),
+                            ])
+                            .await;
+                        match result {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let numbers = of_stream(&log, register, 1).await;
+    assert_eq!(numbers.len(), 200);
+    for assigned in &numbers {
+        let data: serde_json::Value = assigned.decode().unwrap();
+        let holder = data["holder"].as_str().unwrap();
+        let opened = of_stream(&log, holder, 1).await;
+        assert_eq!(opened.len(), 1, "{holder}");
+        let opening: serde_json::Value = opened[0].decode().unwrap();
+        assert_eq!(opening["number"], assigned.version, "{holder}");
+    }
+    assert_eq!(log.head().await.unwrap(), 400, "nothing else was stored");
+}

@@ -66,4 +66,6 @@ suite!(
     unicode_payloads_and_metadata_round_trip_exactly,
     bad_input_is_refused_clearly_and_changes_nothing,
     verify_passes_on_an_intact_log_and_names_a_changed_byte,
+    an_append_to_several_streams_stores_every_part_or_none,
+    a_register_and_what_it_numbers_commit_together_under_concurrency,
 );

@@ -582,7 +582,7 @@ impl Aggregate for Case {
                 if self.suspended_once {
                     return Err(CaseError::AlreadySuspendedOnce);
                 }
-                if documents.iter().all(|d| d.trim().is_empty()) {
+                if documents.is_empty() || documents.iter().any(|d| d.trim().is_empty()) {
                     return Err(CaseError::Empty("documenti"));
                 }
                 E::DocumentsRequested {

@@ -22,7 +22,10 @@
 //! Followers are woken by `NOTIFY sportello_events` (sent inside the appending transaction, so
 //! delivered on commit) and poll as a fallback.
 
-use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
+use super::append::{
+    AppendRequest, BatchContext, BatchPlan, answers_of, flatten_jobs, plan_batch, refused_ids,
+    requests_of,
+};
 use super::types::truncate_to_micros;
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, RecordedEvent,
@@ -63,9 +66,10 @@ struct Inner {
     _shutdown: oneshot::Sender<()>,
 }
 
+/// One atomic append: one request, or the parts of a multi-stream append.
 struct WriteJob {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    requests: Vec<AppendRequest>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>,
 }
 
 /// How long a request waits for a connection before it is told the database is unavailable: a
@@ -208,19 +212,20 @@ async fn writer_loop(
         // Writers woken by the previous commit are usually about to send their next append: let
         // them run once, so the batch holds them instead of leaving them for the one after.
         tokio::task::yield_now().await;
-        let mut events = first.request.events.len();
+        let mut events = job_events(&first);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
             match jobs.try_recv() {
                 Ok(job) => {
-                    events += job.request.events.len();
+                    events += job_events(&job);
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let (requests, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let (jobs, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.requests, j.reply)).unzip();
+        let (requests, sizes) = flatten_jobs(jobs);
         tracing::trace!(appends = requests.len(), events, "writing a batch");
         if conn.is_none() {
             conn = PgConnection::connect_with(&options).await.ok();
@@ -246,8 +251,8 @@ async fn writer_loop(
                 }
             },
         };
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        for (reply, answer) in replies.into_iter().zip(answers_of(results, &sizes)) {
+            let _ = reply.send(answer);
         }
     }
 }
@@ -527,18 +532,16 @@ impl EventStore for PostgresStore {
         BACKEND
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %stream), err(level = "debug"))]
-    async fn append(
+    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(level = "debug"))]
+    async fn append_all(
         &self,
-        stream: StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let request = AppendRequest::new(stream, expected, events)?;
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let requests = requests_of(appends)?;
         let (reply, outcome) = oneshot::channel();
         self.inner
             .writer
-            .send(WriteJob { request, reply })
+            .send(WriteJob { requests, reply })
             .map_err(|_| StoreError::backend(BACKEND, "the writer task has stopped"))?;
         outcome
             .await
@@ -695,7 +698,7 @@ impl ScratchDatabase {
     }
 
     /// Drops it, ending whatever is still connected to it.
-    pub async fn drop_database(self) -> Result<(), StoreError> {
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
         let mut admin = PgConnection::connect(&self.server_url)
             .await
             .map_err(backend_error)?;
@@ -716,6 +719,21 @@ pub fn test_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A fresh database on [`test_server_url`]; fails (never skips) with how to start the server
+/// when it does not answer.
+pub async fn test_database(prefix: &str) -> ScratchDatabase {
+    let server = test_server_url();
+    ScratchDatabase::create(&server, prefix)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {server} ({e}). Start it with `pg_ctlcluster \
+                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
+                 SPORTELLO_TEST_POSTGRES_URL at a server where this user may create databases."
+            )
+        })
+}
+
 /// Runs `test` with the URL of a fresh database on [`test_server_url`], dropped afterwards
 /// whatever happens; fails (never skips) with how to start the server when it does not answer.
 pub async fn with_scratch_database<F, Fut>(prefix: &str, test: F)
@@ -724,16 +742,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     use futures::FutureExt;
-    let server = test_server_url();
-    let scratch = ScratchDatabase::create(&server, prefix)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {server} ({e}). Start it with `pg_ctlcluster \
-                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
-                 SPORTELLO_TEST_POSTGRES_URL at a server where this user may create databases."
-            )
-        });
+    let scratch = test_database(prefix).await;
     let outcome = std::panic::AssertUnwindSafe(test(scratch.url.clone()))
         .catch_unwind()
         .await;
@@ -742,4 +751,8 @@ where
         std::panic::resume_unwind(panic);
     }
     dropped.expect("drop the scratch database");
+}
+
+fn job_events(job: &WriteJob) -> usize {
+    job.requests.iter().map(|r| r.events.len()).sum()
 }

@@ -8,7 +8,10 @@
 //!
 //! Why rusqlite and not sqlx: see `docs/adr/0001-sqlite-driver.md` (measured on this hardware).
 
-use super::append::{AppendRequest, BatchContext, BatchPlan, plan_batch, refused_ids};
+use super::append::{
+    AppendRequest, BatchContext, BatchPlan, answers_of, flatten_jobs, plan_batch, refused_ids,
+    requests_of,
+};
 use super::types::{ReadAll, from_micros};
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError,
@@ -47,9 +50,10 @@ struct Inner {
     head: watch::Sender<u64>,
 }
 
+/// One atomic append: one request, or the parts of a multi-stream append.
 struct WriteJob {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    requests: Vec<AppendRequest>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>,
 }
 
 impl SqliteStore {
@@ -235,19 +239,20 @@ impl WriterCache {
 fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch::Sender<u64>) {
     let mut cache = WriterCache::default();
     while let Ok(first) = jobs.recv() {
-        let mut events = first.request.events.len();
+        let mut events = job_events(&first);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
             match jobs.try_recv() {
                 Ok(job) => {
-                    events += job.request.events.len();
+                    events += job_events(&job);
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let (requests, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let (jobs, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.requests, j.reply)).unzip();
+        let (requests, sizes) = flatten_jobs(jobs);
         tracing::trace!(appends = requests.len(), events, "writing a batch");
         let results = match write_batch(&mut conn, &requests, &mut cache) {
             Ok(plan) => {
@@ -268,8 +273,8 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch
                     .collect()
             }
         };
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        for (reply, answer) in replies.into_iter().zip(answers_of(results, &sizes)) {
+            let _ = reply.send(answer);
         }
     }
 }
@@ -574,18 +579,16 @@ impl EventStore for SqliteStore {
         BACKEND
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %stream), err(level = "debug"))]
-    async fn append(
+    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(level = "debug"))]
+    async fn append_all(
         &self,
-        stream: StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let request = AppendRequest::new(stream, expected, events)?;
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let requests = requests_of(appends)?;
         let (reply, outcome) = oneshot::channel();
         self.inner
             .writer
-            .send(WriteJob { request, reply })
+            .send(WriteJob { requests, reply })
             .map_err(|_| StoreError::backend(BACKEND, "the writer thread has stopped"))?;
         outcome
             .await
@@ -703,4 +706,8 @@ mod tests {
         let report = a.verify().await.unwrap();
         assert_eq!((report.events, report.first_break), (40, None));
     }
+}
+
+fn job_events(job: &WriteJob) -> usize {
+    job.requests.iter().map(|r| r.events.len()).sum()
 }
