@@ -3,6 +3,7 @@
 # fresh SQLite store, RUNS times (default 3); prints each run and the medians of accepted
 # contacts per second and of the 99th-percentile latency.
 # Usage: scripts/bench-intake.sh [RUNS] [SECONDS] [CONNECTIONS]
+# SPORTELLO_BIN=PATH measures another build (a baseline) instead of this tree's release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -11,8 +12,12 @@ connections=${3:-32}
 if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
-bin=$PWD/target/release/sportello
+if [ -n "${SPORTELLO_BIN:-}" ]; then
+  bin=$SPORTELLO_BIN
+else
+  cargo build --release --quiet
+  bin=$PWD/target/release/sportello
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/post.lua" <<'LUA'

@@ -6,39 +6,29 @@ round, and none hides a response from the checks. They are deterministic (the sa
 the same request), as Hypothesis needs to replay a failure.
 """
 
-import ast
 import datetime
 import hashlib
-import inspect
 import re
-import sys
 
 import schemathesis
-import schemathesis.generation.jsonschema.strategy  # noqa: F401 (warmed below)
 from hypothesis.internal import lambda_sources
 
+_describe = lambda_sources._lambda_description
 
-def _parse_sources_at_the_top_of_the_stack():
+
+def _describe_or_not(f, *args, **kwargs):
     """Python 3.11 before 3.11.8 (Debian 12 has 3.11.2) can fail `ast.parse` with "SystemError:
     AST constructor recursion depth mismatch" when it runs deep in a recursion, which is where
-    Hypothesis first parses a module to describe one of its lambdas: the run then ends in a
-    "flaky" runtime error that says nothing about the API. Parsing those modules once here, near
-    the top of the stack, fills Hypothesis' cache so it never parses them deep down."""
-    for name, module in list(sys.modules.items()):
-        if not name.startswith(("schemathesis", "hypothesis")) or module is None:
-            continue
-        try:
-            lines = tuple(inspect.findsource(module)[0])
-        except (OSError, TypeError):
-            continue
-        source = "".join(lines)
-        # Only modules with lambdas: the cache holds 100 modules.
-        if "lambda" not in source:
-            continue
-        lambda_sources.AST_LAMBDAS_CACHE[lines] = lambda_sources.extract_all_lambdas(ast.parse(source))
+    Hypothesis parses a module to describe one of its lambdas in a strategy's repr: the run then
+    ends in a runtime error that says nothing about the API. The description is only for
+    display, so such a lambda is described as unknown instead."""
+    try:
+        return _describe(f, *args, **kwargs)
+    except SystemError:
+        return "lambda: <unknown>"
 
 
-_parse_sources_at_the_top_of_the_stack()
+lambda_sources._lambda_description = _describe_or_not
 
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 NON_NEGATIVE = re.compile(r"[0-9]+")

@@ -365,7 +365,7 @@ impl Urp {
             .calendar
             .due_date(local.date_naive(), term_days, 0, comune_code.as_ref());
         let access_key = self.vault.access_key(contact.case_id);
-        let mut open = OpenCase {
+        let open = OpenCase {
             code: String::new(),
             comune: contact.comune.clone(),
             kind: contact.kind,
@@ -381,41 +381,30 @@ impl Urp {
         };
         // The code's number and the opening are one commit: no number without its case.
         let register = Register::Cases.stream(&contact.comune, year)?;
-        let mut turn = self.registers.turn(self.log(), register).await?;
-        let mut attempts = 0;
-        let done: Handled<Case> = loop {
-            open.code = case_code(&prefix, year, turn.next());
-            let entry = turn.entry(&contact.comune, contact.case_id)?;
-            match self
-                .handler
-                .handle_with(
-                    contact.case_id,
-                    once(contact.case_id, "open"),
-                    actor.metadata(&contact.comune),
-                    actor.at,
-                    &CaseCommand::Open(open.clone()),
-                    vec![entry],
-                )
-                .await
-            {
-                Ok(done) => {
-                    if done.outcome.is_some() {
-                        turn.taken();
+        let mut command = CaseCommand::Open(open);
+        let opened = self
+            .handle_numbered::<Case>(
+                register,
+                &contact.comune,
+                contact.case_id,
+                once(contact.case_id, "open"),
+                actor,
+                &mut command,
+                |command, number| {
+                    if let CaseCommand::Open(open) = command {
+                        open.code = case_code(&prefix, year, number);
                     }
-                    break done;
-                }
-                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
-                    attempts += 1;
-                    turn.catch_up(self.log()).await?;
-                }
-                // The same request, retried while this one ran, opened it first.
-                Err(CommandError::Refused(CaseError::AlreadyOpened)) => {
-                    drop(turn);
-                    let (case, _) = self.case(contact.case_id).await?;
-                    return Ok(self.opened(contact.case_id, &case));
-                }
-                Err(e) => return Err(e.into()),
+                },
+            )
+            .await;
+        let done = match opened {
+            Ok(done) => done,
+            // The same request, retried while this one ran, opened it first.
+            Err(CommandError::Refused(CaseError::AlreadyOpened)) => {
+                let (case, _) = self.case(contact.case_id).await?;
+                return Ok(self.opened(contact.case_id, &case));
             }
+            Err(e) => return Err(e.into()),
         };
         Ok(OpenedCase {
             case_id: contact.case_id,
@@ -426,6 +415,53 @@ impl Urp {
             position: done.outcome.map_or(0, |o| o.last_position),
             state: done.state,
         })
+    }
+
+    /// Handles `command` on the stream of `holder` together with the next number of `register`,
+    /// in one commit (ADR 0007); `number` writes the number into the command. When another
+    /// process took the number first, the commit conflicts on the register: the next one is
+    /// taken.
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_numbered<A: Aggregate>(
+        &self,
+        register: StreamId,
+        comune: &str,
+        holder: Uuid,
+        command_id: Uuid,
+        actor: &Actor,
+        command: &mut A::Command,
+        number: impl Fn(&mut A::Command, u64),
+    ) -> Result<Handled<A>, CommandError<A::Error>> {
+        let mut turn = self.registers.turn(self.log(), register).await?;
+        let mut attempts = 0;
+        loop {
+            number(command, turn.next());
+            let entry = turn.entry(comune, holder)?;
+            let handled = self
+                .handler
+                .handle_with(
+                    holder,
+                    command_id,
+                    actor.metadata(comune),
+                    actor.at,
+                    &*command,
+                    vec![entry],
+                )
+                .await;
+            match handled {
+                Ok(done) => {
+                    if done.outcome.is_some() {
+                        turn.taken();
+                    }
+                    return Ok(done);
+                }
+                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
+                    attempts += 1;
+                    turn.catch_up(self.log()).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// What a repeated request gets back: the case as it was opened (the access key is derived
@@ -678,37 +714,17 @@ impl Urp {
         // The registration number and the acceptance are one commit: no number without its
         // submission.
         let register = Register::Submissions.stream(comune, command.registration_year)?;
-        let mut turn = self.registers.turn(self.log(), register).await?;
-        let mut attempts = 0;
-        let done: Handled<Submission> = loop {
-            command.registration_number = turn.next();
-            let entry = turn.entry(comune, submission_id)?;
-            match self
-                .handler
-                .handle_with(
-                    submission_id,
-                    once(submission_id, "accept"),
-                    actor.metadata(comune),
-                    actor.at,
-                    &command,
-                    vec![entry],
-                )
-                .await
-            {
-                Ok(done) => {
-                    if done.outcome.is_some() {
-                        turn.taken();
-                    }
-                    break done;
-                }
-                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
-                    attempts += 1;
-                    turn.catch_up(self.log()).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        drop(turn);
+        let done: Handled<Submission> = self
+            .handle_numbered(
+                register,
+                comune,
+                submission_id,
+                once(submission_id, "accept"),
+                actor,
+                &mut command,
+                |command: &mut AcceptSubmission, number| command.registration_number = number,
+            )
+            .await?;
         let (registration_number, case_id) = done
             .state
             .accepted
