@@ -44,6 +44,11 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Follow the log with every projection, without serving HTTP.
     Project(cli::serve::ProjectArgs),
+    /// Run the projections, the reactor and the job workers, without serving HTTP.
+    Worker(cli::serve::WorkerArgs),
+    /// The background jobs: list them, show one, re-queue a dead one.
+    #[command(subcommand)]
+    Jobs(cli::jobs::JobsCommand),
     /// Staff access tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
@@ -84,6 +89,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(command) => cli::views::run_query(&settings, command).await,
         Command::Serve(args) => cli::serve::run_serve(&settings, args).await,
         Command::Project(args) => cli::serve::run_project(&settings, args).await,
+        Command::Worker(args) => cli::serve::run_worker(&settings, args).await,
+        Command::Jobs(command) => cli::jobs::run(&settings, command).await,
         Command::Token(command) => cli::token::run(&settings, command).await,
     }
 }

@@ -60,7 +60,15 @@ fn a_day_at_the_urp(store: &Store) {
     let statte = token(store, "operator", STATTE, "Luca Bianchi");
     let analyst = token(store, "analyst", MASSAFRA, "Anna Neri");
     let admin = token(store, "admin", MASSAFRA, "Paolo Gialli");
-    let server = Server::start(store, &[("SPORTELLO__API__PUBLIC_BURST", "1000")]);
+    // Without workers: the notices they record would move the head this test watches for
+    // requests that must store nothing (`tests/workers.rs` tests the workers).
+    let server = Server::start(
+        store,
+        &[
+            ("SPORTELLO__API__PUBLIC_BURST", "1000"),
+            ("SPORTELLO__WORKERS__IN_SERVE", "false"),
+        ],
+    );
 
     assert_eq!(server.get("/healthz", None).0, 200);
     let (_, openapi) = server.get("/api/openapi.json", None);

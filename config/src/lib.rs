@@ -37,6 +37,107 @@ pub struct Settings {
     pub vault: VaultSettings,
     #[serde(default)]
     pub api: ApiSettings,
+    #[serde(default)]
+    pub workers: WorkersSettings,
+    #[serde(default)]
+    pub mail: MailSettings,
+}
+
+/// The background workers (`sportello worker`, or inside `sportello serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersSettings {
+    /// Run the reactor and the job workers inside `sportello serve` (`--no-workers` also turns
+    /// them off there); `sportello worker` always runs them.
+    #[serde(deserialize_with = "flag")]
+    pub in_serve: bool,
+    /// Where jobs wait: `sqlite://PATH` or `redis://HOST:PORT[/DB]`. Unset: `jobs.db` beside an
+    /// SQLite store (a file of its own, never the event store's).
+    pub queue_url: Option<SecretUrl>,
+    /// Prefix of every queue's name (`sportello-notices`): installations sharing a Redis keep
+    /// apart by it.
+    pub namespace: String,
+    /// Jobs a worker runs at once, per queue.
+    #[serde(deserialize_with = "number")]
+    pub concurrency: u64,
+    /// Tries of a notice before it is given up (a temporary SMTP refusal, a relay down).
+    #[serde(deserialize_with = "number")]
+    pub notice_attempts: u64,
+    /// How long a Redis command may take before the connection counts as broken, in
+    /// milliseconds (the client's default, 500 ms, is too short for a loaded Redis).
+    #[serde(deserialize_with = "number")]
+    pub redis_response_timeout_ms: u64,
+}
+
+impl Default for WorkersSettings {
+    fn default() -> Self {
+        Self {
+            in_serve: true,
+            queue_url: None,
+            namespace: "sportello".into(),
+            concurrency: 8,
+            notice_attempts: 6,
+            redis_response_timeout_ms: 5000,
+        }
+    }
+}
+
+/// How notices reach citizens and offices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `outbox` (the embedded default: RFC 5322 `.eml` files in `outbox_dir`) or `smtp`.
+    pub transport: MailTransport,
+    /// Unset: `outbox/` beside an SQLite store (`data/outbox/`), else `data/outbox/`.
+    pub outbox_dir: Option<PathBuf>,
+    /// The relay (an ordinary SMTP server or the comune's PEC provider, configured the same way).
+    pub host: String,
+    #[serde(deserialize_with = "number")]
+    pub port: u64,
+    /// `none`, `starttls` (upgrade on the submission port) or `tls` (implicit TLS, port 465).
+    pub security: MailSecurity,
+    /// Credentials: give them through `SPORTELLO__MAIL__USERNAME` and `SPORTELLO__MAIL__PASSWORD`.
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// The sender, e.g. `URP Unione Terra delle Gravine <urp@example.it>`.
+    pub from: String,
+    /// The public address of the citizens' pages, for the link to follow a case.
+    pub public_url: String,
+    /// How long one SMTP exchange may take, in seconds.
+    #[serde(deserialize_with = "number")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTransport {
+    Outbox,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Outbox,
+            outbox_dir: None,
+            host: "127.0.0.1".into(),
+            port: 25,
+            security: MailSecurity::Starttls,
+            username: None,
+            password: None,
+            from: "URP <urp@localhost>".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// The HTTP API (`sportello serve`).

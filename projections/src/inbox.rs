@@ -221,7 +221,9 @@ impl Projection for Inbox {
         let mut row = row?;
         let lifecycle = row.lifecycle().evolve(&case_event);
         match case_event {
-            CaseEvent::CaseOpened { .. } | CaseEvent::DocumentsRequested { .. } => {}
+            CaseEvent::CaseOpened { .. }
+            | CaseEvent::DocumentsRequested { .. }
+            | CaseEvent::NoticeSent { .. } => {}
             CaseEvent::CaseTakenInCharge { office, at, .. } => {
                 row.office = Some(office);
                 row.taken_in_charge_at = Some(rfc3339(at));

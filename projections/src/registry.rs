@@ -30,6 +30,13 @@ pub fn read_models() -> Registry {
 }
 
 impl Registry {
+    /// No consumer (a process that runs only what it adds with [`Registry::with`]).
+    pub fn empty() -> Registry {
+        Registry {
+            consumers: Vec::new(),
+        }
+    }
+
     /// The same list with one more consumer.
     pub fn with(mut self, consumer: &'static dyn Consumer) -> Self {
         self.consumers.push(consumer);

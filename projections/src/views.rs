@@ -637,6 +637,17 @@ impl Views {
 
     /// The checkpoint and status (`building` or `live`) of the consumer's version.
     pub async fn status(&self, id: ConsumerId) -> Result<(u64, String), ViewsError> {
+        Ok(self
+            .recorded_status(id)
+            .await?
+            .unwrap_or((0, "building".into())))
+    }
+
+    /// The checkpoint and status, or `None` for a consumer no runner has started here.
+    pub async fn recorded_status(
+        &self,
+        id: ConsumerId,
+    ) -> Result<Option<(u64, String)>, ViewsError> {
         let sql =
             "SELECT position, status FROM projection_checkpoints WHERE name = $1 AND version = $2";
         let found: Option<(i64, String)> = match self {
@@ -657,7 +668,7 @@ impl Views {
                     .await?
             }
         };
-        Ok(found.map_or((0, "building".into()), |(p, s)| (p as u64, s)))
+        Ok(found.map(|(p, s)| (p as u64, s)))
     }
 
     /// Drops the tables of older versions of the consumer once the current one is live, unless a

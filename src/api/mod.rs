@@ -1,5 +1,5 @@
 //! The HTTP API (`sportello serve`): public intake under `/api/v1`, the staff's work under
-//! `/api/v1/staff`, and `/healthz`, `/readyz`, `/api/openapi.json`.
+//! `/api/v1/staff`, and `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
 //!
 //! ## Layout
 //! - [`problem`]: RFC 9457 errors and the extractors that produce them.
@@ -7,10 +7,12 @@
 //! - [`public`]: what a citizen does (open a case, follow it, submit a form, rate).
 //! - [`staff`]: the inbox, case detail and actions, statistics, erasure.
 //! - [`ops`]: health, readiness with projection lag, the OpenAPI document.
+//! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`spec`]: the OpenAPI document, completed with what every operation of a kind answers.
 //! - [`request`]: a span per request and its `X-Request-Id`, the correlation id of its events.
 
 pub mod guard;
+pub mod metrics;
 pub mod ops;
 pub mod problem;
 pub mod public;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub consistency_wait: Duration,
     /// The OpenAPI document of this installation, made once.
     pub openapi: serde_json::Value,
+    /// The job queue, for its depth in `/metrics` (none where this process runs no workers).
+    pub queue: Option<sportello_workers::queue::Queue>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -57,7 +61,13 @@ impl AppState {
             urp,
             views,
             settings,
+            queue: None,
         }
+    }
+
+    pub fn with_queue(mut self, queue: sportello_workers::queue::Queue) -> Self {
+        self.queue = Some(queue);
+        self
     }
 }
 
@@ -87,6 +97,7 @@ pub fn app(state: Shared) -> Router {
         .route("/api/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn(request::name_route))
         .fallback(|| async { ApiError::not_found("not_found", "La risorsa richiesta non esiste.") })
         .method_not_allowed_fallback(|| async {

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use sportello_projections::read_models;
+use sportello_workers::reactor::REACTOR;
 use utoipa::ToSchema;
 
 #[utoipa::path(get, path = "/healthz", tag = "operazioni",
@@ -41,8 +42,17 @@ pub async fn readyz(
 ) -> Result<(StatusCode, Json<Readiness>), ApiError> {
     let head = state.urp.log().head().await?;
     let mut projections = Vec::new();
-    for consumer in read_models().all() {
-        let id = consumer.id();
+    // The reactor is reported with the read models once a worker has started it: while it lags,
+    // receipts wait.
+    let mut ids = read_models()
+        .all()
+        .iter()
+        .map(|c| c.id())
+        .collect::<Vec<_>>();
+    if state.views.recorded_status(REACTOR).await?.is_some() {
+        ids.push(REACTOR);
+    }
+    for id in ids {
         let (checkpoint, status) = state.views.status(id).await?;
         projections.push(ProjectionLag {
             name: id.name.into(),

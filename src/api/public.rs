@@ -315,6 +315,7 @@ pub fn public_status(events: &[CaseEvent]) -> CaseStatusResponse {
                 view.outcome = Some("ritirata_dal_cittadino".into());
                 Some(milestone("withdrawn", "Ritirata dal cittadino", *at))
             }
+            CaseEvent::NoticeSent { .. } => None,
         };
         view.milestones.extend(m);
         case = case.evolve(event);

@@ -78,7 +78,17 @@ pub async fn trace(request: Request, next: Next) -> Response {
         .await;
     let status = response.status().as_u16();
     span.record("status", status);
-    span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+    let elapsed = started.elapsed().as_secs_f64();
+    span.record("latency_ms", elapsed * 1000.0);
+    let route = response
+        .extensions()
+        .get::<RouteName>()
+        .map_or("unmatched", |r| r.0.as_str())
+        .to_owned();
+    metrics::counter!("sportello_http_requests_total", "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("sportello_http_request_duration_seconds", "route" => route)
+        .record(elapsed);
     span.in_scope(|| tracing::info!(status, "answered"));
     if let Ok(value) = HeaderValue::from_str(&id.text) {
         response.headers_mut().insert(HEADER, value);
@@ -89,8 +99,17 @@ pub async fn trace(request: Request, next: Next) -> Response {
 /// The inner layer, on matched routes only: names the route (`/api/v1/cases/{code}`, never the
 /// code itself) in the request's span.
 pub async fn name_route(request: Request, next: Next) -> Response {
-    if let Some(path) = request.extensions().get::<MatchedPath>() {
+    let route = request.extensions().get::<MatchedPath>().map(|path| {
         tracing::Span::current().record("route", path.as_str());
+        RouteName(path.as_str().to_owned())
+    });
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
     }
-    next.run(request).await
+    response
 }
+
+/// The matched route, for the metrics' labels (a template: never a code or an id).
+#[derive(Clone)]
+struct RouteName(String);

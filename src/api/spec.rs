@@ -50,7 +50,7 @@ impl utoipa::Modify for BearerAuth {
         public::services, public::service, public::form, public::submit, public::feedback,
         staff::me, staff::inbox, staff::case_detail, staff::open_case, staff::act,
         staff::satisfaction, staff::service_levels, staff::erase_subject,
-        ops::healthz, ops::readyz, ops::openapi,
+        ops::healthz, ops::readyz, ops::openapi, super::metrics::metrics,
     ),
     components(schemas(super::problem::Problem, super::problem::FieldProblem)),
     modifiers(&BearerAuth),

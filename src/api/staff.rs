@@ -270,6 +270,12 @@ fn details(event: &CaseEvent) -> Value {
         CaseEvent::CaseClosed { outcome, .. } => json!({ "outcome": outcome }),
         CaseEvent::CaseReopened { reason, .. } => json!({ "reason": reason }),
         CaseEvent::CaseWithdrawn { .. } => json!({}),
+        CaseEvent::NoticeSent {
+            kind,
+            channel,
+            outcome,
+            ..
+        } => json!({ "kind": kind, "channel": channel, "outcome": outcome }),
     }
 }
 

@@ -2,6 +2,7 @@ pub mod bench;
 mod bench_queries;
 pub mod calendar;
 pub mod demo;
+pub mod jobs;
 pub mod replay;
 pub mod serve;
 pub mod telemetry;

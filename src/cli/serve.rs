@@ -9,6 +9,11 @@ use sportello_engine::EventLog;
 use sportello_engine::vault::Vault;
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::{Consumer, Registry, Views, read_models};
+use sportello_workers::mail::Mailer;
+use sportello_workers::notices::NoticeContext;
+use sportello_workers::queue::Queue;
+use sportello_workers::reactor::Reactor;
+use sportello_workers::run::JobWorkers;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,9 +27,12 @@ pub struct ServeArgs {
     /// Address to listen on (default: api.bind, 127.0.0.1:8080); port 0 picks a free one.
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
-    /// Leave the projections to another process (`sportello project`).
+    /// Leave the projections to another process (`sportello project` or `sportello worker`).
     #[arg(long)]
     no_projections: bool,
+    /// Leave the reactor and the job workers to another process (`sportello worker`).
+    #[arg(long)]
+    no_workers: bool,
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -44,32 +52,33 @@ async fn stop_signal() {
 }
 
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Counting starts before anything runs.
+    api::metrics::handle();
     let urp = open_urp(settings).await?;
     let url = settings.store.url.expose().to_owned();
     let views = Views::open(&url)
         .await
         .context("failed to open the read models")?;
-    let registry = read_models();
-    registry.ensure_all(&views).await?;
+    read_models().ensure_all(&views).await?;
     let (stop, stopped) = watch::channel(false);
-    let runners = if args.no_projections {
-        JoinSet::new()
-    } else {
-        spawn_runners(
-            &registry,
-            urp.log().clone(),
-            urp.vault().clone(),
-            &url,
-            stopped,
-        )
-        .await?
-    };
+    let background = Background::start(
+        settings,
+        &urp,
+        !args.no_projections,
+        settings.workers.in_serve && !args.no_workers,
+        stopped,
+    )
+    .await?;
     let bind = args.bind.unwrap_or_else(|| settings.api.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let address = listener.local_addr()?;
-    let state = Arc::new(AppState::new(urp, views, Arc::new(settings.clone())));
+    let mut state = AppState::new(urp, views, Arc::new(settings.clone()));
+    if let Some(queue) = &background.queue {
+        state = state.with_queue(queue.clone());
+    }
+    let state = Arc::new(state);
     // Scripts and tests read the address from this line.
     println!("sportello: listening on http://{address}");
     std::io::stdout().flush()?;
@@ -82,12 +91,101 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     .await
     .context("the HTTP server failed")?;
     let _ = stop.send(true);
-    finish(runners).await;
+    background.finish().await;
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
 pub struct ProjectArgs {}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {}
+
+/// The projections, the reactor and the job workers, without HTTP: several of these can run on
+/// several machines against one PostgreSQL and one Redis, each consumer run by one at a time.
+pub async fn run_worker(settings: &Settings, _args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let urp = open_urp(settings).await?;
+    let (stop, stopped) = watch::channel(false);
+    let background = Background::start(settings, &urp, true, true, stopped).await?;
+    println!("sportello: worker running (projections, reactor, jobs)");
+    std::io::stdout().flush()?;
+    stop_signal().await;
+    let _ = stop.send(true);
+    background.finish().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What runs beside (or instead of) HTTP: the consumers of the log and the job workers.
+struct Background {
+    runners: JoinSet<()>,
+    jobs: Option<tokio::task::JoinHandle<()>>,
+    queue: Option<Queue>,
+}
+
+impl Background {
+    async fn start(
+        settings: &Settings,
+        urp: &sportello_engine::app::Urp,
+        projections: bool,
+        workers: bool,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let url = settings.store.url.expose();
+        let mut registry = if projections {
+            read_models()
+        } else {
+            Registry::empty()
+        };
+        let mut jobs = None;
+        let mut queue_kept = None;
+        if workers {
+            let queue = Queue::connect(settings)
+                .await
+                .context("failed to open the job queue")?;
+            let attempts = settings.workers.notice_attempts.max(1);
+            registry = registry.with(Reactor::new(queue.clone(), attempts).leak());
+            queue_kept = Some(queue.clone());
+            let context = NoticeContext {
+                urp: urp.clone(),
+                mailer: Mailer::from_settings(settings)?,
+                public_url: settings.mail.public_url.clone(),
+                attempts: attempts as usize,
+            };
+            let workers = JobWorkers::new(
+                &queue,
+                context,
+                settings.workers.concurrency.max(1) as usize,
+            );
+            let stop = until_stopped(stopped.clone());
+            jobs = Some(tokio::spawn(async move {
+                if let Err(error) = workers.run(stop).await {
+                    tracing::error!(%error, "job workers stopped");
+                }
+            }));
+        }
+        let runners = spawn_runners(
+            &registry,
+            urp.log().clone(),
+            urp.vault().clone(),
+            url,
+            stopped,
+        )
+        .await?;
+        Ok(Self {
+            runners,
+            jobs,
+            queue: queue_kept,
+        })
+    }
+
+    /// Lets the runners release their leases and the jobs in flight finish.
+    async fn finish(self) {
+        finish(self.runners).await;
+        if let Some(jobs) = self.jobs {
+            let _ = jobs.await;
+        }
+    }
+}
 
 /// Follows the log with every projection until stopped.
 pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Result<ExitCode> {
@@ -120,6 +218,8 @@ async fn spawn_runners(
         .await
         .context("failed to open the read models")?
         .with_vault(vault);
+    // Before the first `/readyz`: a consumer without its checkpoint would not be reported yet.
+    registry.ensure_all(&views).await?;
     let owner = format!("serve-{}-{}", std::process::id(), uuid::Uuid::now_v7());
     let mut set = JoinSet::new();
     for &consumer in registry.all() {

@@ -15,6 +15,7 @@ pub fn with_scratch_postgres(prefix: &str, test: impl FnOnce(&str)) {
         .unwrap();
     let scratch = runtime.block_on(sportello_engine::store::postgres::test_database(prefix));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&scratch.url)));
+    let _ = std::fs::remove_dir_all(side_folder(&scratch.url));
     runtime
         .block_on(scratch.drop_database())
         .expect("drop the scratch database");
@@ -45,13 +46,30 @@ pub struct Store {
     pub dir: Option<PathBuf>,
 }
 
+/// Where the job queue and the outbox of a PostgreSQL store's processes go (an SQLite store
+/// keeps them beside its file): a folder per database, removed with it.
+pub fn side_folder(store_url: &str) -> PathBuf {
+    let database = store_url.rsplit('/').next().unwrap_or("store");
+    std::env::temp_dir().join(format!("sportello-side-{database}"))
+}
+
 pub fn command(store: &Store) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sportello"));
     c.arg("--store")
         .arg(&store.url)
         .env_remove("SPORTELLO__STORE__URL")
+        .env_remove("SPORTELLO__WORKERS__QUEUE_URL")
+        .env_remove("SPORTELLO__MAIL__OUTBOX_DIR")
         .env("SPORTELLO__VAULT__MASTER_KEY", MASTER_KEY)
         .env("SPORTELLO_LOG", "warn");
+    if store.url.starts_with("postgres") {
+        let side = side_folder(&store.url);
+        c.env(
+            "SPORTELLO__WORKERS__QUEUE_URL",
+            format!("sqlite://{}", side.join("jobs.db").display()),
+        )
+        .env("SPORTELLO__MAIL__OUTBOX_DIR", side.join("outbox"));
+    }
     c
 }
 

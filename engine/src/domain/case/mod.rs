@@ -170,6 +170,7 @@ impl Lifecycle {
                 next.status = CaseStatus::Closed;
                 next.withdrawn = true;
             }
+            CaseEvent::NoticeSent { .. } => {}
         }
         next
     }
@@ -254,6 +255,58 @@ pub enum CaseEvent {
     CaseWithdrawn {
         at: DateTime<Utc>,
     },
+    /// The workers told the citizen (or the office) something, or found they could not. No
+    /// address here: the log keeps what was done, not where it went.
+    NoticeSent {
+        kind: NoticeKind,
+        channel: NoticeChannel,
+        outcome: NoticeOutcome,
+        /// The event that called for the notice: one notice per cause, so a redelivered job
+        /// records nothing new.
+        cause: Uuid,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What a notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The receipt of a new contact (PNRR 1.4.1, C.SE.1.2).
+    Receipt,
+    TakenInCharge,
+    DocumentsRequested,
+    Answered,
+}
+
+impl NoticeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Receipt => "receipt",
+            NoticeKind::TakenInCharge => "taken_in_charge",
+            NoticeKind::DocumentsRequested => "documents_requested",
+            NoticeKind::Answered => "answered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeChannel {
+    Email,
+    Pec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeOutcome {
+    Sent,
+    /// The citizen left no address to write to.
+    SkippedNoAddress,
+    /// The citizen's data were erased before the notice went out.
+    SkippedErased,
+    /// The relay refused it for good (a 5xx), or every retry failed.
+    GivenUp,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -296,6 +349,14 @@ pub enum CaseCommand {
         at: DateTime<Utc>,
     },
     Withdraw {
+        at: DateTime<Utc>,
+    },
+    /// Records a notice; once a cause's notice is settled, another record for it is a no-op.
+    RecordNotice {
+        kind: NoticeKind,
+        channel: NoticeChannel,
+        outcome: NoticeOutcome,
+        cause: Uuid,
         at: DateTime<Utc>,
     },
 }
@@ -432,6 +493,9 @@ pub struct Case {
     /// When documents were requested, while the case waits for them.
     pub suspended_at: Option<DateTime<Utc>>,
     pub citizen_subject: Option<Uuid>,
+    /// The causes whose notice is settled: sent, or skipped for good. A notice given up is not
+    /// settled, so a job queued again can still send it.
+    pub notices: std::collections::BTreeSet<Uuid>,
     /// The status before a suspension, to return to when documents arrive.
     resume_to: CaseStatus,
 }
@@ -453,6 +517,7 @@ impl Default for Case {
             term_days: 0,
             suspended_at: None,
             citizen_subject: None,
+            notices: Default::default(),
             resume_to: CaseStatus::TakenInCharge,
         }
     }
@@ -654,6 +719,28 @@ impl Aggregate for Case {
                 self.ensure_open()?;
                 E::CaseWithdrawn { at: *at }
             }
+            // A notice may follow a case after it closed (the answer's notice often does).
+            C::RecordNotice {
+                kind,
+                channel,
+                outcome,
+                cause,
+                at,
+            } => {
+                if self.status == CaseStatus::New {
+                    return Err(CaseError::NotFound);
+                }
+                if self.notices.contains(cause) {
+                    return Ok(vec![]);
+                }
+                E::NoticeSent {
+                    kind: *kind,
+                    channel: *channel,
+                    outcome: *outcome,
+                    cause: *cause,
+                    at: *at,
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -702,6 +789,11 @@ impl Aggregate for Case {
             CaseEvent::CaseClosed { outcome, .. } => self.outcome = Some(*outcome),
             CaseEvent::CaseReopened { .. } => self.outcome = None,
             CaseEvent::CaseWithdrawn { .. } => self.outcome = Some(Outcome::RitirataDalCittadino),
+            CaseEvent::NoticeSent { cause, outcome, .. } => {
+                if *outcome != NoticeOutcome::GivenUp {
+                    self.notices.insert(*cause);
+                }
+            }
         }
         self
     }
@@ -718,6 +810,7 @@ impl Aggregate for Case {
             CaseEvent::CaseClosed { .. } => "CaseClosed",
             CaseEvent::CaseReopened { .. } => "CaseReopened",
             CaseEvent::CaseWithdrawn { .. } => "CaseWithdrawn",
+            CaseEvent::NoticeSent { .. } => "NoticeSent",
         }
     }
 }

@@ -424,3 +424,62 @@ fn events_round_trip_through_json_with_their_type() {
     assert_eq!(serde_json::from_value::<CaseEvent>(json).unwrap(), opened());
     assert_eq!(Case::event_type(&opened()), "CaseOpened");
 }
+
+mod notices {
+    use super::*;
+    use crate::domain::case::{NoticeChannel, NoticeKind, NoticeOutcome};
+
+    fn record(outcome: NoticeOutcome, cause: Uuid) -> CaseCommand {
+        CaseCommand::RecordNotice {
+            kind: NoticeKind::Receipt,
+            channel: NoticeChannel::Email,
+            outcome,
+            cause,
+            at: at(2),
+        }
+    }
+
+    fn recorded(outcome: NoticeOutcome, cause: Uuid) -> CaseEvent {
+        CaseEvent::NoticeSent {
+            kind: NoticeKind::Receipt,
+            channel: NoticeChannel::Email,
+            outcome,
+            cause,
+            at: at(2),
+        }
+    }
+
+    #[test]
+    fn a_notice_is_recorded_once_per_cause() {
+        let cause = Uuid::from_u128(7);
+        given::<Case>(&[opened()])
+            .when(&record(NoticeOutcome::Sent, cause))
+            .then(&[recorded(NoticeOutcome::Sent, cause)]);
+        given::<Case>(&[opened(), recorded(NoticeOutcome::Sent, cause)])
+            .when(&record(NoticeOutcome::Sent, cause))
+            .then(&[]);
+    }
+
+    #[test]
+    fn a_notice_given_up_can_still_be_sent_and_closing_does_not_stop_it() {
+        let cause = Uuid::from_u128(7);
+        given::<Case>(&[opened(), recorded(NoticeOutcome::GivenUp, cause)])
+            .when(&record(NoticeOutcome::Sent, cause))
+            .then(&[recorded(NoticeOutcome::Sent, cause)]);
+        given::<Case>(&[opened(), CaseEvent::CaseWithdrawn { at: at(1) }])
+            .when(&record(NoticeOutcome::SkippedErased, cause))
+            .then(&[recorded(NoticeOutcome::SkippedErased, cause)]);
+    }
+
+    #[test]
+    fn a_notice_needs_a_case_and_changes_no_status() {
+        given::<Case>(&[])
+            .when(&record(NoticeOutcome::Sent, Uuid::from_u128(7)))
+            .then_refused(CaseError::NotFound);
+        let before = Lifecycle::default().evolve(&opened());
+        assert_eq!(
+            before.evolve(&recorded(NoticeOutcome::Sent, Uuid::nil())),
+            before
+        );
+    }
+}

@@ -1,0 +1,581 @@
+//! The workers end to end: `sportello serve` (and `sportello worker`) with the reactor and the
+//! notice jobs, against a real SMTP server (aiosmtpd, installed by `scripts/python-tools.sh`),
+//! on SQLite (the embedded default) and on PostgreSQL + Redis.
+//!
+//! Redis tests use `redis://127.0.0.1:6379` (or `SPORTELLO_TEST_REDIS_URL`) under a namespace of
+//! their own, whose keys they delete; they fail, never skip, without a Redis.
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Server, Store, run, token, with_scratch_postgres};
+
+const MASSAFRA: &str = "073015";
+
+/// aiosmtpd on a free port, storing what it accepts in a folder; stopped when dropped.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpServer {
+    fn start(maildir: &Path) -> SmtpServer {
+        let tools = Command::new("scripts/python-tools.sh")
+            .output()
+            .expect("scripts/python-tools.sh runs");
+        assert!(
+            tools.status.success(),
+            "the SMTP test server needs aiosmtpd: scripts/python-tools.sh failed: {}",
+            String::from_utf8_lossy(&tools.stderr)
+        );
+        let python = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
+        let mut child = Command::new(python)
+            .arg("tests/smtp/server.py")
+            .arg(maildir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the SMTP test server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line of the SMTP server: {line:?}"));
+        SmtpServer {
+            child,
+            port,
+            maildir: maildir.to_owned(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("SPORTELLO__MAIL__TRANSPORT", "smtp".to_owned()),
+            ("SPORTELLO__MAIL__HOST", "127.0.0.1".to_owned()),
+            ("SPORTELLO__MAIL__PORT", self.port.to_string()),
+            ("SPORTELLO__MAIL__SECURITY", "none".to_owned()),
+            ("SPORTELLO__MAIL__TIMEOUT_SECS", "10".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .to_vec()
+    }
+
+    /// The messages accepted so far: (recipient, subject, message id).
+    fn messages(&self) -> Vec<(String, String, String)> {
+        read_messages(&self.maildir)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each `.eml` in `dir` as (To, Subject, Message-ID).
+fn read_messages(dir: &Path) -> Vec<(String, String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut messages = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".eml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let header = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        messages.push((header("To:"), header("Subject:"), header("Message-ID:")));
+    }
+    messages
+}
+
+fn contact(email: Option<&str>) -> Value {
+    json!({
+        "comune": MASSAFRA, "kind": "reclamo", "channel": "web", "service": null,
+        "subject": "Rifiuti non raccolti in via Verdi", "description": null,
+        "citizen": {"name": "Carla Esposito", "email": email},
+        "privacy_consent": true
+    })
+}
+
+/// The notices recorded on a case: kind → outcome.
+fn notices(server: &Server, staff: &str, case_id: &str) -> BTreeMap<String, String> {
+    let (status, detail) = server.get(&format!("/api/v1/staff/cases/{case_id}"), Some(staff));
+    assert_eq!(status, 200, "{detail}");
+    detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "NoticeSent")
+        .map(|e| {
+            (
+                e["details"]["kind"].as_str().unwrap().to_owned(),
+                e["details"]["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn sqlite_store(dir: &Path) -> Store {
+    Store {
+        url: format!("sqlite://{}", dir.join("sportello.db").display()),
+        dir: Some(dir.to_owned()),
+    }
+}
+
+fn jobs(store: &Store, env: &[(String, String)], status: &str) -> Vec<Value> {
+    let mut c = support::command(store);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c
+        .args([
+            "jobs", "list", "--status", status, "--json", "--limit", "1000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_case_gets_one_receipt_and_its_notices_through_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(&dir.path().join("maildir"));
+    let store = sqlite_store(dir.path());
+    let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
+    let mut env = smtp.env();
+    env.push(("SPORTELLO__WORKERS__NOTICE_ATTEMPTS".into(), "3".into()));
+    env.push(("SPORTELLO__API__PUBLIC_BURST".into(), "1000".into()));
+    let server = Server::start(&store, &env_refs(&env));
+
+    let addresses = [
+        Some("uno@example.it"),
+        Some("due@example.it"),
+        Some("rifiuto-temporaneo-2@example.it"),
+        Some("rifiuto-permanente@example.it"),
+        Some("lento@example.it"),
+        None,
+    ];
+    let mut cases = Vec::new();
+    for address in addresses {
+        let (status, opened) = server.post("/api/v1/cases", None, &contact(address));
+        assert_eq!(status, 201, "{opened}");
+        cases.push((
+            opened["id"].as_str().unwrap().to_owned(),
+            opened["code"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // The first case goes through its life: each step is a notice.
+    let first = &cases[0].0;
+    for (action, body) in [
+        ("take-in-charge", json!({"office": "Ambiente"})),
+        (
+            "request-documents",
+            json!({"documents": ["Fotografia dei rifiuti"]}),
+        ),
+        ("documents-received", json!({})),
+        (
+            "answer",
+            json!({"text": "La raccolta è stata recuperata il giorno dopo."}),
+        ),
+    ] {
+        let (status, body) = server.post(
+            &format!("/api/v1/staff/cases/{first}/{action}"),
+            Some(&staff),
+            &body,
+        );
+        assert_eq!(status, 200, "{action}: {body}");
+    }
+
+    let expected_first: BTreeMap<String, String> = [
+        "receipt",
+        "taken_in_charge",
+        "documents_requested",
+        "answered",
+    ]
+    .map(|k| (k.to_owned(), "sent".to_owned()))
+    .into();
+    wait_for("every notice recorded", Duration::from_secs(60), || {
+        notices(&server, &staff, first) == expected_first
+            && cases[1..]
+                .iter()
+                .all(|(id, _)| notices(&server, &staff, id).contains_key("receipt"))
+    });
+    let outcome = |i: usize| notices(&server, &staff, &cases[i].0)["receipt"].clone();
+    assert_eq!(outcome(1), "sent");
+    assert_eq!(outcome(2), "sent", "a temporary refusal is retried");
+    assert_eq!(outcome(3), "given_up", "a permanent refusal is recorded");
+    assert_eq!(outcome(4), "sent", "a slow relay is waited for");
+    assert_eq!(outcome(5), "skipped_no_address");
+
+    // Exactly what was recorded as sent reached the server, once each.
+    let messages = smtp.messages();
+    let ids: HashSet<&String> = messages.iter().map(|m| &m.2).collect();
+    assert_eq!(
+        ids.len(),
+        messages.len(),
+        "a message arrived twice: {messages:?}"
+    );
+    assert_eq!(messages.len(), 4 + 3, "{messages:?}");
+    let receipts: Vec<&(String, String, String)> = messages
+        .iter()
+        .filter(|m| m.1.starts_with("Ricevuta della richiesta"))
+        .collect();
+    assert_eq!(receipts.len(), 4, "{messages:?}");
+    for (i, (_, code)) in cases.iter().enumerate().take(5) {
+        let to_this = messages
+            .iter()
+            .filter(|m| m.1.contains(code.as_str()))
+            .count();
+        assert_eq!(
+            to_this,
+            [4, 1, 1, 0, 1][i],
+            "messages about {code}: {messages:?}"
+        );
+    }
+    // The given-up notice shows among the dead jobs, with the case it was for.
+    let dead = jobs(&store, &env, "Killed");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["job"]["case_id"], cases[3].0.as_str());
+
+    // Metrics count the jobs and show the reactor caught up.
+    let metrics = Server::agent()
+        .get(format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"sportello_jobs_total{queue="notices",outcome="done"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sportello_consumer_lag_events{consumer="reactor"} 0"#),
+        "{metrics}"
+    );
+    server.kill();
+}
+
+#[test]
+fn demo_then_serve_leaves_the_receipts_in_the_outbox_and_a_restart_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path());
+    run(&store, &["demo", "--cases", "30", "--seed", "3"]);
+    let outbox = dir.path().join("outbox");
+    let all_done = |store: &Store| {
+        ["Pending", "Queued", "Running"]
+            .iter()
+            .all(|s| jobs(store, &[], s).is_empty())
+            && !jobs(store, &[], "Done").is_empty()
+    };
+    let server = Server::start(&store, &[]);
+    wait_for("the demo's notices", Duration::from_secs(60), || {
+        all_done(&store)
+    });
+    let sent = read_messages(&outbox);
+    let receipts = sent
+        .iter()
+        .filter(|m| m.1.starts_with("Ricevuta della richiesta"))
+        .count();
+    assert!(
+        receipts > 0 && receipts <= 30,
+        "{receipts} receipts for 30 cases"
+    );
+    let done = jobs(&store, &[], "Done").len();
+    server.kill();
+
+    // Forget the reactor's checkpoint: a second reactor replays the whole log and queues every
+    // job again, and nothing happens twice.
+    rusqlite::Connection::open(dir.path().join("sportello.views.db"))
+        .unwrap()
+        .execute(
+            "UPDATE projection_checkpoints SET position = 0 WHERE name = 'reactor'",
+            [],
+        )
+        .unwrap();
+    let server = Server::start(&store, &[]);
+    wait_for("the replayed reactor", Duration::from_secs(60), || {
+        let (_, ready) = server.get("/readyz", None);
+        ready["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "reactor" && p["lag"] == 0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        jobs(&store, &[], "Done").len(),
+        done,
+        "a job was queued twice"
+    );
+    assert_eq!(read_messages(&outbox).len(), sent.len());
+    server.kill();
+}
+
+fn redis_url() -> String {
+    std::env::var("SPORTELLO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `test` with a namespace of its own on Redis, whose keys are deleted afterwards.
+fn with_redis_namespace(test: impl FnOnce(&str, &str)) {
+    let url = redis_url();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap_or_else(|e| {
+        panic!(
+            "Redis does not answer at {url} ({e}): start it with `redis-server --daemonize yes` \
+             or set SPORTELLO_TEST_REDIS_URL"
+        )
+    });
+    let namespace = format!("sportello-test-{}", uuid::Uuid::new_v4().simple());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&url, &namespace)));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query(&mut conn)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn two_workers_on_postgresql_and_redis_send_each_receipt_once() {
+    with_redis_namespace(|redis, namespace| {
+        with_scratch_postgres("workers", |url| {
+            let store = Store {
+                url: url.to_owned(),
+                dir: None,
+            };
+            let side = support::side_folder(url);
+            let outbox = side.join("outbox");
+            let env = vec![
+                ("SPORTELLO__WORKERS__QUEUE_URL".to_owned(), redis.to_owned()),
+                (
+                    "SPORTELLO__WORKERS__NAMESPACE".to_owned(),
+                    namespace.to_owned(),
+                ),
+                ("SPORTELLO__API__PUBLIC_BURST".to_owned(), "1000".to_owned()),
+            ];
+            let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
+            let server = Server::start(&store, &env_refs(&env));
+            // A second process with the same consumers: each runs in one of them at a time,
+            // and both take jobs from the same queue.
+            let mut worker = support::command(&store);
+            for (k, v) in &env {
+                worker.env(k, v);
+            }
+            let mut worker = worker
+                .arg("worker")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("sportello worker starts");
+
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let email = format!("cittadino{i}@example.it");
+                let (status, opened) = server.post("/api/v1/cases", None, &contact(Some(&email)));
+                assert_eq!(status, 201, "{opened}");
+                ids.push(opened["id"].as_str().unwrap().to_owned());
+            }
+            wait_for("40 receipts", Duration::from_secs(60), || {
+                ids.iter()
+                    .all(|id| notices(&server, &staff, id).contains_key("receipt"))
+            });
+            let messages = read_messages(&outbox);
+            assert_eq!(messages.len(), 40, "{messages:?}");
+            let recipients: HashSet<&String> = messages.iter().map(|m| &m.0).collect();
+            assert_eq!(recipients.len(), 40);
+
+            // Kill the worker: the server's own runners and workers go on alone.
+            worker.kill().unwrap();
+            worker.wait().unwrap();
+            let (status, opened) =
+                server.post("/api/v1/cases", None, &contact(Some("ultimo@example.it")));
+            assert_eq!(status, 201);
+            let last = opened["id"].as_str().unwrap().to_owned();
+            wait_for(
+                "the receipt after the worker died",
+                Duration::from_secs(60),
+                || notices(&server, &staff, &last).contains_key("receipt"),
+            );
+            assert_eq!(read_messages(&outbox).len(), 41);
+            // `jobs` reads the Redis queue too.
+            assert_eq!(jobs(&store, &env, "Done").len(), 41);
+            server.kill();
+        });
+    });
+}
+
+/// A Redis server of the test's own on a free port, so it can be stopped and started again. It
+/// keeps an append-only file with a sync at every write, as a deployment's Redis must for no job
+/// to be lost when it stops.
+struct OwnRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = OwnRedis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian: apt-get install redis-server)");
+        self.child = Some(child);
+        wait_for("redis-server to answer", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// Kills it, as a crash would; what it acknowledged is in its append-only file.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn citizens_keep_writing_while_redis_is_down_and_get_one_receipt_each_when_it_is_back() {
+    let mut redis = OwnRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path());
+    let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
+    let env = vec![
+        ("SPORTELLO__WORKERS__QUEUE_URL".to_owned(), redis.url()),
+        (
+            "SPORTELLO__WORKERS__REDIS_RESPONSE_TIMEOUT_MS".to_owned(),
+            "1000".to_owned(),
+        ),
+        ("SPORTELLO__API__PUBLIC_BURST".to_owned(), "1000".to_owned()),
+    ];
+    let server = Server::start(&store, &env_refs(&env));
+    let open = |i: usize| {
+        let email = format!("durante-{i}@example.it");
+        let started = Instant::now();
+        let (status, opened) = server.post("/api/v1/cases", None, &contact(Some(&email)));
+        assert_eq!(status, 201, "{opened}");
+        (opened["id"].as_str().unwrap().to_owned(), started.elapsed())
+    };
+    let mut ids: Vec<String> = (0..5).map(|i| open(i).0).collect();
+    redis.stop();
+    // Intake never touches the queue: requests answer as fast while Redis is away.
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut i = 5;
+    while started.elapsed() < Duration::from_secs(30) {
+        let (id, took) = open(i);
+        ids.push(id);
+        slowest = slowest.max(took);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?} with Redis down"
+    );
+    redis.restart();
+    wait_for(
+        "every receipt after Redis came back",
+        Duration::from_secs(90),
+        || {
+            ids.iter().all(|id| {
+                notices(&server, &staff, id)
+                    .get("receipt")
+                    .map(String::as_str)
+                    == Some("sent")
+            })
+        },
+    );
+    // One receipt per case: what the reactor could not queue while Redis was away it queued
+    // when it came back (its checkpoint had not moved), and nothing twice.
+    let messages = read_messages(&dir.path().join("outbox"));
+    let recipients: HashSet<&String> = messages.iter().map(|m| &m.0).collect();
+    assert_eq!(
+        messages.len(),
+        ids.len(),
+        "{} messages for {} cases",
+        messages.len(),
+        ids.len()
+    );
+    assert_eq!(recipients.len(), ids.len());
+    server.kill();
+}

@@ -1,0 +1,386 @@
+//! Where jobs wait: apalis-sqlite in a file of its own (the embedded default) or apalis-redis.
+//!
+//! Both are set up against the traps seen running apalis 1.0 (`../shared/notes/dependencies.md`):
+//! every queue is named explicitly, the SQLite file gets its migrations without `setup()` (which
+//! turns `synchronous` off), Redis deduplicates by idempotency key only with a TTL set, and its
+//! connection manager gets a response timeout a loaded Redis can meet.
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::RedisStorage;
+use apalis_sqlite::{SqlitePool, SqliteStorage};
+use serde::{Deserialize, Serialize};
+use sportello_config::Settings;
+use sportello_engine::domain::case::NoticeKind;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The queue of notices to citizens, after the installation's namespace (`sportello-notices`).
+pub const NOTICES: &str = "notices";
+
+/// How long Redis remembers an idempotency key: longer than any redelivery or second reactor
+/// could come after the first push. After it, the notice's record on the case still makes a late
+/// duplicate a no-op.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A notice the reactor asks for. Its id and idempotency key come from `cause`, the event that
+/// called for it, so pushing it twice queues it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeJob {
+    pub case_id: Uuid,
+    pub cause: Uuid,
+    pub kind: NoticeKind,
+}
+
+impl NoticeJob {
+    pub fn idempotency_key(&self) -> String {
+        format!("notice:{}", self.cause)
+    }
+
+    /// The event's id as a ULID: the same 128 bits, in the form both backends keep.
+    pub fn task_id(&self) -> TaskId {
+        TaskId::from_ulid(ulid::Ulid::from(self.cause.as_u128()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the job queue is not available: {0}")]
+    Unavailable(String),
+    #[error("invalid job queue configuration: {0}")]
+    Config(String),
+}
+
+/// Where the queue lives, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueLocation {
+    Sqlite(PathBuf),
+    Redis(String),
+}
+
+impl QueueLocation {
+    /// `workers.queue_url`, or `jobs.db` beside an SQLite store (`data/jobs.db` beside a
+    /// PostgreSQL one).
+    pub fn from_settings(settings: &Settings) -> Result<Self, QueueError> {
+        if let Some(url) = &settings.workers.queue_url {
+            let url = url.expose();
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let path = PathBuf::from(path);
+                let store = settings.store.url.expose().strip_prefix("sqlite://");
+                if store.map(Path::new) == Some(path.as_path()) {
+                    return Err(QueueError::Config(
+                        "workers.queue_url must not be the event store's file".into(),
+                    ));
+                }
+                return Ok(QueueLocation::Sqlite(path));
+            }
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                return Ok(QueueLocation::Redis(url.to_owned()));
+            }
+            return Err(QueueError::Config(
+                "workers.queue_url must be sqlite://PATH or redis://HOST:PORT".into(),
+            ));
+        }
+        match settings.store.url.expose().strip_prefix("sqlite://") {
+            Some(store) => Ok(QueueLocation::Sqlite(
+                Path::new(store)
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("jobs.db"),
+            )),
+            // One worker process beside a PostgreSQL store; several need Redis.
+            None => Ok(QueueLocation::Sqlite(PathBuf::from("data/jobs.db"))),
+        }
+    }
+}
+
+/// A connected queue of notices.
+#[derive(Clone)]
+pub struct Queue {
+    name: String,
+    pub backend: Backend,
+}
+
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(SqliteStorage<NoticeJob>),
+    Redis(RedisStorage<NoticeJob>),
+}
+
+impl Queue {
+    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
+        let location = QueueLocation::from_settings(settings)?;
+        Self::connect_to(&location, settings).await
+    }
+
+    pub async fn connect_to(
+        location: &QueueLocation,
+        settings: &Settings,
+    ) -> Result<Self, QueueError> {
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        let name = format!("{}-{NOTICES}", settings.workers.namespace);
+        let backend = match location {
+            QueueLocation::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| unavailable(&e))?;
+                }
+                let pool = sqlite_pool(path).await.map_err(|e| unavailable(&e))?;
+                SqliteStorage::<()>::migrations()
+                    .run(&pool)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                let config = apalis_sqlite::Config::default()
+                    .queue(&name)
+                    .batch_size(100);
+                Backend::Sqlite(SqliteStorage::new(&pool).with_config(config))
+            }
+            QueueLocation::Redis(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
+                let timeout =
+                    Duration::from_millis(settings.workers.redis_response_timeout_ms.max(100));
+                let manager = client
+                    .get_connection_manager_with_config(
+                        redis::aio::ConnectionManagerConfig::new()
+                            .set_response_timeout(Some(timeout))
+                            .set_connection_timeout(Some(timeout)),
+                    )
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                let config = apalis_redis::Config::default()
+                    .queue(&name)
+                    .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+                    .batch_size(100);
+                Backend::Redis(RedisStorage::new(manager).with_config(config))
+            }
+        };
+        Ok(Queue { name, backend })
+    }
+
+    /// Queues the jobs; the call returns once the backend has stored every one. A job already
+    /// queued (same idempotency key) is not queued again.
+    pub async fn push(&self, jobs: Vec<NoticeJob>, attempts: u64) -> Result<(), QueueError> {
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        let tasks = jobs.into_iter().map(move |job| {
+            TaskBuilder::new(job.clone())
+                .task_id(job.task_id())
+                .idempotency_key(job.idempotency_key())
+                .max_attempts(attempts as usize)
+                .build()
+        });
+        match &self.backend {
+            Backend::Sqlite(storage) => {
+                let mut storage = storage.clone();
+                for task in tasks {
+                    storage.push_task(task).await.map_err(|e| unavailable(&e))?;
+                }
+            }
+            Backend::Redis(storage) => {
+                let mut storage = storage.clone();
+                for task in tasks {
+                    storage.push_task(task).await.map_err(|e| unavailable(&e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The queue's own SQLite file: WAL with a sync at every commit, like the event store, so a job
+/// the reactor was told is stored survives a power cut.
+async fn sqlite_pool(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+}
+
+/// One job as `sportello jobs` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub queue: String,
+    pub status: String,
+    pub attempts: usize,
+    pub max_attempts: Option<usize>,
+    /// Unix seconds.
+    pub run_at: Option<u64>,
+    pub done_at: Option<u64>,
+    pub job: Option<NoticeJob>,
+}
+
+fn info(queue: &str, task: &apalis::prelude::Task<Vec<u8>>) -> JobInfo {
+    JobInfo {
+        id: task.task_id().map(|id| id.to_string()).unwrap_or_default(),
+        queue: queue.to_owned(),
+        status: task.status().to_string(),
+        attempts: task.attempt(),
+        max_attempts: task.max_attempts(),
+        run_at: task.run_at(),
+        done_at: task.done_at(),
+        job: serde_json::from_slice(&task.args).ok(),
+    }
+}
+
+/// Every status `sportello jobs list` can filter on, as apalis names them.
+pub const STATUSES: [&str; 6] = ["Pending", "Queued", "Running", "Done", "Failed", "Killed"];
+
+impl Queue {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many jobs the queue holds by state, as the backend counts them (`pending`, `running`,
+    /// `failed`, `killed`…; the names are apalis's, and differ a little between backends).
+    pub async fn depth(&self) -> Result<Vec<(String, f64)>, QueueError> {
+        use apalis_core::backend::Metrics;
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        let stats = match &self.backend {
+            Backend::Sqlite(s) => s.fetch_by_queue().await.map_err(|e| unavailable(&e))?,
+            Backend::Redis(s) => s.fetch_by_queue().await.map_err(|e| unavailable(&e))?,
+        };
+        Ok(stats
+            .into_iter()
+            .filter_map(|stat| {
+                let state = stat.title.strip_suffix("_JOBS")?.to_ascii_lowercase();
+                let is_state = [
+                    "pending", "active", "running", "failed", "killed", "dead", "done",
+                ]
+                .contains(&state.as_str());
+                is_state.then(|| Some((state, stat.value.parse().ok()?)))?
+            })
+            .collect())
+    }
+
+    /// Up to `limit` jobs with this status (apalis lists one status at a time).
+    pub async fn list(&self, status: &str, limit: u32) -> Result<Vec<JobInfo>, QueueError> {
+        use apalis_core::backend::{Filter, ListTasks};
+        let parsed = apalis::prelude::Status::from_str(status).map_err(|_| {
+            QueueError::Config(format!(
+                "unknown status '{status}' (known: {})",
+                STATUSES.join(", ")
+            ))
+        })?;
+        let filter = Filter {
+            status: Some(parsed.clone()),
+            page: 1,
+            page_size: Some(limit),
+        };
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let tasks = s.list_tasks(&filter).await.map_err(|e| unavailable(&e))?;
+                Ok(tasks.iter().map(|t| info(&self.name, t)).collect())
+            }
+            // apalis-redis 1.0's `list_tasks` reads a key nothing writes (the queue's bare name,
+            // not its `:active` list) and so finds nothing: read its hashes instead.
+            Backend::Redis(s) => self
+                .list_redis(s, &parsed.to_string(), limit)
+                .await
+                .map_err(|e| unavailable(&e)),
+        }
+    }
+
+    /// Every job apalis-redis keeps has its arguments in the data hash and its state in a
+    /// metadata hash of its own; scanned, so memory stays bounded by `limit`.
+    async fn list_redis(
+        &self,
+        storage: &RedisStorage<NoticeJob>,
+        status: &str,
+        limit: u32,
+    ) -> Result<Vec<JobInfo>, redis::RedisError> {
+        use redis::AsyncCommands;
+        let config = storage.get_config().clone();
+        let mut conn = storage.clone().get_connection().clone();
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+                .arg(config.job_data_hash())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(&mut conn)
+                .await?;
+            for (id, data) in page {
+                let meta: std::collections::HashMap<String, String> = conn
+                    .hgetall(format!("{}:{id}", config.job_meta_hash()))
+                    .await?;
+                if meta.get("status").map(String::as_str) != Some(status) {
+                    continue;
+                }
+                let number = |key: &str| meta.get(key).and_then(|v| v.parse().ok());
+                found.push(JobInfo {
+                    id,
+                    queue: self.name.clone(),
+                    status: status.to_owned(),
+                    attempts: number("attempts").unwrap_or(0),
+                    max_attempts: number("max_attempts"),
+                    run_at: number("run_at").map(|n: usize| n as u64),
+                    done_at: number("done_at").map(|n: usize| n as u64),
+                    job: serde_json::from_slice(&data).ok(),
+                });
+                if found.len() >= limit as usize {
+                    return Ok(found);
+                }
+            }
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
+        use apalis_core::backend::FetchById;
+        let id = ulid::Ulid::from_string(id)
+            .map_err(|_| QueueError::Config(format!("'{id}' is not a job id")))?;
+        let id = TaskId::from_ulid(id);
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        let task = match &self.backend {
+            Backend::Sqlite(s) => s
+                .clone()
+                .fetch_by_id(&id)
+                .await
+                .map_err(|e| unavailable(&e))?,
+            Backend::Redis(s) => s
+                .clone()
+                .fetch_by_id(&id)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        };
+        Ok(task.as_ref().map(|t| info(&self.name, t)))
+    }
+
+    /// Queues a dead job's work again as a new job (a fresh id and key: the old one stays as the
+    /// record of what failed). The notice's record on the case still keeps its effect single.
+    pub async fn requeue(&self, job: &NoticeJob, attempts: u64) -> Result<String, QueueError> {
+        let retry = uuid::Uuid::now_v7();
+        let id = TaskId::from_ulid(ulid::Ulid::from(retry.as_u128()));
+        let task = TaskBuilder::new(job.clone())
+            .task_id(id.clone())
+            .idempotency_key(format!("{}:retry:{retry}", job.idempotency_key()))
+            .max_attempts(attempts as usize)
+            .build();
+        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
+        match &self.backend {
+            Backend::Sqlite(s) => s
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| unavailable(&e))?,
+            Backend::Redis(s) => s
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        }
+        Ok(id.to_string())
+    }
+}

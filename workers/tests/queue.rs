@@ -1,0 +1,103 @@
+//! The queue on both backends: a job pushed twice (a crash before the checkpoint moved, a second
+//! reactor) is queued once. On Redis this holds only with an idempotency TTL set, which apalis
+//! leaves off by default (`../shared/notes/dependencies.md`): this is the test that would catch it.
+
+use sportello_config::{SecretUrl, Settings};
+use sportello_engine::domain::case::NoticeKind;
+use sportello_workers::queue::{NoticeJob, Queue, QueueLocation};
+use uuid::Uuid;
+
+fn settings(namespace: &str) -> Settings {
+    let mut settings = Settings::load_from(std::path::Path::new("/nonexistent"), None, Vec::new())
+        .expect("the default configuration loads");
+    settings.workers.namespace = namespace.to_owned();
+    settings
+}
+
+fn jobs(n: u128) -> Vec<NoticeJob> {
+    (0..n)
+        .map(|i| NoticeJob {
+            case_id: Uuid::from_u128(1000 + i),
+            cause: Uuid::from_u128(2000 + i),
+            kind: NoticeKind::Receipt,
+        })
+        .collect()
+}
+
+async fn pushed_twice_is_queued_once(queue: &Queue) {
+    queue.push(jobs(5), 3).await.unwrap();
+    queue.push(jobs(5), 3).await.unwrap();
+    queue.push(jobs(7), 3).await.unwrap();
+    let pending = queue.list("Pending", 100).await.unwrap();
+    assert_eq!(pending.len(), 7, "{pending:?}");
+    let found = queue
+        .find(&pending[0].id)
+        .await
+        .unwrap()
+        .expect("found by id");
+    assert_eq!(found.id, pending[0].id);
+    assert!(jobs(7).contains(found.job.as_ref().unwrap()));
+    // A re-queued job is a new job with the same notice.
+    let again = queue.requeue(found.job.as_ref().unwrap(), 3).await.unwrap();
+    assert_ne!(again, found.id);
+    assert_eq!(queue.list("Pending", 100).await.unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn sqlite_queues_a_job_pushed_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = QueueLocation::Sqlite(dir.path().join("jobs.db"));
+    let queue = Queue::connect_to(&location, &settings("sportello"))
+        .await
+        .unwrap();
+    pushed_twice_is_queued_once(&queue).await;
+}
+
+#[tokio::test]
+async fn redis_queues_a_job_pushed_twice_once() {
+    let url = std::env::var("SPORTELLO_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let namespace = format!("sportello-test-{}", Uuid::new_v4().simple());
+    let location = QueueLocation::Redis(url.clone());
+    let queue = Queue::connect_to(&location, &settings(&namespace))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis does not answer at {url} ({e}): start it with `redis-server --daemonize yes`"
+            )
+        });
+    let result = tokio::spawn({
+        let queue = queue.clone();
+        async move { pushed_twice_is_queued_once(&queue).await }
+    })
+    .await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    result.unwrap();
+}
+
+#[test]
+fn the_queue_is_never_the_event_stores_file() {
+    let mut settings = settings("sportello");
+    settings.store.url = SecretUrl::new("sqlite://data/sportello.db");
+    assert_eq!(
+        QueueLocation::from_settings(&settings).unwrap(),
+        QueueLocation::Sqlite("data/jobs.db".into())
+    );
+    settings.workers.queue_url = Some(SecretUrl::new("sqlite://data/sportello.db"));
+    assert!(QueueLocation::from_settings(&settings).is_err());
+    settings.workers.queue_url = Some(SecretUrl::new("amqp://127.0.0.1"));
+    assert!(QueueLocation::from_settings(&settings).is_err());
+}
