@@ -27,6 +27,9 @@ pub enum BenchCommand {
     Rebuild(RebuildArgs),
     /// Latency of the staff's queries (inbox, satisfaction) on read models of N cases.
     Queries(super::bench_queries::QueriesArgs),
+    /// Receipts per second from one worker process: N cases opened, then reactor, queue, notice
+    /// job, transport and record, end to end.
+    Receipts(super::bench_workers::ReceiptsArgs),
 }
 
 #[derive(clap::Args)]
@@ -115,6 +118,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         BenchCommand::Read(args) => read(settings, args).await,
         BenchCommand::Rebuild(args) => rebuild(settings, args).await,
         BenchCommand::Queries(args) => super::bench_queries::run(settings, args).await,
+        BenchCommand::Receipts(args) => super::bench_workers::receipts(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

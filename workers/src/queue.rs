@@ -45,6 +45,10 @@ impl NoticeJob {
     }
 }
 
+fn unavailable(e: &dyn std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("the job queue is not available: {0}")]
@@ -119,7 +123,6 @@ impl Queue {
         location: &QueueLocation,
         settings: &Settings,
     ) -> Result<Self, QueueError> {
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         let name = format!("{}-{NOTICES}", settings.workers.namespace);
         let backend = match location {
             QueueLocation::Sqlite(path) => {
@@ -161,7 +164,6 @@ impl Queue {
     /// Queues the jobs; the call returns once the backend has stored every one. A job already
     /// queued (same idempotency key) is not queued again.
     pub async fn push(&self, jobs: Vec<NoticeJob>, attempts: u64) -> Result<(), QueueError> {
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         let tasks = jobs.into_iter().map(move |job| {
             TaskBuilder::new(job.clone())
                 .task_id(job.task_id())
@@ -169,21 +171,20 @@ impl Queue {
                 .max_attempts(attempts as usize)
                 .build()
         });
+        // One batch: one transaction on SQLite, one script call on Redis.
+        let tasks = futures::stream::iter(tasks.collect::<Vec<_>>());
         match &self.backend {
-            Backend::Sqlite(storage) => {
-                let mut storage = storage.clone();
-                for task in tasks {
-                    storage.push_task(task).await.map_err(|e| unavailable(&e))?;
-                }
-            }
-            Backend::Redis(storage) => {
-                let mut storage = storage.clone();
-                for task in tasks {
-                    storage.push_task(task).await.map_err(|e| unavailable(&e))?;
-                }
-            }
+            Backend::Sqlite(storage) => storage
+                .clone()
+                .push_all(tasks)
+                .await
+                .map_err(|e| unavailable(&e)),
+            Backend::Redis(storage) => storage
+                .clone()
+                .push_all(tasks)
+                .await
+                .map_err(|e| unavailable(&e)),
         }
-        Ok(())
     }
 }
 
@@ -240,7 +241,6 @@ impl Queue {
     /// `failed`, `killed`…; the names are apalis's, and differ a little between backends).
     pub async fn depth(&self) -> Result<Vec<(String, f64)>, QueueError> {
         use apalis_core::backend::Metrics;
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         let stats = match &self.backend {
             Backend::Sqlite(s) => s.fetch_by_queue().await.map_err(|e| unavailable(&e))?,
             Backend::Redis(s) => s.fetch_by_queue().await.map_err(|e| unavailable(&e))?,
@@ -272,7 +272,6 @@ impl Queue {
             page: 1,
             page_size: Some(limit),
         };
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         match &self.backend {
             Backend::Sqlite(s) => {
                 let tasks = s.list_tasks(&filter).await.map_err(|e| unavailable(&e))?;
@@ -284,6 +283,37 @@ impl Queue {
                 .list_redis(s, &parsed.to_string(), limit)
                 .await
                 .map_err(|e| unavailable(&e)),
+        }
+    }
+
+    /// Deletes every key of this queue from Redis (a benchmark's or a test's namespace).
+    pub async fn delete_namespace(&self) -> Result<(), QueueError> {
+        let Backend::Redis(storage) = &self.backend else {
+            return Ok(());
+        };
+        let mut conn = storage.clone().get_connection().clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.name))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if !keys.is_empty() {
+                let () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
         }
     }
 
@@ -342,7 +372,6 @@ impl Queue {
         let id = ulid::Ulid::from_string(id)
             .map_err(|_| QueueError::Config(format!("'{id}' is not a job id")))?;
         let id = TaskId::from_ulid(id);
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         let task = match &self.backend {
             Backend::Sqlite(s) => s
                 .clone()
@@ -368,7 +397,6 @@ impl Queue {
             .idempotency_key(format!("{}:retry:{retry}", job.idempotency_key()))
             .max_attempts(attempts as usize)
             .build();
-        let unavailable = |e: &dyn std::fmt::Display| QueueError::Unavailable(e.to_string());
         match &self.backend {
             Backend::Sqlite(s) => s
                 .clone()
