@@ -9,9 +9,7 @@ use sportello_engine::app::{Actor, CitizenInput, NewContact};
 use sportello_engine::domain::case::{CaseKind, Channel};
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::{Consumer, Views};
-use sportello_workers::mail::Mailer;
-use sportello_workers::notices::NoticeContext;
-use sportello_workers::queue::Queue;
+use sportello_workers::queue::{Backend, Queue};
 use sportello_workers::reactor::Reactor;
 use sportello_workers::run::JobWorkers;
 use std::time::{Duration, Instant};
@@ -99,17 +97,7 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
             run(&log, &views, reactor, &guard, stop).await
         })
     };
-    let context = NoticeContext {
-        urp: urp.clone(),
-        mailer: Mailer::from_settings(&settings)?,
-        public_url: settings.mail.public_url.clone(),
-        attempts: attempts as usize,
-    };
-    let workers = JobWorkers::new(
-        &queue,
-        context,
-        settings.workers.concurrency.max(1) as usize,
-    );
+    let workers = JobWorkers::from_settings(&settings, urp.clone(), &queue)?;
     let workers_task = tokio::spawn(workers.run(until_stopped(stopped.clone())));
     // Every receipt is one `NoticeSent` after the intake's head.
     let mut peak_rss = rss_before;
@@ -158,5 +146,3 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     );
     Ok(())
 }
-
-use sportello_workers::queue::Backend;

@@ -9,8 +9,6 @@ use sportello_engine::EventLog;
 use sportello_engine::vault::Vault;
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::{Consumer, Registry, Views, read_models};
-use sportello_workers::mail::Mailer;
-use sportello_workers::notices::NoticeContext;
 use sportello_workers::queue::Queue;
 use sportello_workers::reactor::Reactor;
 use sportello_workers::run::JobWorkers;
@@ -145,17 +143,7 @@ impl Background {
             let attempts = settings.workers.notice_attempts.max(1);
             registry = registry.with(Reactor::new(queue.clone(), attempts).leak());
             queue_kept = Some(queue.clone());
-            let context = NoticeContext {
-                urp: urp.clone(),
-                mailer: Mailer::from_settings(settings)?,
-                public_url: settings.mail.public_url.clone(),
-                attempts: attempts as usize,
-            };
-            let workers = JobWorkers::new(
-                &queue,
-                context,
-                settings.workers.concurrency.max(1) as usize,
-            );
+            let workers = JobWorkers::from_settings(settings, urp.clone(), &queue)?;
             let stop = until_stopped(stopped.clone());
             jobs = Some(tokio::spawn(async move {
                 if let Err(error) = workers.run(stop).await {

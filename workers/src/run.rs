@@ -104,6 +104,25 @@ impl JobWorkers {
         Self { monitor }
     }
 
+    /// The workers as configured (`[workers]`, `[mail]`), acting through `urp`.
+    pub fn from_settings(
+        settings: &sportello_config::Settings,
+        urp: sportello_engine::app::Urp,
+        queue: &Queue,
+    ) -> anyhow::Result<Self> {
+        let context = NoticeContext {
+            urp,
+            mailer: crate::mail::Mailer::from_settings(settings)?,
+            public_url: settings.mail.public_url.clone(),
+            attempts: settings.workers.notice_attempts.max(1) as usize,
+        };
+        Ok(Self::new(
+            queue,
+            context,
+            settings.workers.concurrency.max(1) as usize,
+        ))
+    }
+
     /// Runs until `stop` completes, then lets the jobs in flight finish.
     pub async fn run(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         self.monitor
