@@ -7,7 +7,6 @@
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,10 +41,7 @@ impl SmtpServer {
             .stdout(Stdio::piped())
             .spawn()
             .expect("the SMTP test server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = support::first_line(&mut child);
         let port = line
             .trim()
             .strip_prefix("listening ")

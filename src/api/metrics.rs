@@ -1,6 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: what the process counted (HTTP requests by
 //! route and status, jobs by queue and outcome, their durations) and, measured at each scrape,
-//! every consumer's lag behind the log and the job queue's depth by status.
+//! every reported consumer's lag behind the log and the job queue's depth by status.
 
 use super::Shared;
 use super::problem::ApiError;
@@ -8,8 +8,6 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sportello_projections::read_models;
-use sportello_workers::reactor::REACTOR;
 use std::sync::OnceLock;
 
 /// Seconds; a request or a job past 10 s is a failure of its own.
@@ -37,13 +35,7 @@ pub fn handle() -> &'static PrometheusHandle {
 pub async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiError> {
     let handle = handle();
     let head = state.urp.log().head().await?;
-    let ids = read_models()
-        .all()
-        .iter()
-        .map(|c| c.id())
-        .collect::<Vec<_>>();
-    for id in ids.into_iter().chain([REACTOR]) {
-        let (checkpoint, _) = state.views.status(id).await?;
+    for (id, checkpoint, _) in super::ops::reported_consumers(&state).await? {
         metrics::gauge!("sportello_consumer_lag_events", "consumer" => id.name)
             .set(head.saturating_sub(checkpoint) as f64);
     }

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use sportello_projections::read_models;
+use sportello_projections::{ConsumerId, read_models};
 use sportello_workers::reactor::REACTOR;
 use utoipa::ToSchema;
 
@@ -34,6 +34,23 @@ pub struct Readiness {
     pub projections: Vec<ProjectionLag>,
 }
 
+/// Every consumer this installation reports, with its checkpoint and status: the read models, and
+/// the reactor once a worker has started it (while it lags, receipts wait).
+pub async fn reported_consumers(
+    state: &super::AppState,
+) -> Result<Vec<(ConsumerId, u64, String)>, ApiError> {
+    let mut ids: Vec<ConsumerId> = read_models().all().iter().map(|c| c.id()).collect();
+    if state.views.recorded_status(REACTOR).await?.is_some() {
+        ids.push(REACTOR);
+    }
+    let mut reported = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (checkpoint, status) = state.views.status(id).await?;
+        reported.push((id, checkpoint, status));
+    }
+    Ok(reported)
+}
+
 #[utoipa::path(get, path = "/readyz", tag = "operazioni",
     responses((status = 200, body = Readiness, description = "Every projection is live"),
               (status = 503, body = Readiness, description = "A projection is still being built")))]
@@ -42,18 +59,7 @@ pub async fn readyz(
 ) -> Result<(StatusCode, Json<Readiness>), ApiError> {
     let head = state.urp.log().head().await?;
     let mut projections = Vec::new();
-    // The reactor is reported with the read models once a worker has started it: while it lags,
-    // receipts wait.
-    let mut ids = read_models()
-        .all()
-        .iter()
-        .map(|c| c.id())
-        .collect::<Vec<_>>();
-    if state.views.recorded_status(REACTOR).await?.is_some() {
-        ids.push(REACTOR);
-    }
-    for id in ids {
-        let (checkpoint, status) = state.views.status(id).await?;
+    for (id, checkpoint, status) in reported_consumers(&state).await? {
         projections.push(ProjectionLag {
             name: id.name.into(),
             version: id.version,

@@ -57,7 +57,10 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     let views = Views::open(&url)
         .await
         .context("failed to open the read models")?;
-    read_models().ensure_all(&views).await?;
+    if args.no_projections {
+        // Queries need the tables; otherwise the runners create them before serving begins.
+        read_models().ensure_all(&views).await?;
+    }
     let (stop, stopped) = watch::channel(false);
     let background = Background::start(
         settings,
@@ -181,7 +184,6 @@ pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Res
     let log = urp.log().clone();
     let url = settings.store.url.expose().to_owned();
     let registry = read_models();
-    registry.ensure_all(&Views::open(&url).await?).await?;
     let (stop, stopped) = watch::channel(false);
     let runners = spawn_runners(&registry, log, urp.vault().clone(), &url, stopped).await?;
     println!("sportello: following the log with the projections");

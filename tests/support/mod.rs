@@ -93,6 +93,15 @@ pub fn token(store: &Store, role: &str, comune: &str, name: &str) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
+/// The first line a child with piped stdout prints (its address, its port).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 /// A running `sportello serve`, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -133,10 +142,7 @@ impl Server {
             c.env(k, v);
         }
         let mut child = c.spawn().expect("sportello serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child);
         let base = line
             .trim()
             .strip_prefix("sportello: listening on ")
