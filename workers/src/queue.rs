@@ -25,6 +25,12 @@ pub const NOTICES: &str = "notices";
 /// duplicate a no-op.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A worker beats this often; one silent for `MISSED_HEARTBEATS` beats (killed, or cut off
+/// from the queue with a job in hand) has its jobs given to a live worker. apalis's defaults
+/// (30 s × 10 on Redis) would leave such a job waiting five minutes.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const MISSED_HEARTBEATS: usize = 3;
+
 /// A notice the reactor asks for. Its id and idempotency key come from `cause`, the event that
 /// called for it, so pushing it twice queues it once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +142,8 @@ impl Queue {
                     .map_err(|e| unavailable(&e))?;
                 let config = apalis_sqlite::Config::default()
                     .queue(&name)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
                     .batch_size(100);
                 Backend::Sqlite(SqliteStorage::new(&pool).with_config(config))
             }
@@ -153,6 +161,8 @@ impl Queue {
                     .map_err(|e| unavailable(&e))?;
                 let config = apalis_redis::Config::default()
                     .queue(&name)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
                     .idempotency_ttl(Some(IDEMPOTENCY_TTL))
                     .batch_size(100);
                 Backend::Redis(RedisStorage::new(manager).with_config(config))
