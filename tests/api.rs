@@ -915,7 +915,8 @@ fn a_full_disk_is_a_503_and_leaves_no_number_without_its_case() {
         ("SPORTELLO__API__PUBLIC_BURST", "100000"),
         ("SPORTELLO_LOG", "error"),
     ];
-    let server = Server::start_with_file_limit(&store, &env, 1536);
+    // Enough for the read models to be created (their WAL takes about 1.6 MB), not for 3,000 cases.
+    let server = Server::start_with_file_limit(&store, &env, 2560);
     let (mut acknowledged, mut unavailable) = (Vec::new(), 0);
     for n in 0..3000 {
         let (status, body) = server.post(

@@ -7,100 +7,15 @@
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, Store, run, token, with_scratch_postgres};
+use support::smtp::{SmtpServer, read_messages};
+use support::{Reaped, Server, Store, run, token, wait_for, with_scratch_postgres};
 
 const MASSAFRA: &str = "073015";
-
-/// aiosmtpd on a free port, storing what it accepts in a folder; stopped when dropped.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    fn start(maildir: &Path) -> SmtpServer {
-        let tools = Command::new("scripts/python-tools.sh")
-            .output()
-            .expect("scripts/python-tools.sh runs");
-        assert!(
-            tools.status.success(),
-            "the SMTP test server needs aiosmtpd: scripts/python-tools.sh failed: {}",
-            String::from_utf8_lossy(&tools.stderr)
-        );
-        let python = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
-        let mut child = Command::new(python)
-            .arg("tests/smtp/server.py")
-            .arg(maildir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the SMTP test server starts");
-        let line = support::first_line(&mut child);
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line of the SMTP server: {line:?}"));
-        SmtpServer {
-            child,
-            port,
-            maildir: maildir.to_owned(),
-        }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        [
-            ("SPORTELLO__MAIL__TRANSPORT", "smtp".to_owned()),
-            ("SPORTELLO__MAIL__HOST", "127.0.0.1".to_owned()),
-            ("SPORTELLO__MAIL__PORT", self.port.to_string()),
-            ("SPORTELLO__MAIL__SECURITY", "none".to_owned()),
-            ("SPORTELLO__MAIL__TIMEOUT_SECS", "10".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .to_vec()
-    }
-
-    /// The messages accepted so far: (recipient, subject, message id).
-    fn messages(&self) -> Vec<(String, String, String)> {
-        read_messages(&self.maildir)
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Each `.eml` in `dir` as (To, Subject, Message-ID).
-fn read_messages(dir: &Path) -> Vec<(String, String, String)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut messages = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !name.ends_with(".eml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        let header = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        messages.push((header("To:"), header("Subject:"), header("Message-ID:")));
-    }
-    messages
-}
 
 fn contact(email: Option<&str>) -> Value {
     json!({
@@ -129,14 +44,6 @@ fn notices(server: &Server, staff: &str, case_id: &str) -> BTreeMap<String, Stri
         .collect()
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -148,6 +55,7 @@ fn sqlite_store(dir: &Path) -> Store {
     }
 }
 
+/// The notice jobs with `status` (the scheduled ones are `tests/schedules.rs`'s business).
 fn jobs(store: &Store, env: &[(String, String)], status: &str) -> Vec<Value> {
     let mut c = support::command(store);
     for (k, v) in env {
@@ -167,7 +75,8 @@ fn jobs(store: &Store, env: &[(String, String)], status: &str) -> Vec<Value> {
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|j| j["queue"].as_str().is_some_and(|q| q.ends_with("-notices")))
         .collect()
 }
 
@@ -573,5 +482,88 @@ fn citizens_keep_writing_while_redis_is_down_and_get_one_receipt_each_when_it_is
         ids.len()
     );
     assert_eq!(recipients.len(), ids.len());
+    server.kill();
+}
+
+/// `sportello worker` on `store` with `env`.
+fn worker(store: &Store, env: &[(String, String)]) -> Reaped {
+    let mut c = support::command(store);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Reaped(
+        c.arg("worker")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sportello worker starts"),
+    )
+}
+
+/// The test SMTP server answers this address after 8 seconds: long enough to see the job in hand.
+const SLOW: &str = "lento-8@example.it";
+
+/// Opens a case whose receipt goes to the slow address and waits until a worker has its job in
+/// hand.
+fn slow_receipt_in_hand(server: &Server, store: &Store, env: &[(String, String)]) -> String {
+    let (status, opened) = server.post("/api/v1/cases", None, &contact(Some(SLOW)));
+    assert_eq!(status, 201, "{opened}");
+    wait_for(
+        "a worker to take the receipt",
+        Duration::from_secs(30),
+        || jobs(store, env, "Running").len() == 1,
+    );
+    opened["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_worker_stopped_mid_job_finishes_it_and_one_killed_mid_job_leaves_it_to_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(&dir.path().join("maildir"));
+    let store = sqlite_store(dir.path());
+    let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
+    let mut env = smtp.env();
+    env.push(("SPORTELLO__API__PUBLIC_BURST".into(), "1000".into()));
+    env.push(("SPORTELLO__WORKERS__IN_SERVE".into(), "false".into()));
+    let server = Server::start(&store, &env_refs(&env));
+    let sent_to_slow = || {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.0 == SLOW)
+            .map(|m| m.2)
+            .collect::<HashSet<String>>()
+    };
+
+    // SIGTERM while the relay is still answering: the job finishes, then the process exits.
+    let mut stopped = worker(&store, &env);
+    let first = slow_receipt_in_hand(&server, &store, &env);
+    let exit = stopped.terminate(Duration::from_secs(40));
+    assert!(exit.success(), "the worker stopped with {exit}");
+    assert_eq!(notices(&server, &staff, &first)["receipt"], "sent");
+    assert_eq!(sent_to_slow().len(), 1);
+
+    // SIGKILL in the middle of the job: a live worker takes it up once the dead one has missed
+    // its heartbeats, and the citizen gets one receipt.
+    let mut killed = worker(&store, &env);
+    let second = slow_receipt_in_hand(&server, &store, &env);
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    assert!(!notices(&server, &staff, &second).contains_key("receipt"));
+    let mut live = worker(&store, &env);
+    wait_for(
+        "the killed worker's job to be done by the live one",
+        Duration::from_secs(90),
+        || notices(&server, &staff, &second).contains_key("receipt"),
+    );
+    assert_eq!(notices(&server, &staff, &second)["receipt"], "sent");
+    // The queue marks the job done once the record is stored.
+    wait_for("no notice job running", Duration::from_secs(10), || {
+        jobs(&store, &env, "Running").is_empty()
+    });
+    assert_eq!(
+        sent_to_slow().len(),
+        2,
+        "one receipt for each of the two cases"
+    );
+    assert!(live.terminate(Duration::from_secs(40)).success());
     server.kill();
 }

@@ -84,6 +84,42 @@ impl fmt::Display for MonthDay {
     }
 }
 
+/// A time of day, `HH:MM` (24 hours), as the schedules are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay {
+    pub hour: u32,
+    pub minute: u32,
+}
+
+impl TimeOfDay {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let bad = || format!("a time of day is written HH:MM (e.g. 07:30), got '{raw}'");
+        let (h, m) = raw.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let hour: u32 = h.parse().map_err(|_| bad())?;
+        let minute: u32 = m.parse().map_err(|_| bad())?;
+        if hour > 23 || minute > 59 {
+            return Err(bad());
+        }
+        Ok(Self { hour, minute })
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
 macro_rules! parsed_string {
     ($type:ty) => {
         impl<'de> Deserialize<'de> for $type {

@@ -13,7 +13,7 @@
 mod codes;
 mod secret;
 
-pub use codes::{CadastralCode, IstatCode, MonthDay};
+pub use codes::{CadastralCode, IstatCode, MonthDay, TimeOfDay};
 pub use secret::{SecretString, SecretUrl};
 
 use figment::Figment;
@@ -41,6 +41,100 @@ pub struct Settings {
     pub workers: WorkersSettings,
     #[serde(default)]
     pub mail: MailSettings,
+    /// The offices the reminders write to.
+    #[serde(default)]
+    pub offices: Vec<OfficeSettings>,
+    #[serde(default)]
+    pub reminders: ReminderSettings,
+    pub retention: RetentionSettings,
+    #[serde(default)]
+    pub schedules: ScheduleSettings,
+}
+
+/// An office of a comune that cases are taken in charge by, and where its reminders go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeSettings {
+    pub comune: IstatCode,
+    /// As staff write it when taking a case in charge (`Tributi`); `URP` is the comune's URP,
+    /// which is also reminded of the cases no office has in charge.
+    pub name: String,
+    pub email: String,
+}
+
+/// Reminders to the offices before a term runs out (L. 241/1990 art. 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReminderSettings {
+    /// An office is reminded of a case whose term ends within this many working days (Monday to
+    /// Friday, holidays excluded), and again once the term has passed.
+    #[serde(deserialize_with = "number")]
+    pub working_days: u64,
+}
+
+impl Default for ReminderSettings {
+    fn default() -> Self {
+        Self { working_days: 3 }
+    }
+}
+
+/// How long a citizen's personal data are kept after their last case closed, per kind of case,
+/// in days. The legal bases are in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    #[serde(deserialize_with = "number")]
+    pub informazione: u64,
+    #[serde(deserialize_with = "number")]
+    pub segnalazione: u64,
+    #[serde(deserialize_with = "number")]
+    pub reclamo: u64,
+    #[serde(deserialize_with = "number")]
+    pub suggerimento: u64,
+    #[serde(deserialize_with = "number")]
+    pub accesso_agli_atti: u64,
+    #[serde(deserialize_with = "number")]
+    pub accesso_civico: u64,
+}
+
+impl RetentionSettings {
+    /// The days for a kind named as the events name it (`accesso_civico`).
+    pub fn days(&self, kind: &str) -> Option<u64> {
+        Some(match kind {
+            "informazione" => self.informazione,
+            "segnalazione" => self.segnalazione,
+            "reclamo" => self.reclamo,
+            "suggerimento" => self.suggerimento,
+            "accesso_agli_atti" => self.accesso_agli_atti,
+            "accesso_civico" => self.accesso_civico,
+            _ => return None,
+        })
+    }
+}
+
+/// When the scheduled jobs run, in Europe/Rome.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    /// Every day: reminders to the offices.
+    pub reminders_at: TimeOfDay,
+    /// Every day: erasure of the personal data whose retention ended.
+    pub retention_at: TimeOfDay,
+    /// On the 1st of every month: the open-data publication of the month before.
+    pub publication_at: TimeOfDay,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            reminders_at: TimeOfDay { hour: 7, minute: 0 },
+            retention_at: TimeOfDay {
+                hour: 3,
+                minute: 30,
+            },
+            publication_at: TimeOfDay { hour: 2, minute: 0 },
+        }
+    }
 }
 
 /// The background workers (`sportello worker`, or inside `sportello serve`).
@@ -375,6 +469,25 @@ impl Settings {
                 return fail(
                     &format!("comuni[{i}].istat"),
                     format!("{} appears twice", comune.istat),
+                );
+            }
+        }
+        for (i, office) in self.offices.iter().enumerate() {
+            if self.comune(&office.comune).is_none() {
+                return fail(
+                    &format!("offices[{i}].comune"),
+                    format!("{} is not one of the configured comuni", office.comune),
+                );
+            }
+            if office.name.trim().is_empty() {
+                return fail(&format!("offices[{i}].name"), "must not be empty".into());
+            }
+            let at = office.email.find('@').unwrap_or(0);
+            if at == 0 || at + 1 >= office.email.len() || office.email.contains(char::is_whitespace)
+            {
+                return fail(
+                    &format!("offices[{i}].email"),
+                    format!("'{}' is not an e-mail address", office.email),
                 );
             }
         }

@@ -223,7 +223,10 @@ impl Projection for Inbox {
         match case_event {
             CaseEvent::CaseOpened { .. }
             | CaseEvent::DocumentsRequested { .. }
-            | CaseEvent::NoticeSent { .. } => {}
+            | CaseEvent::NoticeSent { .. }
+            | CaseEvent::OfficeReminded { .. }
+            | CaseEvent::LegalHoldPlaced { .. }
+            | CaseEvent::LegalHoldReleased { .. } => {}
             CaseEvent::CaseTakenInCharge { office, at, .. } => {
                 row.office = Some(office);
                 row.taken_in_charge_at = Some(rfc3339(at));

@@ -15,12 +15,14 @@
 //!   participation rate.
 //! - [`catalogue`]: the public catalogue of active services and their usable forms.
 //! - [`subject_texts`]: the unsealed subjects staff search the inbox by, gone with an erasure.
+//! - [`retention`]: each case's subject, kind, closing day and legal hold, for the retention job.
 //! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
 
 pub mod catalogue;
 pub mod inbox;
 mod model;
 pub mod registry;
+pub mod retention;
 pub mod runner;
 pub mod satisfaction;
 pub mod service_levels;

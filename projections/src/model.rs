@@ -101,6 +101,18 @@ impl Filter {
         self
     }
 
+    /// Adds `clause`, whose `?`s stand for `values` in order.
+    pub fn and_each(&mut self, clause: &str, values: Vec<SqlValue>) -> &mut Self {
+        let mut parts = clause.split('?');
+        let mut sql = parts.next().unwrap_or_default().to_owned();
+        for (part, value) in parts.zip(values) {
+            self.params.push(value);
+            sql.push_str(&format!("${}{part}", self.params.len()));
+        }
+        self.clauses.push(sql);
+        self
+    }
+
     /// Adds `clause` when `value` is given.
     pub fn and_some(&mut self, clause: &str, value: Option<&str>) -> &mut Self {
         if let Some(v) = value {

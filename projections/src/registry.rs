@@ -6,6 +6,7 @@
 
 use crate::catalogue::Catalogue;
 use crate::inbox::Inbox;
+use crate::retention::Retention;
 use crate::runner::{Consumer, read_model};
 use crate::satisfaction::{Closures, Ratings};
 use crate::subject_texts::SubjectTexts;
@@ -25,6 +26,7 @@ pub fn read_models() -> Registry {
             read_model::<Closures>(),
             read_model::<Catalogue>(),
             read_model::<SubjectTexts>(),
+            read_model::<Retention>(),
         ],
     }
 }

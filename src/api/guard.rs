@@ -52,6 +52,17 @@ impl Staff {
         }
     }
 
+    /// A supervisor or an administrator.
+    pub fn require_supervisor(&self) -> Result<(), ApiError> {
+        if matches!(self.0.role, Role::Supervisor | Role::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "Questa operazione è riservata ai responsabili e agli amministratori.",
+            ))
+        }
+    }
+
     /// The name recorded as the events' actor.
     pub fn actor_name(&self) -> String {
         format!("staff:{}", self.0.name)

@@ -44,8 +44,8 @@ pub async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, A
         // A queue out of reach must not hide the rest: the depth is then simply not updated.
         match queue.depth().await {
             Ok(depth) => {
-                for (status, count) in depth {
-                    metrics::gauge!("sportello_queue_depth", "queue" => sportello_workers::queue::NOTICES, "status" => status)
+                for (queue, status, count) in depth {
+                    metrics::gauge!("sportello_queue_depth", "queue" => queue, "status" => status)
                         .set(count);
                 }
             }

@@ -44,8 +44,8 @@ pub struct AppState {
     pub consistency_wait: Duration,
     /// The OpenAPI document of this installation, made once.
     pub openapi: serde_json::Value,
-    /// The job queue, for its depth in `/metrics` (none where this process runs no workers).
-    pub queue: Option<sportello_workers::queue::Queue>,
+    /// The job queues, for their depth in `/metrics` (none where this process runs no workers).
+    pub queue: Option<sportello_workers::queue::Queues>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -65,7 +65,7 @@ impl AppState {
         }
     }
 
-    pub fn with_queue(mut self, queue: sportello_workers::queue::Queue) -> Self {
+    pub fn with_queue(mut self, queue: sportello_workers::queue::Queues) -> Self {
         self.queue = Some(queue);
         self
     }

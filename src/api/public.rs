@@ -315,7 +315,11 @@ pub fn public_status(events: &[CaseEvent]) -> CaseStatusResponse {
                 view.outcome = Some("ritirata_dal_cittadino".into());
                 Some(milestone("withdrawn", "Ritirata dal cittadino", *at))
             }
-            CaseEvent::NoticeSent { .. } => None,
+            // What the workers and the archive do is the office's business, not a milestone.
+            CaseEvent::NoticeSent { .. }
+            | CaseEvent::OfficeReminded { .. }
+            | CaseEvent::LegalHoldPlaced { .. }
+            | CaseEvent::LegalHoldReleased { .. } => None,
         };
         view.milestones.extend(m);
         case = case.evolve(event);

@@ -225,6 +225,8 @@ pub struct CaseDetail {
     pub description: Option<String>,
     pub personal_data_erased: bool,
     pub citizen: Option<CitizenView>,
+    /// The reason of the legal hold in force: while held, retention erases nothing of the case.
+    pub legal_hold: Option<String>,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -276,6 +278,18 @@ fn details(event: &CaseEvent) -> Value {
             outcome,
             ..
         } => json!({ "kind": kind, "channel": channel, "outcome": outcome }),
+        CaseEvent::OfficeReminded {
+            threshold,
+            due_on,
+            office,
+            outcome,
+            ..
+        } => {
+            json!({ "threshold": threshold, "due_on": due_on, "office": office, "outcome": outcome })
+        }
+        CaseEvent::LegalHoldPlaced { reason, .. } | CaseEvent::LegalHoldReleased { reason, .. } => {
+            json!({ "reason": reason })
+        }
     }
 }
 
@@ -311,6 +325,7 @@ pub async fn case_detail(
         description: None,
         personal_data_erased: false,
         citizen: None,
+        legal_hold: None,
         timeline: Vec::with_capacity(events.len()),
     };
     for (recorded, event) in &events {
@@ -374,6 +389,7 @@ pub async fn case_detail(
     detail.status = status_name(&case).into();
     detail.office = case.office.clone();
     detail.operator = case.operator.clone();
+    detail.legal_hold = case.legal_hold.clone();
     detail.received_at = case.received_at;
     detail.due_on = case.due_on;
     detail.days_left = case
@@ -445,7 +461,7 @@ pub struct ActionRequest {
     /// transfer: ISTAT code of the receiving comune.
     #[schema(pattern = "^[0-9]{6}$")]
     pub to_comune: Option<String>,
-    /// transfer, reopen.
+    /// transfer, reopen, legal-hold, release-legal-hold.
     #[schema(min_length = 1, pattern = r"\S")]
     pub reason: Option<String>,
     /// request-documents.
@@ -480,11 +496,13 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     ("answer", &["text"]),
     ("close", &["outcome"]),
     ("reopen", &["reason"]),
+    ("legal-hold", &["reason"]),
+    ("release-legal-hold", &["reason"]),
 ];
 
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/{action}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("action" = String, Path,
-        description = "take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen"),
+        description = "take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen, legal-hold, release-legal-hold"),
         ("Idempotency-Key" = Option<String>, Header)),
     request_body = ActionRequest,
     responses((status = 200, body = CaseWriteResponse), (status = 404, body = super::problem::Problem),
@@ -551,10 +569,20 @@ pub async fn act(
             reason: required(request.reason, "reason")?,
             at: now,
         },
+        // Keeping data past retention is a supervisor's decision, as erasing is an admin's.
+        "legal-hold" | "release-legal-hold" => {
+            staff.require_supervisor()?;
+            let reason = required(request.reason, "reason")?;
+            if action == "legal-hold" {
+                CaseCommand::PlaceLegalHold { reason, at: now }
+            } else {
+                CaseCommand::ReleaseLegalHold { reason, at: now }
+            }
+        }
         _ => {
             return Err(ApiError::not_found(
                 "action_unknown",
-                "Azione sconosciuta: take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen.",
+                "Azione sconosciuta: take-in-charge, assign, transfer, request-documents, documents-received, answer, close, reopen, legal-hold, release-legal-hold.",
             ));
         }
     };

@@ -9,9 +9,12 @@ use sportello_engine::EventLog;
 use sportello_engine::vault::Vault;
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::{Consumer, Registry, Views, read_models};
-use sportello_workers::queue::Queue;
+use sportello_workers::clock::Clock;
+use sportello_workers::mail::Mailer;
+use sportello_workers::queue::Queues;
 use sportello_workers::reactor::Reactor;
 use sportello_workers::run::JobWorkers;
+use sportello_workers::schedule::Duties;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -120,7 +123,7 @@ pub async fn run_worker(settings: &Settings, _args: WorkerArgs) -> anyhow::Resul
 struct Background {
     runners: JoinSet<()>,
     jobs: Option<tokio::task::JoinHandle<()>>,
-    queue: Option<Queue>,
+    queue: Option<Queues>,
 }
 
 impl Background {
@@ -137,31 +140,47 @@ impl Background {
         } else {
             Registry::empty()
         };
-        let mut jobs = None;
+        let mut workers_ready = None;
         let mut queue_kept = None;
         if workers {
-            let queue = Queue::connect(settings)
+            let queues = Queues::connect(settings)
                 .await
-                .context("failed to open the job queue")?;
+                .context("failed to open the job queues")?;
             let attempts = settings.workers.notice_attempts.max(1);
-            registry = registry.with(Reactor::new(queue.clone(), attempts).leak());
-            queue_kept = Some(queue.clone());
-            let workers = JobWorkers::from_settings(settings, urp.clone(), &queue)?;
-            let stop = until_stopped(stopped.clone());
-            jobs = Some(tokio::spawn(async move {
-                if let Err(error) = workers.run(stop).await {
-                    tracing::error!(%error, "job workers stopped");
-                }
-            }));
+            registry = registry.with(Reactor::new(queues.notices.clone(), attempts).leak());
+            queue_kept = Some(queues.clone());
+            let duties = Duties {
+                urp: urp.clone(),
+                views: Views::open(url)
+                    .await
+                    .context("failed to open the read models")?,
+                mailer: Mailer::from_settings(settings)?,
+                settings: Arc::new(settings.clone()),
+                clock: Clock::from_env()?,
+            };
+            workers_ready =
+                Some(
+                    JobWorkers::from_settings(settings, urp.clone(), &queues.notices)?
+                        .with_schedules(&queues.scheduled, duties, attempts),
+                );
         }
+        // The runners first: they create the read models the jobs read.
         let runners = spawn_runners(
             &registry,
             urp.log().clone(),
             urp.vault().clone(),
             url,
-            stopped,
+            stopped.clone(),
         )
         .await?;
+        let jobs = workers_ready.map(|workers| {
+            let stop = until_stopped(stopped);
+            tokio::spawn(async move {
+                if let Err(error) = workers.run(stop).await {
+                    tracing::error!(%error, "job workers stopped");
+                }
+            })
+        });
         Ok(Self {
             runners,
             jobs,

@@ -6,7 +6,7 @@ Prints `listening PORT` once it accepts connections, then stores every message i
 file in MAILDIR. Recipients steer it, so one server serves every case of a test:
 - `rifiuto-permanente@…`: 550 at RCPT, every time (a permanent refusal);
 - `rifiuto-temporaneo-N@…`: 451 at RCPT for the first N tries, then accepted;
-- `lento@…`: accepted after 3 seconds (a slow relay).
+- `lento@…`: accepted after 3 seconds (a slow relay); `lento-N@…` after N seconds.
 """
 
 import asyncio
@@ -34,8 +34,9 @@ class Handler:
         temporary = re.fullmatch(r"rifiuto-temporaneo-(\d+)", local)
         if temporary and self.tries[address] <= int(temporary.group(1)):
             return "451 4.3.0 Try again later"
-        if local == "lento":
-            await asyncio.sleep(3)
+        slow = re.fullmatch(r"lento(?:-(\d+))?", local)
+        if slow:
+            await asyncio.sleep(int(slow.group(1) or 3))
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

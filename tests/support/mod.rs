@@ -1,6 +1,8 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -93,6 +95,48 @@ pub fn token(store: &Store, role: &str, comune: &str, name: &str) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
+/// A child process killed when dropped, so that a failing test leaves none behind.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    /// Sends SIGTERM, as a service manager stops a process, and waits for it to exit (killing it
+    /// and failing the test after `limit`).
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.0.kill();
+                panic!("the process did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `done` every 100 ms until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The first line a child with piped stdout prints (its address, its port).
 pub fn first_line(child: &mut Child) -> String {
     let mut line = String::new();
@@ -136,7 +180,8 @@ impl Server {
         Self::spawn(c, env)
     }
 
-    fn spawn(mut c: Command, env: &[(&str, &str)]) -> Server {
+    /// Runs `c`, a `sportello serve` command, and waits until it is ready.
+    pub fn spawn(mut c: Command, env: &[(&str, &str)]) -> Server {
         c.stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in env {
             c.env(k, v);

@@ -6,13 +6,21 @@
 //! - [`queue`]: the job queues on apalis (SQLite in a file of its own, or Redis).
 //! - [`notices`]: the job that writes to the citizen and records it on the case.
 //! - [`mail`]: SMTP through lettre, or `.eml` files in an outbox.
+//! - [`schedule`]: apalis-cron ticks, jobs keyed by their period, missed periods caught up, each
+//!   period recorded in the log once done; [`reminders`], [`retention`] and [`publication`] are
+//!   the scheduled jobs, [`clock`] the time they read.
 //! - [`run`]: the workers of one process, started and stopped together.
 //!
 //! The engine knows nothing of this crate: it only reads the log and acts through the
 //! application service, like any other client.
 
+pub mod clock;
 pub mod mail;
 pub mod notices;
+pub mod publication;
 pub mod queue;
 pub mod reactor;
+pub mod reminders;
+pub mod retention;
 pub mod run;
+pub mod schedule;

@@ -8,6 +8,7 @@
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqlitePool, SqliteStorage};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sportello_config::Settings;
 use sportello_engine::domain::case::NoticeKind;
@@ -19,6 +20,26 @@ use uuid::Uuid;
 
 /// The queue of notices to citizens, after the installation's namespace (`sportello-notices`).
 pub const NOTICES: &str = "notices";
+/// The queue of scheduled work (reminders, retention, publication), one job per period.
+pub const SCHEDULED: &str = "scheduled";
+
+/// What a queue carries. Its id and idempotency key come from what called for it (an event, a
+/// period), so that pushing it twice queues it once.
+pub trait Job:
+    Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + Unpin + 'static
+{
+    /// The queue's name after the installation's namespace.
+    const QUEUE: &'static str;
+    fn idempotency_key(&self) -> String;
+    /// What `sportello jobs` shows of it: its kind and what it concerns.
+    fn describe(&self) -> (String, String);
+
+    /// The key's UUIDv5 as a ULID (the form both backends keep).
+    fn task_id(&self) -> TaskId {
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, self.idempotency_key().as_bytes());
+        TaskId::from_ulid(ulid::Ulid::from(id.as_u128()))
+    }
+}
 
 /// How long Redis remembers an idempotency key: longer than any redelivery or second reactor
 /// could come after the first push. After it, the notice's record on the case still makes a late
@@ -40,13 +61,19 @@ pub struct NoticeJob {
     pub kind: NoticeKind,
 }
 
-impl NoticeJob {
-    pub fn idempotency_key(&self) -> String {
+impl Job for NoticeJob {
+    const QUEUE: &'static str = NOTICES;
+
+    fn idempotency_key(&self) -> String {
         format!("notice:{}", self.cause)
     }
 
-    /// The event's id as a ULID: the same 128 bits, in the form both backends keep.
-    pub fn task_id(&self) -> TaskId {
+    fn describe(&self) -> (String, String) {
+        (self.kind.name().to_owned(), self.case_id.to_string())
+    }
+
+    /// The event's id as a ULID: the same 128 bits.
+    fn task_id(&self) -> TaskId {
         TaskId::from_ulid(ulid::Ulid::from(self.cause.as_u128()))
     }
 }
@@ -106,46 +133,23 @@ impl QueueLocation {
     }
 }
 
-/// A connected queue of notices.
+/// Where the queues live, connected: the SQLite file (migrated) or Redis.
 #[derive(Clone)]
-pub struct Queue {
-    name: String,
-    pub backend: Backend,
+pub enum Connection {
+    Sqlite(SqlitePool),
+    Redis(redis::aio::ConnectionManager),
 }
 
-#[derive(Clone)]
-pub enum Backend {
-    Sqlite(SqliteStorage<NoticeJob>),
-    Redis(RedisStorage<NoticeJob>),
-}
-
-impl Queue {
-    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
-        let location = QueueLocation::from_settings(settings)?;
-        Self::connect_to(&location, settings).await
-    }
-
-    pub async fn connect_to(
-        location: &QueueLocation,
-        settings: &Settings,
-    ) -> Result<Self, QueueError> {
-        let name = format!("{}-{NOTICES}", settings.workers.namespace);
-        let backend = match location {
+impl Connection {
+    pub async fn open(location: &QueueLocation, settings: &Settings) -> Result<Self, QueueError> {
+        match location {
             QueueLocation::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| unavailable(&e))?;
                 }
                 let pool = sqlite_pool(path).await.map_err(|e| unavailable(&e))?;
-                SqliteStorage::<()>::migrations()
-                    .run(&pool)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                let config = apalis_sqlite::Config::default()
-                    .queue(&name)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS)
-                    .batch_size(100);
-                Backend::Sqlite(SqliteStorage::new(&pool).with_config(config))
+                migrate(path, &pool).await?;
+                Ok(Connection::Sqlite(pool))
             }
             QueueLocation::Redis(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
@@ -159,21 +163,107 @@ impl Queue {
                     )
                     .await
                     .map_err(|e| unavailable(&e))?;
+                Ok(Connection::Redis(manager))
+            }
+        }
+    }
+}
+
+/// apalis-sqlite's migrations, one process at a time: sqlx takes no lock of its own on SQLite,
+/// and two processes starting together (a worker and `sportello jobs`) would both apply them.
+async fn migrate(path: &Path, pool: &SqlitePool) -> Result<(), QueueError> {
+    let lock_path = path.with_extension("migrations.lock");
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| unavailable(&e))?
+    .map_err(|e| unavailable(&e))?;
+    let migrated = SqliteStorage::<()>::migrations().run(pool).await;
+    drop(lock);
+    migrated.map_err(|e| unavailable(&e))
+}
+
+/// A connected queue of jobs of one kind.
+pub struct Queue<J: Job = NoticeJob> {
+    name: String,
+    pub backend: Backend<J>,
+}
+
+// Not derived: a derive would ask `J: Clone` of the marker, not of the storage.
+impl<J: Job> Clone for Queue<J> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+pub enum Backend<J: Job> {
+    Sqlite(SqliteStorage<J>),
+    Redis(RedisStorage<J>),
+}
+
+impl<J: Job> Clone for Backend<J> {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Sqlite(s) => Backend::Sqlite(s.clone()),
+            Backend::Redis(s) => Backend::Redis(s.clone()),
+        }
+    }
+}
+
+impl<J: Job> Queue<J> {
+    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
+        let location = QueueLocation::from_settings(settings)?;
+        Self::connect_to(&location, settings).await
+    }
+
+    pub async fn connect_to(
+        location: &QueueLocation,
+        settings: &Settings,
+    ) -> Result<Self, QueueError> {
+        Ok(Self::on(
+            &Connection::open(location, settings).await?,
+            settings,
+        ))
+    }
+
+    /// This queue on an open connection (queues share one).
+    pub fn on(connection: &Connection, settings: &Settings) -> Self {
+        let name = format!("{}-{}", settings.workers.namespace, J::QUEUE);
+        let backend = match connection {
+            Connection::Sqlite(pool) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(&name)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
+                    .batch_size(100);
+                Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
+            }
+            Connection::Redis(manager) => {
                 let config = apalis_redis::Config::default()
                     .queue(&name)
                     .heartbeat_interval(HEARTBEAT)
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .idempotency_ttl(Some(IDEMPOTENCY_TTL))
                     .batch_size(100);
-                Backend::Redis(RedisStorage::new(manager).with_config(config))
+                Backend::Redis(RedisStorage::new(manager.clone()).with_config(config))
             }
         };
-        Ok(Queue { name, backend })
+        Queue { name, backend }
     }
 
     /// Queues the jobs; the call returns once the backend has stored every one. A job already
     /// queued (same idempotency key) is not queued again.
-    pub async fn push(&self, jobs: Vec<NoticeJob>, attempts: u64) -> Result<(), QueueError> {
+    pub async fn push(&self, jobs: Vec<J>, attempts: u64) -> Result<(), QueueError> {
         let tasks = jobs.into_iter().map(move |job| {
             TaskBuilder::new(job.clone())
                 .task_id(job.task_id())
@@ -214,7 +304,7 @@ async fn sqlite_pool(path: &Path) -> Result<SqlitePool, sqlx::Error> {
 
 /// One job as `sportello jobs` shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct JobInfo {
+pub struct JobInfo<J> {
     pub id: String,
     pub queue: String,
     pub status: String,
@@ -223,10 +313,10 @@ pub struct JobInfo {
     /// Unix seconds.
     pub run_at: Option<u64>,
     pub done_at: Option<u64>,
-    pub job: Option<NoticeJob>,
+    pub job: Option<J>,
 }
 
-fn info(queue: &str, task: &apalis::prelude::Task<Vec<u8>>) -> JobInfo {
+fn info<J: Job>(queue: &str, task: &apalis::prelude::Task<Vec<u8>>) -> JobInfo<J> {
     JobInfo {
         id: task.task_id().map(|id| id.to_string()).unwrap_or_default(),
         queue: queue.to_owned(),
@@ -242,7 +332,7 @@ fn info(queue: &str, task: &apalis::prelude::Task<Vec<u8>>) -> JobInfo {
 /// Every status `sportello jobs list` can filter on, as apalis names them.
 pub const STATUSES: [&str; 6] = ["Pending", "Queued", "Running", "Done", "Failed", "Killed"];
 
-impl Queue {
+impl<J: Job> Queue<J> {
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -269,7 +359,7 @@ impl Queue {
     }
 
     /// Up to `limit` jobs with this status (apalis lists one status at a time).
-    pub async fn list(&self, status: &str, limit: u32) -> Result<Vec<JobInfo>, QueueError> {
+    pub async fn list(&self, status: &str, limit: u32) -> Result<Vec<JobInfo<J>>, QueueError> {
         use apalis_core::backend::{Filter, ListTasks};
         let parsed = apalis::prelude::Status::from_str(status).map_err(|_| {
             QueueError::Config(format!(
@@ -331,10 +421,10 @@ impl Queue {
     /// metadata hash of its own; scanned, so memory stays bounded by `limit`.
     async fn list_redis(
         &self,
-        storage: &RedisStorage<NoticeJob>,
+        storage: &RedisStorage<J>,
         status: &str,
         limit: u32,
-    ) -> Result<Vec<JobInfo>, redis::RedisError> {
+    ) -> Result<Vec<JobInfo<J>>, redis::RedisError> {
         use redis::AsyncCommands;
         let config = storage.get_config().clone();
         let mut conn = storage.clone().get_connection().clone();
@@ -377,7 +467,7 @@ impl Queue {
         }
     }
 
-    pub async fn find(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
+    pub async fn find(&self, id: &str) -> Result<Option<JobInfo<J>>, QueueError> {
         use apalis_core::backend::FetchById;
         let id = ulid::Ulid::from_string(id)
             .map_err(|_| QueueError::Config(format!("'{id}' is not a job id")))?;
@@ -398,8 +488,9 @@ impl Queue {
     }
 
     /// Queues a dead job's work again as a new job (a fresh id and key: the old one stays as the
-    /// record of what failed). The notice's record on the case still keeps its effect single.
-    pub async fn requeue(&self, job: &NoticeJob, attempts: u64) -> Result<String, QueueError> {
+    /// record of what failed). What the job records (on the case, for the period) still keeps its
+    /// effect single.
+    pub async fn requeue(&self, job: &J, attempts: u64) -> Result<String, QueueError> {
         let retry = uuid::Uuid::now_v7();
         let id = TaskId::from_ulid(ulid::Ulid::from(retry.as_u128()));
         let task = TaskBuilder::new(job.clone())
@@ -420,5 +511,35 @@ impl Queue {
                 .map_err(|e| unavailable(&e))?,
         }
         Ok(id.to_string())
+    }
+}
+
+/// Every queue of the workers, on one backend.
+#[derive(Clone)]
+pub struct Queues {
+    pub notices: Queue<NoticeJob>,
+    pub scheduled: Queue<crate::schedule::ScheduledJob>,
+}
+
+impl Queues {
+    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
+        let location = QueueLocation::from_settings(settings)?;
+        let connection = Connection::open(&location, settings).await?;
+        Ok(Self {
+            notices: Queue::on(&connection, settings),
+            scheduled: Queue::on(&connection, settings),
+        })
+    }
+
+    /// Each queue's depth by state: (queue, state, count).
+    pub async fn depth(&self) -> Result<Vec<(&'static str, String, f64)>, QueueError> {
+        let mut all = Vec::new();
+        for (queue, depth) in [
+            (NOTICES, self.notices.depth().await?),
+            (SCHEDULED, self.scheduled.depth().await?),
+        ] {
+            all.extend(depth.into_iter().map(|(state, n)| (queue, state, n)));
+        }
+        Ok(all)
     }
 }

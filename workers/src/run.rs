@@ -3,6 +3,7 @@
 
 use crate::notices::{Delivered, NoticeContext, NoticeError, deliver};
 use crate::queue::{Backend, NoticeJob, Queue};
+use crate::schedule::{Duties, DutyError, Performed, Schedule, ScheduledJob, Scheduler, Ticks};
 use apalis::layers::WorkerBuilderExt;
 use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::RetryPolicy;
@@ -17,6 +18,32 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long a stop waits for the jobs in flight.
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
+/// Registers a worker on `$queue` (either backend) running `$handler` with `$data`.
+macro_rules! queue_worker {
+    ($monitor:expr, $queue:expr, $data:expr, $concurrency:expr, $retries:expr, $handler:expr) => {{
+        // One arm per backend: the same worker, on two storage types.
+        macro_rules! on {
+            ($storage:expr) => {{
+                let storage = $storage.clone();
+                let data = $data.clone();
+                let name = $queue.name().to_owned();
+                move |restarts: usize| {
+                    WorkerBuilder::new(worker_name(&name, restarts))
+                        .backend(storage.clone().poll_with_interval(POLL))
+                        .data(data.clone())
+                        .concurrency($concurrency)
+                        .retry(RetryPolicy::retries($retries).with_backoff(backoff()))
+                        .build($handler)
+                }
+            }};
+        }
+        match &$queue.backend {
+            Backend::Sqlite(storage) => $monitor.register(on!(storage)),
+            Backend::Redis(storage) => $monitor.register(on!(storage)),
+        }
+    }};
+}
+
 /// A name unique to this process and this start, as Redis wants for a restarted worker.
 fn worker_name(queue: &str, restarts: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -25,24 +52,27 @@ fn worker_name(queue: &str, restarts: usize) -> String {
     format!("{queue}-{host}-{}-{restarts}", std::process::id())
 }
 
+/// Counts a job's outcome (done, skipped, retried, dead) and its duration for `/metrics`.
+fn measured(queue: &'static str, started: Instant, outcome: &'static str) {
+    metrics::histogram!("sportello_job_duration_seconds", "queue" => queue)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("sportello_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
+}
+
 async fn notice_job(
     job: NoticeJob,
     ctx: Data<Arc<NoticeContext>>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    const NOTICES: &str = crate::queue::NOTICES;
     let started = Instant::now();
     let result = deliver(&ctx, &job, attempt.current().max(1)).await;
-    metrics::histogram!("sportello_job_duration_seconds", "queue" => NOTICES)
-        .record(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(Delivered::Recorded(_)) => "done",
         Ok(Delivered::AlreadyRecorded) => "skipped",
         Err(NoticeError::GivenUp(_)) => "dead",
         Err(NoticeError::Retry(_)) => "retried",
     };
-    metrics::counter!("sportello_jobs_total", "queue" => NOTICES, "outcome" => outcome)
-        .increment(1);
+    measured(crate::queue::NOTICES, started, outcome);
     match result {
         Ok(_) => Ok(()),
         Err(e @ NoticeError::GivenUp(_)) => {
@@ -56,55 +86,111 @@ async fn notice_job(
     }
 }
 
+async fn scheduled_job(job: ScheduledJob, duties: Data<Arc<Duties>>) -> Result<(), BoxDynError> {
+    let started = Instant::now();
+    let result = crate::schedule::perform(&duties, &job).await;
+    let outcome = match &result {
+        Ok(Performed::Done(_)) => "done",
+        Ok(Performed::AlreadyDone) => "skipped",
+        Err(DutyError::GivenUp(_)) => "dead",
+        Err(DutyError::Retry(_)) => "retried",
+    };
+    measured(crate::queue::SCHEDULED, started, outcome);
+    match result {
+        Ok(_) => Ok(()),
+        Err(e @ DutyError::GivenUp(_)) => {
+            tracing::warn!(schedule = job.schedule.name(), period = %job.period, error = %e, "scheduled job given up");
+            Err(AbortError::new(e).into())
+        }
+        Err(e) => {
+            tracing::warn!(schedule = job.schedule.name(), period = %job.period, error = %e, "scheduled job to retry");
+            Err(e.into())
+        }
+    }
+}
+
+/// A tick only says "look now": the scheduler queues whatever period has come.
+async fn tick(
+    _tick: apalis_cron::Tick<chrono_tz::Tz>,
+    scheduler: Data<Arc<Scheduler>>,
+) -> Result<(), BoxDynError> {
+    scheduler.enqueue_due().await?;
+    Ok(())
+}
+
+fn backoff() -> apalis::layers::retry::backoff::ExponentialBackoff<HasherRng> {
+    ExponentialBackoffMaker::new(
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        0.5,
+        HasherRng::default(),
+    )
+    .expect("valid backoff bounds")
+    .make_backoff()
+}
+
 /// The workers' monitor, ready to run.
 pub struct JobWorkers {
     monitor: Monitor,
+    scheduler: Option<Arc<Scheduler>>,
 }
 
 impl JobWorkers {
     pub fn new(queue: &Queue, context: NoticeContext, concurrency: usize) -> Self {
         let context = Arc::new(context);
         let retries = context.attempts.saturating_sub(1);
-        let backoff = || {
-            ExponentialBackoffMaker::new(
-                Duration::from_millis(500),
-                Duration::from_secs(60),
-                0.5,
-                HasherRng::default(),
-            )
-            .expect("valid backoff bounds")
-            .make_backoff()
-        };
-        // One arm per backend: the same worker, on two storage types.
-        macro_rules! notices_worker {
-            ($storage:expr) => {{
-                let storage = $storage.clone();
-                let context = context.clone();
-                let name = queue.name().to_owned();
-                move |restarts: usize| {
-                    WorkerBuilder::new(worker_name(&name, restarts))
-                        .backend(storage.clone().poll_with_interval(POLL))
-                        .data(context.clone())
-                        .concurrency(concurrency)
-                        .retry(RetryPolicy::retries(retries).with_backoff(backoff()))
-                        .build(notice_job)
-                }
-            }};
-        }
         let monitor = Monitor::new()
             .shutdown_timeout(SHUTDOWN)
             .should_restart(|worker, error| {
                 tracing::error!(worker = worker.name(), %error, "job worker failed; restarting");
                 true
             });
-        let monitor = match &queue.backend {
-            Backend::Sqlite(storage) => monitor.register(notices_worker!(storage)),
-            Backend::Redis(storage) => monitor.register(notices_worker!(storage)),
-        };
-        Self { monitor }
+        let monitor = queue_worker!(monitor, queue, context, concurrency, retries, notice_job);
+        Self {
+            monitor,
+            scheduler: None,
+        }
     }
 
-    /// The workers as configured (`[workers]`, `[mail]`), acting through `urp`.
+    /// Adds the scheduled jobs (a worker on their queue, one job at a time) and the ticks of every
+    /// schedule, in Europe/Rome as `clock` reads it.
+    pub fn with_schedules(
+        self,
+        queue: &Queue<ScheduledJob>,
+        duties: Duties,
+        attempts: u64,
+    ) -> Self {
+        let settings = duties.settings.schedules.clone();
+        let clock = duties.clock;
+        let scheduler = Arc::new(Scheduler {
+            log: duties.urp.log().clone(),
+            queue: queue.clone(),
+            settings: settings.clone(),
+            clock,
+            attempts,
+        });
+        let duties = Arc::new(duties);
+        let retries = attempts.saturating_sub(1) as usize;
+        let mut monitor = queue_worker!(self.monitor, queue, duties, 1, retries, scheduled_job);
+        for schedule in Schedule::ALL {
+            let scheduler = scheduler.clone();
+            let settings = settings.clone();
+            monitor = monitor.register(move |restarts: usize| {
+                let ticks = apalis_cron::CronScheduler::new(Ticks::new(schedule, &settings, clock))
+                    .with_timezone(chrono_tz::Europe::Rome);
+                WorkerBuilder::new(worker_name(&format!("tick-{}", schedule.name()), restarts))
+                    .backend(ticks)
+                    .data(scheduler.clone())
+                    .build(tick)
+            });
+        }
+        Self {
+            monitor,
+            scheduler: Some(scheduler),
+        }
+    }
+
+    /// The notice workers as configured (`[workers]`, `[mail]`), acting through `urp`.
     pub fn from_settings(
         settings: &sportello_config::Settings,
         urp: sportello_engine::app::Urp,
@@ -123,8 +209,17 @@ impl JobWorkers {
         ))
     }
 
-    /// Runs until `stop` completes, then lets the jobs in flight finish.
+    /// Runs until `stop` completes, then lets the jobs in flight finish. On start, the periods
+    /// missed while no worker ran are queued (tried again until the queue takes them).
     pub async fn run(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        if let Some(scheduler) = self.scheduler {
+            tokio::spawn(async move {
+                while let Err(error) = scheduler.enqueue_due().await {
+                    tracing::warn!(%error, "cannot queue the missed periods yet");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            });
+        }
         self.monitor
             .run_with_signal(async {
                 stop.await;

@@ -72,6 +72,11 @@ pub(crate) mod harness {
         pub fn when(self, command: &A::Command) -> When<A> {
             When(self.0.decide(command))
         }
+
+        /// The state the events leave.
+        pub fn state(self) -> A {
+            self.0
+        }
     }
 
     pub struct When<A: Aggregate>(Result<Vec<A::Event>, A::Error>);

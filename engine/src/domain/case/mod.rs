@@ -170,7 +170,10 @@ impl Lifecycle {
                 next.status = CaseStatus::Closed;
                 next.withdrawn = true;
             }
-            CaseEvent::NoticeSent { .. } => {}
+            CaseEvent::NoticeSent { .. }
+            | CaseEvent::OfficeReminded { .. }
+            | CaseEvent::LegalHoldPlaced { .. }
+            | CaseEvent::LegalHoldReleased { .. } => {}
         }
         next
     }
@@ -266,6 +269,45 @@ pub enum CaseEvent {
         cause: Uuid,
         at: DateTime<Utc>,
     },
+    /// The office responsible was reminded that the case's term is near or has passed. Once per
+    /// threshold and due date: a term moved by a suspension is reminded of again.
+    OfficeReminded {
+        threshold: ReminderThreshold,
+        due_on: NaiveDate,
+        /// The office written to (the comune's URP when none has the case in charge).
+        office: String,
+        outcome: NoticeOutcome,
+        at: DateTime<Utc>,
+    },
+    /// The case must be kept (a dispute, an inquiry, a request of the judicial authority): while
+    /// held, retention erases none of its citizen's data.
+    LegalHoldPlaced {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    LegalHoldReleased {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// How close a case's term is, for the office's reminder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderThreshold {
+    /// The term ends within the configured number of working days.
+    DueSoon,
+    /// The term has passed.
+    Overdue,
+}
+
+impl ReminderThreshold {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReminderThreshold::DueSoon => "due_soon",
+            ReminderThreshold::Overdue => "overdue",
+        }
+    }
 }
 
 /// What a notice is about.
@@ -359,6 +401,23 @@ pub enum CaseCommand {
         cause: Uuid,
         at: DateTime<Utc>,
     },
+    /// Records a reminder to the office; a second one for the same threshold and due date is a
+    /// no-op, unless the first was given up.
+    RecordReminder {
+        threshold: ReminderThreshold,
+        due_on: NaiveDate,
+        office: String,
+        outcome: NoticeOutcome,
+        at: DateTime<Utc>,
+    },
+    PlaceLegalHold {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    ReleaseLegalHold {
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,6 +471,10 @@ pub enum CaseError {
     Empty(&'static str),
     #[error("the term must be between 1 and 180 days, got {0}")]
     TermOutOfRange(u32),
+    #[error("the case is already under a legal hold")]
+    AlreadyHeld,
+    #[error("the case is not under a legal hold")]
+    NotHeld,
 }
 
 impl DomainError for CaseError {
@@ -443,6 +506,8 @@ impl DomainError for CaseError {
             CaseError::NotClosed => "case_not_closed",
             CaseError::Empty(_) => "case_field_empty",
             CaseError::TermOutOfRange(_) => "case_term_out_of_range",
+            CaseError::AlreadyHeld => "case_already_held",
+            CaseError::NotHeld => "case_not_held",
         }
     }
 
@@ -470,6 +535,12 @@ impl DomainError for CaseError {
             CaseError::TermOutOfRange(d) => {
                 format!("Il termine deve essere tra 1 e 180 giorni (indicati {d}).")
             }
+            CaseError::AlreadyHeld => {
+                "La pratica è già sottoposta a vincolo di conservazione (blocco legale).".into()
+            }
+            CaseError::NotHeld => {
+                "La pratica non è sottoposta a vincolo di conservazione (blocco legale).".into()
+            }
         }
     }
 }
@@ -496,6 +567,10 @@ pub struct Case {
     /// The causes whose notice is settled: sent, or skipped for good. A notice given up is not
     /// settled, so a job queued again can still send it.
     pub notices: std::collections::BTreeSet<Uuid>,
+    /// The office reminders settled, by threshold and the due date they were about.
+    pub reminders: std::collections::BTreeSet<(ReminderThreshold, NaiveDate)>,
+    /// The reason of the legal hold in force, if any.
+    pub legal_hold: Option<String>,
     /// The status before a suspension, to return to when documents arrive.
     resume_to: CaseStatus,
 }
@@ -518,6 +593,8 @@ impl Default for Case {
             suspended_at: None,
             citizen_subject: None,
             notices: Default::default(),
+            reminders: Default::default(),
+            legal_hold: None,
             resume_to: CaseStatus::TakenInCharge,
         }
     }
@@ -741,6 +818,54 @@ impl Aggregate for Case {
                     at: *at,
                 }
             }
+            C::RecordReminder {
+                threshold,
+                due_on,
+                office,
+                outcome,
+                at,
+            } => {
+                if self.status == CaseStatus::New {
+                    return Err(CaseError::NotFound);
+                }
+                if self.reminders.contains(&(*threshold, *due_on)) {
+                    return Ok(vec![]);
+                }
+                E::OfficeReminded {
+                    threshold: *threshold,
+                    due_on: *due_on,
+                    office: office.clone(),
+                    outcome: *outcome,
+                    at: *at,
+                }
+            }
+            // A hold matters most on a closed case: retention would otherwise erase it.
+            C::PlaceLegalHold { reason, at } => {
+                if self.status == CaseStatus::New {
+                    return Err(CaseError::NotFound);
+                }
+                not_empty(reason, "motivo")?;
+                if self.legal_hold.is_some() {
+                    return Err(CaseError::AlreadyHeld);
+                }
+                E::LegalHoldPlaced {
+                    reason: reason.trim().to_owned(),
+                    at: *at,
+                }
+            }
+            C::ReleaseLegalHold { reason, at } => {
+                if self.status == CaseStatus::New {
+                    return Err(CaseError::NotFound);
+                }
+                not_empty(reason, "motivo")?;
+                if self.legal_hold.is_none() {
+                    return Err(CaseError::NotHeld);
+                }
+                E::LegalHoldReleased {
+                    reason: reason.trim().to_owned(),
+                    at: *at,
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -794,6 +919,18 @@ impl Aggregate for Case {
                     self.notices.insert(*cause);
                 }
             }
+            CaseEvent::OfficeReminded {
+                threshold,
+                due_on,
+                outcome,
+                ..
+            } => {
+                if *outcome != NoticeOutcome::GivenUp {
+                    self.reminders.insert((*threshold, *due_on));
+                }
+            }
+            CaseEvent::LegalHoldPlaced { reason, .. } => self.legal_hold = Some(reason.clone()),
+            CaseEvent::LegalHoldReleased { .. } => self.legal_hold = None,
         }
         self
     }
@@ -811,6 +948,9 @@ impl Aggregate for Case {
             CaseEvent::CaseReopened { .. } => "CaseReopened",
             CaseEvent::CaseWithdrawn { .. } => "CaseWithdrawn",
             CaseEvent::NoticeSent { .. } => "NoticeSent",
+            CaseEvent::OfficeReminded { .. } => "OfficeReminded",
+            CaseEvent::LegalHoldPlaced { .. } => "LegalHoldPlaced",
+            CaseEvent::LegalHoldReleased { .. } => "LegalHoldReleased",
         }
     }
 }

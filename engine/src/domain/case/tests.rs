@@ -483,3 +483,135 @@ mod notices {
         );
     }
 }
+
+mod reminders {
+    use super::*;
+    use crate::domain::case::{NoticeOutcome, ReminderThreshold};
+
+    fn remind(threshold: ReminderThreshold, outcome: NoticeOutcome) -> CaseCommand {
+        CaseCommand::RecordReminder {
+            threshold,
+            due_on: date(1),
+            office: "URP".into(),
+            outcome,
+            at: at(28),
+        }
+    }
+
+    fn reminded(threshold: ReminderThreshold, outcome: NoticeOutcome) -> CaseEvent {
+        CaseEvent::OfficeReminded {
+            threshold,
+            due_on: date(1),
+            office: "URP".into(),
+            outcome,
+            at: at(28),
+        }
+    }
+
+    #[test]
+    fn an_office_is_reminded_once_per_threshold_and_due_date() {
+        use NoticeOutcome::Sent;
+        use ReminderThreshold::{DueSoon, Overdue};
+        given::<Case>(&[opened()])
+            .when(&remind(DueSoon, Sent))
+            .then(&[reminded(DueSoon, Sent)]);
+        given::<Case>(&[opened(), reminded(DueSoon, Sent)])
+            .when(&remind(DueSoon, Sent))
+            .then(&[]);
+        given::<Case>(&[opened(), reminded(DueSoon, Sent)])
+            .when(&remind(Overdue, Sent))
+            .then(&[reminded(Overdue, Sent)]);
+        // A term moved by a suspension is a new term to remind of.
+        let moved = CaseCommand::RecordReminder {
+            threshold: DueSoon,
+            due_on: date(20),
+            office: "URP".into(),
+            outcome: Sent,
+            at: at(28),
+        };
+        assert_eq!(
+            given::<Case>(&[opened(), reminded(DueSoon, Sent)])
+                .state()
+                .decide(&moved)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_reminder_given_up_is_tried_again() {
+        use NoticeOutcome::{GivenUp, Sent};
+        given::<Case>(&[opened(), reminded(ReminderThreshold::Overdue, GivenUp)])
+            .when(&remind(ReminderThreshold::Overdue, Sent))
+            .then(&[reminded(ReminderThreshold::Overdue, Sent)]);
+    }
+}
+
+mod legal_hold {
+    use super::*;
+
+    fn place(reason: &str) -> CaseCommand {
+        CaseCommand::PlaceLegalHold {
+            reason: reason.into(),
+            at: at(20),
+        }
+    }
+
+    fn placed() -> CaseEvent {
+        CaseEvent::LegalHoldPlaced {
+            reason: "Ricorso al TAR n. 123/2026".into(),
+            at: at(20),
+        }
+    }
+
+    fn release() -> CaseCommand {
+        CaseCommand::ReleaseLegalHold {
+            reason: "Sentenza passata in giudicato".into(),
+            at: at(25),
+        }
+    }
+
+    #[test]
+    fn a_closed_case_is_held_and_released_with_reasons() {
+        let closed = CaseEvent::CaseClosed {
+            outcome: Outcome::Duplicata,
+            at: at(10),
+        };
+        given::<Case>(&[opened(), closed.clone()])
+            .when(&place(" Ricorso al TAR n. 123/2026 "))
+            .then(&[placed()]);
+        given::<Case>(&[opened(), closed, placed()])
+            .when(&release())
+            .then(&[CaseEvent::LegalHoldReleased {
+                reason: "Sentenza passata in giudicato".into(),
+                at: at(25),
+            }]);
+    }
+
+    #[test]
+    fn it_rejects_a_second_hold_a_release_without_one_and_a_hold_without_a_reason() {
+        given::<Case>(&[opened(), placed()])
+            .when(&place("ancora"))
+            .then_refused(CaseError::AlreadyHeld);
+        given::<Case>(&[opened()])
+            .when(&release())
+            .then_refused(CaseError::NotHeld);
+        given::<Case>(&[opened()])
+            .when(&place("  "))
+            .then_refused(CaseError::Empty("motivo"));
+        given::<Case>(&[])
+            .when(&place("x"))
+            .then_refused(CaseError::NotFound);
+    }
+
+    #[test]
+    fn a_hold_changes_no_status_and_shows_on_the_case() {
+        let held = given::<Case>(&[opened(), placed()]).state();
+        assert_eq!(held.status, CaseStatus::Received);
+        assert_eq!(
+            held.legal_hold.as_deref(),
+            Some("Ricorso al TAR n. 123/2026")
+        );
+    }
+}
