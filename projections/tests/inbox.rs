@@ -1,5 +1,6 @@
 //! The inbox projection on SQLite and PostgreSQL: rows, filters, exactly-once application,
-//! rebuild equal to the incremental build, and a single runner per projection.
+//! rebuild equal to the incremental build, and a single runner per projection; and the retention
+//! read model's candidates on the same history.
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use sportello_config::Settings;
@@ -842,6 +843,93 @@ async fn a_postgres_runner_that_lost_its_lock_cannot_overwrite_the_next_runner()
             p.entries.iter().map(|e| e.row.clone()).collect::<Vec<_>>()
         };
         assert_eq!(rows(&unchanged), rows(&after_second));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_finds_subjects_whose_cases_closed_unheld_and_ran_out() {
+    use sportello_projections::retention::{Retention, candidates, cases_of};
+    on_both(|b| async move {
+        let ids = history(&b.urp).await;
+        let guard = acquire(&b.views, &b.url, read_model::<Retention>(), "test-runner")
+            .await
+            .unwrap();
+        let caught_up = || {
+            catch_up(
+                &b.log,
+                &b.views,
+                read_model::<Retention>(),
+                &guard,
+                |_, _| {},
+            )
+        };
+        caught_up().await.unwrap();
+        let ten_days = |kind: &str| (kind == "segnalazione").then_some(10);
+        let on = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let found = |today: NaiveDate| {
+            let views = b.views.clone();
+            async move {
+                candidates(&views, ten_days, today, None, 100)
+                    .await
+                    .unwrap()
+            }
+        };
+        // Only the case closed on 9 March, and only from ten days later.
+        assert!(found(on(18)).await.is_empty());
+        let subjects = found(on(19)).await;
+        assert_eq!(subjects.len(), 1, "{subjects:?}");
+        let rows = cases_of(&b.views, &subjects[0]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, ids[3].to_string());
+        assert_eq!(rows[0].closed_on.as_deref(), Some("2026-03-09"));
+        assert!(
+            candidates(&b.views, ten_days, on(19), Some(&subjects[0]), 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "paging goes past it"
+        );
+
+        let staff = Actor {
+            name: "staff:test".into(),
+            ..Actor::default()
+        };
+        let urp = &b.urp;
+        let held_case = ids[3];
+        let hold = |command: CaseCommand| {
+            let staff = staff.clone();
+            async move {
+                urp.act(&staff, held_case, Uuid::now_v7(), command)
+                    .await
+                    .unwrap()
+            }
+        };
+        hold(CaseCommand::PlaceLegalHold {
+            reason: "Ricorso".into(),
+            at: day(20),
+        })
+        .await;
+        caught_up().await.unwrap();
+        assert!(
+            found(on(25)).await.is_empty(),
+            "a held case keeps its subject"
+        );
+        hold(CaseCommand::ReleaseLegalHold {
+            reason: "Respinto".into(),
+            at: day(21),
+        })
+        .await;
+        caught_up().await.unwrap();
+        assert_eq!(found(on(25)).await, subjects);
+
+        let subject: Uuid = subjects[0].parse().unwrap();
+        b.urp.erase_subject(&staff, subject, "prova").await.unwrap();
+        caught_up().await.unwrap();
+        assert!(
+            found(on(25)).await.is_empty(),
+            "an erased subject is not found again"
+        );
     })
     .await;
 }
