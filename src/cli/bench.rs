@@ -30,6 +30,8 @@ pub enum BenchCommand {
     /// Receipts per second from one worker process: N cases opened, then reactor, queue, notice
     /// job, transport and record, end to end.
     Receipts(super::bench_workers::ReceiptsArgs),
+    /// Reactor lag under a steady intake: from an append acknowledged to its job queued.
+    ReactorLag(super::bench_workers::ReactorLagArgs),
 }
 
 #[derive(clap::Args)]
@@ -119,6 +121,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         BenchCommand::Rebuild(args) => rebuild(settings, args).await,
         BenchCommand::Queries(args) => super::bench_queries::run(settings, args).await,
         BenchCommand::Receipts(args) => super::bench_workers::receipts(settings, args).await,
+        BenchCommand::ReactorLag(args) => super::bench_workers::reactor_lag(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

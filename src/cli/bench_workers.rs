@@ -5,7 +5,7 @@ use super::bench::{Scratch, Target, resident_mb};
 use super::open_urp;
 use anyhow::{Context, bail};
 use sportello_config::{SecretUrl, Settings};
-use sportello_engine::app::{Actor, CitizenInput, NewContact};
+use sportello_engine::app::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::domain::case::{CaseKind, Channel};
 use sportello_projections::runner::{acquire, run};
 use sportello_projections::{Consumer, Views};
@@ -27,49 +27,89 @@ pub struct ReceiptsArgs {
     target: Target,
 }
 
-pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result<()> {
-    if args.cases == 0 {
-        bail!("--cases must be at least 1");
+/// A scratch store with a queue and an outbox of their own (a Redis namespace of its own).
+struct Bench {
+    scratch: Scratch,
+    settings: Settings,
+    side: std::path::PathBuf,
+    queue_name: &'static str,
+}
+
+impl Bench {
+    async fn prepare(settings: &Settings, target: &Target, queue: &str) -> anyhow::Result<Self> {
+        let scratch = Scratch::create(settings, target).await?;
+        let mut settings = scratch.settings.clone();
+        let run_id = uuid::Uuid::now_v7().simple().to_string();
+        let side = std::env::temp_dir().join(format!("sportello-bench-{run_id}"));
+        settings.workers.namespace = format!("sportello-bench-{run_id}");
+        let (url, queue_name) = match queue {
+            "sqlite" => (
+                format!("sqlite://{}", side.join("jobs.db").display()),
+                "sqlite",
+            ),
+            url if url.starts_with("redis://") => (url.to_owned(), "redis"),
+            other => bail!("--queue must be sqlite or a redis:// URL, not '{other}'"),
+        };
+        settings.workers.queue_url = Some(SecretUrl::new(url));
+        if settings.mail.transport == sportello_config::MailTransport::Outbox {
+            settings.mail.outbox_dir = Some(side.join("outbox"));
+        }
+        Ok(Self {
+            scratch,
+            settings,
+            side,
+            queue_name,
+        })
     }
-    let scratch = Scratch::create(settings, &args.target).await?;
-    let mut settings = scratch.settings.clone();
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let side = std::env::temp_dir().join(format!("sportello-bench-{run_id}"));
-    settings.workers.namespace = format!("sportello-bench-{run_id}");
-    settings.workers.queue_url = Some(SecretUrl::new(match args.queue.as_str() {
-        "sqlite" => format!("sqlite://{}", side.join("jobs.db").display()),
-        url if url.starts_with("redis://") => url.to_owned(),
-        other => bail!("--queue must be sqlite or a redis:// URL, not '{other}'"),
-    }));
-    if settings.mail.transport == sportello_config::MailTransport::Outbox {
-        settings.mail.outbox_dir = Some(side.join("outbox"));
+
+    async fn finish(self, queue: &Queue) -> anyhow::Result<()> {
+        if let Backend::Redis(_) = &queue.backend {
+            queue.delete_namespace().await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.side);
+        self.scratch.finish().await
     }
-    let urp = open_urp(&settings).await?;
+}
+
+/// Opens case `n` of a benchmark, with an e-mail address; returns its position in the log.
+async fn open_case(urp: &Urp, settings: &Settings, n: u64) -> anyhow::Result<u64> {
     let actor = Actor {
         name: "system:bench".into(),
         ..Actor::default()
     };
+    let contact = NewContact {
+        case_id: uuid::Uuid::now_v7(),
+        comune: settings.comuni[(n % settings.comuni.len() as u64) as usize]
+            .istat
+            .to_string(),
+        kind: CaseKind::Segnalazione,
+        channel: Channel::Web,
+        service: None,
+        subject: "Lampione spento in via Roma".into(),
+        description: None,
+        citizen: Some(CitizenInput {
+            email: Some(format!("cittadino{n}@example.it")),
+            ..CitizenInput::default()
+        }),
+        received_at: chrono::Utc::now(),
+        privacy_consent: true,
+    };
+    let opened = urp
+        .open_case(&actor, contact)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening a bench case: {e}"))?;
+    Ok(opened.position)
+}
+
+pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result<()> {
+    if args.cases == 0 {
+        bail!("--cases must be at least 1");
+    }
+    let bench = Bench::prepare(settings, &args.target, &args.queue).await?;
+    let settings = bench.settings.clone();
+    let urp = open_urp(&settings).await?;
     for n in 0..args.cases {
-        let contact = NewContact {
-            case_id: uuid::Uuid::now_v7(),
-            comune: settings.comuni[(n % settings.comuni.len() as u64) as usize]
-                .istat
-                .to_string(),
-            kind: CaseKind::Segnalazione,
-            channel: Channel::Web,
-            service: None,
-            subject: "Lampione spento in via Roma".into(),
-            description: None,
-            citizen: Some(CitizenInput {
-                email: Some(format!("cittadino{n}@example.it")),
-                ..CitizenInput::default()
-            }),
-            received_at: chrono::Utc::now(),
-            privacy_consent: true,
-        };
-        urp.open_case(&actor, contact)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening a bench case: {e}"))?;
+        open_case(&urp, &settings, n).await?;
     }
     let head = urp.log().head().await?;
 
@@ -125,24 +165,138 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     let _ = stop.send(true);
     let _ = workers_task.await;
     let _ = reactor_task.await;
-    if let Backend::Redis(_) = &queue.backend {
-        queue.delete_namespace().await?;
-    }
-    let _ = std::fs::remove_dir_all(&side);
     drop(urp);
-    scratch.finish().await?;
+    let (store, queue_name) = (bench.scratch.backend, bench.queue_name);
+    bench.finish(&queue).await?;
     println!(
-        "measure=receipts store={} queue={} transport={:?} cases={} seconds={seconds:.3} receipts_per_s={:.0} all_queued_after_s={:.3} rss_before_mb={rss_before:.1} peak_rss_mb={peak_rss:.1}",
-        scratch.backend,
-        if args.queue == "sqlite" {
-            "sqlite"
-        } else {
-            "redis"
-        },
+        "measure=receipts store={store} queue={queue_name} transport={:?} cases={} seconds={seconds:.3} receipts_per_s={:.0} all_queued_after_s={:.3} rss_before_mb={rss_before:.1} peak_rss_mb={peak_rss:.1}",
         settings.mail.transport,
         args.cases,
         args.cases as f64 / seconds,
         queued_by.unwrap_or(seconds),
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ReactorLagArgs {
+    /// Cases opened per second, paced.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// For how long.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The job queue: sqlite (a fresh file beside the store, the default) or a redis:// URL.
+    #[arg(long, default_value = "sqlite")]
+    queue: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `sportello bench reactor-lag`: cases opened at a steady rate while the reactor and the
+/// notice workers run, as in `serve`; for each case, the time from its append being acknowledged
+/// to the reactor's checkpoint passing it (which moves only once the queue stored its job).
+pub async fn reactor_lag(settings: &Settings, args: ReactorLagArgs) -> anyhow::Result<()> {
+    if args.rate == 0 || args.seconds == 0 {
+        bail!("--rate and --seconds must be at least 1");
+    }
+    let bench = Bench::prepare(settings, &args.target, &args.queue).await?;
+    let settings = bench.settings.clone();
+    let urp = open_urp(&settings).await?;
+    let queue = Queue::connect(&settings)
+        .await
+        .context("failed to open the job queue")?;
+    let attempts = settings.workers.notice_attempts.max(1);
+    let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), attempts).leak();
+    let views = Views::open(settings.store.url.expose()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = s.wait_for(|s| *s).await;
+    };
+    let reactor_task = {
+        let (log, views, url) = (
+            urp.log().clone(),
+            views.clone(),
+            settings.store.url.expose().to_owned(),
+        );
+        let stop = until_stopped(stopped.clone());
+        tokio::spawn(async move {
+            let guard = acquire(&views, &url, reactor, "bench").await?;
+            run(&log, &views, reactor, &guard, stop).await
+        })
+    };
+    let workers = JobWorkers::from_settings(&settings, urp.clone(), &queue)?;
+    let workers_task = tokio::spawn(workers.run(until_stopped(stopped.clone())));
+
+    let total = args.rate * args.seconds;
+    let (appended, mut acknowledged) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let started = Instant::now();
+    let producer = {
+        let (urp, settings) = (urp.clone(), settings.clone());
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+            let mut opening = tokio::task::JoinSet::new();
+            for n in 0..total {
+                pace.tick().await;
+                let (urp, settings, appended) = (urp.clone(), settings.clone(), appended.clone());
+                opening.spawn(async move {
+                    let position = open_case(&urp, &settings, n).await?;
+                    let _ = appended.send((position, Instant::now()));
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(done) = opening.join_next().await {
+                done??;
+            }
+            anyhow::Ok(started.elapsed().as_secs_f64())
+        })
+    };
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut lags_ms: Vec<f64> = Vec::with_capacity(total as usize);
+    while (lags_ms.len() as u64) < total {
+        while let Ok((position, at)) = acknowledged.try_recv() {
+            waiting.insert(position, at);
+        }
+        let checkpoint = views.checkpoint(reactor.id()).await?;
+        let now = Instant::now();
+        let rest = waiting.split_off(&(checkpoint + 1));
+        lags_ms.extend(
+            waiting
+                .values()
+                .map(|at| now.saturating_duration_since(*at).as_secs_f64() * 1000.0),
+        );
+        waiting = rest;
+        if started.elapsed() > Duration::from_secs(args.seconds + 120) {
+            bail!(
+                "only {} of {total} cases were queued in time",
+                lags_ms.len()
+            );
+        }
+        if producer.is_finished() && waiting.is_empty() && acknowledged.is_empty() {
+            // Every case appended is accounted for once the producer is done.
+            if (lags_ms.len() as u64) < total {
+                let _ = producer.await??;
+                bail!("the producer ended before opening every case");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let intake_seconds = producer.await??;
+    let _ = stop.send(true);
+    let _ = workers_task.await;
+    let _ = reactor_task.await;
+    drop(urp);
+    lags_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| lags_ms[((lags_ms.len() - 1) as f64 * q).round() as usize];
+    let (store, queue_name) = (bench.scratch.backend, bench.queue_name);
+    bench.finish(&queue).await?;
+    println!(
+        "measure=reactor_lag store={store} queue={queue_name} cases={total} rate={} achieved_per_s={:.0} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+        args.rate,
+        total as f64 / intake_seconds,
+        at(0.5),
+        at(0.99),
+        at(1.0),
     );
     Ok(())
 }

@@ -136,7 +136,14 @@ impl QueueLocation {
 /// Where the queues live, connected: the SQLite file (migrated) or Redis.
 #[derive(Clone)]
 pub enum Connection {
-    Sqlite(SqlitePool),
+    Sqlite {
+        /// For what must survive a power cut: the jobs pushed (a lost push is a lost notice).
+        durable: SqlitePool,
+        /// For the workers' own bookkeeping (taking a job, marking it done): losing the last of
+        /// it in a power cut only runs a job again, and what a job records makes that a no-op.
+        /// Sparing them a sync at every commit is most of what the SQLite queue costs.
+        relaxed: SqlitePool,
+    },
     Redis(redis::aio::ConnectionManager),
 }
 
@@ -147,9 +154,14 @@ impl Connection {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| unavailable(&e))?;
                 }
-                let pool = sqlite_pool(path).await.map_err(|e| unavailable(&e))?;
-                migrate(path, &pool).await?;
-                Ok(Connection::Sqlite(pool))
+                let durable = sqlite_pool(path, SqliteSynchronous::Full)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                migrate(path, &durable).await?;
+                let relaxed = sqlite_pool(path, SqliteSynchronous::Normal)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                Ok(Connection::Sqlite { durable, relaxed })
             }
             QueueLocation::Redis(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
@@ -193,7 +205,10 @@ async fn migrate(path: &Path, pool: &SqlitePool) -> Result<(), QueueError> {
 /// A connected queue of jobs of one kind.
 pub struct Queue<J: Job = NoticeJob> {
     name: String,
+    /// For pushing, listing and re-queuing.
     pub backend: Backend<J>,
+    /// For the job workers (on SQLite, on the relaxed connections).
+    pub workers: Backend<J>,
 }
 
 // Not derived: a derive would ask `J: Clone` of the marker, not of the storage.
@@ -202,6 +217,7 @@ impl<J: Job> Clone for Queue<J> {
         Self {
             name: self.name.clone(),
             backend: self.backend.clone(),
+            workers: self.workers.clone(),
         }
     }
 }
@@ -239,15 +255,16 @@ impl<J: Job> Queue<J> {
     /// This queue on an open connection (queues share one).
     pub fn on(connection: &Connection, settings: &Settings) -> Self {
         let name = format!("{}-{}", settings.workers.namespace, J::QUEUE);
-        let backend = match connection {
-            Connection::Sqlite(pool) => {
-                let config = apalis_sqlite::Config::default()
-                    .queue(&name)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS)
-                    .batch_size(100);
-                Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
-            }
+        let sqlite = |pool: &SqlitePool| {
+            let config = apalis_sqlite::Config::default()
+                .queue(&name)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(100);
+            Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
+        };
+        let (backend, workers) = match connection {
+            Connection::Sqlite { durable, relaxed } => (sqlite(durable), sqlite(relaxed)),
             Connection::Redis(manager) => {
                 let config = apalis_redis::Config::default()
                     .queue(&name)
@@ -255,10 +272,16 @@ impl<J: Job> Queue<J> {
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .idempotency_ttl(Some(IDEMPOTENCY_TTL))
                     .batch_size(100);
-                Backend::Redis(RedisStorage::new(manager.clone()).with_config(config))
+                let backend =
+                    Backend::Redis(RedisStorage::new(manager.clone()).with_config(config));
+                (backend.clone(), backend)
             }
         };
-        Queue { name, backend }
+        Queue {
+            name,
+            backend,
+            workers,
+        }
     }
 
     /// Queues the jobs; the call returns once the backend has stored every one. A job already
@@ -288,13 +311,15 @@ impl<J: Job> Queue<J> {
     }
 }
 
-/// The queue's own SQLite file: WAL with a sync at every commit, like the event store, so a job
-/// the reactor was told is stored survives a power cut.
-async fn sqlite_pool(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+/// The queue's own SQLite file, in WAL mode; `synchronous` as [`Connection::Sqlite`] says.
+async fn sqlite_pool(
+    path: &Path,
+    synchronous: SqliteSynchronous,
+) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(synchronous)
         .busy_timeout(Duration::from_secs(5));
     sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(4)

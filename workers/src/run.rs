@@ -37,7 +37,7 @@ macro_rules! queue_worker {
                 }
             }};
         }
-        match &$queue.backend {
+        match &$queue.workers {
             Backend::Sqlite(storage) => $monitor.register(on!(storage)),
             Backend::Redis(storage) => $monitor.register(on!(storage)),
         }

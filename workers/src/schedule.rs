@@ -52,10 +52,6 @@ impl Schedule {
         }
     }
 
-    pub fn parse(name: &str) -> Option<Schedule> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
     fn monthly(self) -> bool {
         self == Schedule::Publication
     }
@@ -212,15 +208,6 @@ pub async fn done(log: &EventLog, schedule: Schedule) -> Result<Vec<Period>, Sto
         .filter_map(|e| e.decode::<RunDone>().ok())
         .filter_map(|r| Period::parse(&r.period))
         .collect())
-}
-
-pub async fn is_done(log: &EventLog, job: &ScheduledJob) -> Result<bool, StoreError> {
-    let id = job.record_id();
-    let events: Vec<_> = log
-        .read_stream(job.schedule.stream(), 1)
-        .try_collect()
-        .await?;
-    Ok(events.iter().any(|e| e.id == id))
 }
 
 /// Records `job` done; a second record of the same period is a no-op.
@@ -404,7 +391,7 @@ pub async fn perform(duties: &Duties, job: &ScheduledJob) -> Result<Performed, D
             ))
         })?;
     let log = duties.urp.log();
-    if is_done(log, job).await? {
+    if done(log, job.schedule).await?.contains(&period) {
         return Ok(Performed::AlreadyDone);
     }
     let summary = match job.schedule {
