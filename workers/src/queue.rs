@@ -302,12 +302,60 @@ impl<J: Job> Queue<J> {
                 .push_all(tasks)
                 .await
                 .map_err(|e| unavailable(&e)),
-            Backend::Redis(storage) => storage
-                .clone()
-                .push_all(tasks)
-                .await
-                .map_err(|e| unavailable(&e)),
+            Backend::Redis(storage) => {
+                storage
+                    .clone()
+                    .push_all(tasks)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                self.promote_due().await
+            }
         }
+    }
+
+    /// Moves the jobs whose time has come from apalis-redis's scheduled set to its active list,
+    /// a thousand at a time. apalis-redis 1.0 schedules every job it is given (its push sets a
+    /// run time of at least now), and its fetch promotes all the due ones in one Lua `unpack`,
+    /// which fails past about 8,000 values: a backlog that large (a reactor catching up, a
+    /// relay down while many notices wait for a retry) would stop every worker of the queue for
+    /// good. Called after every push and every second by the workers; a no-op on SQLite.
+    pub async fn promote_due(&self) -> Result<(), QueueError> {
+        static PROMOTE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r#"
+                local moved = 0
+                while true do
+                    local due = redis.call("zrangebyscore", KEYS[1], 0, ARGV[1], "LIMIT", 0, 1000)
+                    if #due == 0 then break end
+                    redis.call("rpush", KEYS[2], unpack(due))
+                    redis.call("zrem", KEYS[1], unpack(due))
+                    moved = moved + #due
+                end
+                if moved > 0 then
+                    redis.call("del", KEYS[3])
+                    redis.call("lpush", KEYS[3], 1)
+                end
+                return moved
+                "#,
+            )
+        });
+        let Backend::Redis(storage) = &self.backend else {
+            return Ok(());
+        };
+        let config = storage.get_config();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut conn = storage.clone().get_connection().clone();
+        let _moved: u64 = PROMOTE
+            .key(config.scheduled_jobs_set())
+            .key(config.active_jobs_list())
+            .key(config.signal_list())
+            .arg(now)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
     }
 }
 
