@@ -4,7 +4,7 @@
 
 use sportello_config::{SecretUrl, Settings};
 use sportello_engine::domain::case::NoticeKind;
-use sportello_workers::queue::{NoticeJob, Queue, QueueLocation};
+use sportello_workers::queue::{Backend, NoticeJob, Queue, QueueLocation};
 use uuid::Uuid;
 
 fn settings(namespace: &str) -> Settings {
@@ -53,8 +53,12 @@ async fn sqlite_queues_a_job_pushed_twice_once() {
     pushed_twice_is_queued_once(&queue).await;
 }
 
-#[tokio::test]
-async fn redis_queues_a_job_pushed_twice_once() {
+/// Runs `test` on a Redis queue of a namespace of its own, whose keys are deleted afterwards.
+async fn on_redis<F, Fut>(test: F)
+where
+    F: FnOnce(Queue, redis::aio::MultiplexedConnection) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let url = std::env::var("SPORTELLO_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let namespace = format!("sportello-test-{}", Uuid::new_v4().simple());
@@ -66,13 +70,9 @@ async fn redis_queues_a_job_pushed_twice_once() {
                 "Redis does not answer at {url} ({e}): start it with `redis-server --daemonize yes`"
             )
         });
-    let result = tokio::spawn({
-        let queue = queue.clone();
-        async move { pushed_twice_is_queued_once(&queue).await }
-    })
-    .await;
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let result = tokio::spawn(test(queue, conn.clone())).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{namespace}*"))
         .query_async(&mut conn)
@@ -86,6 +86,46 @@ async fn redis_queues_a_job_pushed_twice_once() {
             .unwrap();
     }
     result.unwrap();
+}
+
+#[tokio::test]
+async fn redis_queues_a_job_pushed_twice_once() {
+    on_redis(|queue, _| async move { pushed_twice_is_queued_once(&queue).await }).await;
+}
+
+/// apalis-redis 1.0 puts every pushed job in its scheduled set, and its fetch moves all the due
+/// ones with one Lua `unpack`, which fails past about 8,000 values, for good. A backlog of
+/// 10,000 (a reactor catching up) must reach the active list without waiting for that fetch.
+#[tokio::test]
+async fn a_redis_backlog_larger_than_luas_unpack_reaches_the_active_list() {
+    on_redis(|queue, mut conn| async move {
+        for chunk in 0..10 {
+            let batch: Vec<NoticeJob> = (0..1000u128)
+                .map(|i| NoticeJob {
+                    case_id: Uuid::from_u128(100_000 + chunk * 1000 + i),
+                    cause: Uuid::from_u128(200_000 + chunk * 1000 + i),
+                    kind: NoticeKind::Receipt,
+                })
+                .collect();
+            queue.push(batch, 3).await.unwrap();
+        }
+        let Backend::Redis(storage) = &queue.backend else {
+            panic!("a Redis queue")
+        };
+        let config = storage.get_config().clone();
+        let scheduled: u64 = redis::cmd("ZCARD")
+            .arg(config.scheduled_jobs_set())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let active: u64 = redis::cmd("LLEN")
+            .arg(config.active_jobs_list())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((scheduled, active), (0, 10_000));
+    })
+    .await;
 }
 
 #[test]
