@@ -62,7 +62,9 @@ pub struct NewCaseRequest {
     pub channel: Channel,
     /// Code of the service it concerns, whose term applies (the default term otherwise).
     pub service: Option<String>,
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    // Not only white space as the server counts it: Unicode's, where U+0085 is white space
+    // (JSON Schema's `\s` leaves it out).
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\u0085]")]
     pub subject: String,
     #[schema(max_length = 4000)]
     pub description: Option<String>,
@@ -693,7 +695,7 @@ pub struct FeedbackTarget {
     #[schema(schema_with = spec::target_types)]
     pub target_type: TargetType,
     /// The service code, the page path, or the case code (or id).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(min_length = 1, pattern = r"[^\s\u0085]")]
     pub id: String,
 }
 

@@ -360,7 +360,7 @@ pub fn document_names() -> utoipa::openapi::schema::Array {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .pattern(Some(r"\S")),
+                .pattern(Some(r"[^\s\u0085]")),
         )
         .min_items(Some(1))
         .build()

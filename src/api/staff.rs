@@ -453,22 +453,22 @@ pub async fn open_case(
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// take-in-charge.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(min_length = 1, pattern = r"[^\s\u0085]")]
     pub office: Option<String>,
     /// assign.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(min_length = 1, pattern = r"[^\s\u0085]")]
     pub operator: Option<String>,
     /// transfer: ISTAT code of the receiving comune.
     #[schema(pattern = "^[0-9]{6}$")]
     pub to_comune: Option<String>,
     /// transfer, reopen, legal-hold, release-legal-hold.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(min_length = 1, pattern = r"[^\s\u0085]")]
     pub reason: Option<String>,
     /// request-documents.
     #[schema(schema_with = spec::document_names)]
     pub documents: Option<Vec<String>>,
     /// answer.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(min_length = 1, pattern = r"[^\s\u0085]")]
     pub text: Option<String>,
     /// close (a withdrawal's outcome comes only from the citizen).
     #[schema(schema_with = spec::closing_outcomes)]
