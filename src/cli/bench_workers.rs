@@ -71,6 +71,54 @@ impl Bench {
     }
 }
 
+/// The reactor and the notice workers of one process, as `serve` runs them.
+struct Running {
+    reactor: &'static dyn Consumer,
+    views: Views,
+    stop: tokio::sync::watch::Sender<bool>,
+    reactor_task: tokio::task::JoinHandle<Result<(), sportello_projections::ViewsError>>,
+    workers_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(urp: &Urp, settings: &Settings, queue: &Queue) -> anyhow::Result<Self> {
+        let attempts = settings.workers.notice_attempts.max(1);
+        let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), attempts).leak();
+        let views = Views::open(settings.store.url.expose()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = s.wait_for(|s| *s).await;
+        };
+        let reactor_task = {
+            let (log, views, url) = (
+                urp.log().clone(),
+                views.clone(),
+                settings.store.url.expose().to_owned(),
+            );
+            let stop = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                let guard = acquire(&views, &url, reactor, "bench").await?;
+                run(&log, &views, reactor, &guard, stop).await
+            })
+        };
+        let workers = JobWorkers::from_settings(settings, urp.clone(), queue)?;
+        let workers_task = tokio::spawn(workers.run(until_stopped(stopped)));
+        Ok(Self {
+            reactor,
+            views,
+            stop,
+            reactor_task,
+            workers_task,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.workers_task.await;
+        let _ = self.reactor_task.await;
+    }
+}
+
 /// Opens case `n` of a benchmark, with an e-mail address; returns its position in the log.
 async fn open_case(urp: &Urp, settings: &Settings, n: u64) -> anyhow::Result<u64> {
     let actor = Actor {
@@ -116,29 +164,10 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     let queue = Queue::connect(&settings)
         .await
         .context("failed to open the job queue")?;
-    let attempts = settings.workers.notice_attempts.max(1);
-    let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), attempts).leak();
-    let views = Views::open(settings.store.url.expose()).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = s.wait_for(|s| *s).await;
-    };
     let rss_before = resident_mb();
     let started = Instant::now();
-    let reactor_task = {
-        let (log, views, url) = (
-            urp.log().clone(),
-            views.clone(),
-            settings.store.url.expose().to_owned(),
-        );
-        let stop = until_stopped(stopped.clone());
-        tokio::spawn(async move {
-            let guard = acquire(&views, &url, reactor, "bench").await?;
-            run(&log, &views, reactor, &guard, stop).await
-        })
-    };
-    let workers = JobWorkers::from_settings(&settings, urp.clone(), &queue)?;
-    let workers_task = tokio::spawn(workers.run(until_stopped(stopped.clone())));
+    let running = Running::start(&urp, &settings, &queue).await?;
+    let (reactor, views) = (running.reactor, running.views.clone());
     // Every receipt is one `NoticeSent` after the intake's head.
     let mut peak_rss = rss_before;
     let mut queued_by = None;
@@ -162,9 +191,7 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let _ = stop.send(true);
-    let _ = workers_task.await;
-    let _ = reactor_task.await;
+    running.stop().await;
     drop(urp);
     let (store, queue_name) = (bench.scratch.backend, bench.queue_name);
     bench.finish(&queue).await?;
@@ -206,27 +233,8 @@ pub async fn reactor_lag(settings: &Settings, args: ReactorLagArgs) -> anyhow::R
     let queue = Queue::connect(&settings)
         .await
         .context("failed to open the job queue")?;
-    let attempts = settings.workers.notice_attempts.max(1);
-    let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), attempts).leak();
-    let views = Views::open(settings.store.url.expose()).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = s.wait_for(|s| *s).await;
-    };
-    let reactor_task = {
-        let (log, views, url) = (
-            urp.log().clone(),
-            views.clone(),
-            settings.store.url.expose().to_owned(),
-        );
-        let stop = until_stopped(stopped.clone());
-        tokio::spawn(async move {
-            let guard = acquire(&views, &url, reactor, "bench").await?;
-            run(&log, &views, reactor, &guard, stop).await
-        })
-    };
-    let workers = JobWorkers::from_settings(&settings, urp.clone(), &queue)?;
-    let workers_task = tokio::spawn(workers.run(until_stopped(stopped.clone())));
+    let running = Running::start(&urp, &settings, &queue).await?;
+    let (reactor, views) = (running.reactor, running.views.clone());
 
     let total = args.rate * args.seconds;
     let (appended, mut acknowledged) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
@@ -282,9 +290,7 @@ pub async fn reactor_lag(settings: &Settings, args: ReactorLagArgs) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let intake_seconds = producer.await??;
-    let _ = stop.send(true);
-    let _ = workers_task.await;
-    let _ = reactor_task.await;
+    running.stop().await;
     drop(urp);
     lags_ms.sort_by(f64::total_cmp);
     let at = |q: f64| lags_ms[((lags_ms.len() - 1) as f64 * q).round() as usize];
