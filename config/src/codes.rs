@@ -58,12 +58,7 @@ impl MonthDay {
     pub fn parse(raw: &str) -> Result<Self, String> {
         const DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         let bad = || format!("a day of the year is written MM-DD (e.g. 08-05), got '{raw}'");
-        let (m, d) = raw.split_once('-').ok_or_else(bad)?;
-        if m.len() != 2 || d.len() != 2 {
-            return Err(bad());
-        }
-        let month: u32 = m.parse().map_err(|_| bad())?;
-        let day: u32 = d.parse().map_err(|_| bad())?;
+        let (month, day) = two_digit_pair(raw, '-').ok_or_else(bad)?;
         if !(1..=12).contains(&month) || day == 0 || day > DAYS[month as usize - 1] {
             return Err(bad());
         }
@@ -71,12 +66,28 @@ impl MonthDay {
     }
 }
 
-impl<'de> Deserialize<'de> for MonthDay {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
+/// `NN<separator>NN`, each part two digits.
+fn two_digit_pair(raw: &str, separator: char) -> Option<(u32, u32)> {
+    let (a, b) = raw.split_once(separator)?;
+    if a.len() != 2 || b.len() != 2 {
+        return None;
     }
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
+
+/// Deserializes from the text `parse` reads, with its message on failure.
+macro_rules! deserialized_by_parse {
+    ($($type:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+deserialized_by_parse!(MonthDay, TimeOfDay);
 
 impl fmt::Display for MonthDay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,23 +105,11 @@ pub struct TimeOfDay {
 impl TimeOfDay {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let bad = || format!("a time of day is written HH:MM (e.g. 07:30), got '{raw}'");
-        let (h, m) = raw.split_once(':').ok_or_else(bad)?;
-        if h.len() != 2 || m.len() != 2 {
-            return Err(bad());
-        }
-        let hour: u32 = h.parse().map_err(|_| bad())?;
-        let minute: u32 = m.parse().map_err(|_| bad())?;
+        let (hour, minute) = two_digit_pair(raw, ':').ok_or_else(bad)?;
         if hour > 23 || minute > 59 {
             return Err(bad());
         }
         Ok(Self { hour, minute })
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeOfDay {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 

@@ -313,13 +313,45 @@ impl<J: Job> Queue<J> {
         }
     }
 
-    /// Moves the jobs whose time has come from apalis-redis's scheduled set to its active list,
-    /// a thousand at a time. apalis-redis 1.0 schedules every job it is given (its push sets a
-    /// run time of at least now), and its fetch promotes all the due ones in one Lua `unpack`,
-    /// which fails past about 8,000 values: a backlog that large (a reactor catching up, a
-    /// relay down while many notices wait for a retry) would stop every worker of the queue for
-    /// good. Called after every push and every second by the workers; a no-op on SQLite.
+    /// See [`DueJobs`]: after every push, so that a burst never piles up; a no-op on SQLite.
     pub async fn promote_due(&self) -> Result<(), QueueError> {
+        match self.due_jobs() {
+            Some(due) => due.promote().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The due jobs of this queue, on Redis.
+    pub fn due_jobs(&self) -> Option<DueJobs> {
+        let Backend::Redis(storage) = &self.backend else {
+            return None;
+        };
+        let config = storage.get_config();
+        Some(DueJobs {
+            conn: storage.clone().get_connection().clone(),
+            scheduled: config.scheduled_jobs_set(),
+            active: config.active_jobs_list(),
+            signal: config.signal_list(),
+        })
+    }
+}
+
+/// The jobs of a Redis queue whose time has come, moved from apalis-redis's scheduled set to its
+/// active list a thousand at a time. apalis-redis 1.0 schedules every job it is given (its push
+/// sets a run time of at least now), and its fetch promotes all the due ones in one Lua `unpack`,
+/// which fails past about 8,000 values: a backlog that large (a reactor catching up, a relay
+/// down while many notices wait for a retry) would stop every worker of the queue for good.
+/// Promoted after every push and every second by the workers.
+#[derive(Clone)]
+pub struct DueJobs {
+    conn: redis::aio::ConnectionManager,
+    scheduled: String,
+    active: String,
+    signal: String,
+}
+
+impl DueJobs {
+    pub async fn promote(&self) -> Result<(), QueueError> {
         static PROMOTE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis::Script::new(
                 r#"
@@ -339,20 +371,15 @@ impl<J: Job> Queue<J> {
                 "#,
             )
         });
-        let Backend::Redis(storage) = &self.backend else {
-            return Ok(());
-        };
-        let config = storage.get_config();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut conn = storage.clone().get_connection().clone();
         let _moved: u64 = PROMOTE
-            .key(config.scheduled_jobs_set())
-            .key(config.active_jobs_list())
-            .key(config.signal_list())
+            .key(&self.scheduled)
+            .key(&self.active)
+            .key(&self.signal)
             .arg(now)
-            .invoke_async(&mut conn)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(())

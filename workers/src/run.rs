@@ -2,7 +2,7 @@
 //! fails, and stopped together with the jobs in flight allowed to finish.
 
 use crate::notices::{Delivered, NoticeContext, NoticeError, deliver};
-use crate::queue::{Backend, Job, NoticeJob, Queue};
+use crate::queue::{Backend, DueJobs, NoticeJob, Queue};
 use crate::schedule::{Duties, DutyError, Performed, Schedule, ScheduledJob, Scheduler, Ticks};
 use apalis::layers::WorkerBuilderExt;
 use apalis::layers::retry::HasherRng;
@@ -133,8 +133,8 @@ fn backoff() -> apalis::layers::retry::backoff::ExponentialBackoff<HasherRng> {
 pub struct JobWorkers {
     monitor: Monitor,
     scheduler: Option<Arc<Scheduler>>,
-    /// Promotes due jobs on Redis (see [`Queue::promote_due`]).
-    promoters: Vec<Promoter>,
+    /// The Redis queues' due jobs, promoted every second (see [`DueJobs`]).
+    due: Vec<DueJobs>,
 }
 
 impl JobWorkers {
@@ -151,7 +151,7 @@ impl JobWorkers {
         Self {
             monitor,
             scheduler: None,
-            promoters: vec![promoter(queue)],
+            due: queue.due_jobs().into_iter().collect(),
         }
     }
 
@@ -187,12 +187,12 @@ impl JobWorkers {
                     .build(tick)
             });
         }
-        let mut promoters = self.promoters;
-        promoters.push(promoter(queue));
+        let mut due = self.due;
+        due.extend(queue.due_jobs());
         Self {
             monitor,
             scheduler: Some(scheduler),
-            promoters,
+            due,
         }
     }
 
@@ -218,13 +218,14 @@ impl JobWorkers {
     /// Runs until `stop` completes, then lets the jobs in flight finish. On start, the periods
     /// missed while no worker ran are queued (tried again until the queue takes them).
     pub async fn run(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let promoters = self.promoters;
+        let due = self.due;
         let promoting = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
-                for promote in &promoters {
-                    promote().await;
+                for jobs in &due {
+                    // A Redis out of reach is the workers' own error to report; this tries again.
+                    let _ = jobs.promote().await;
                 }
             }
         });
@@ -246,17 +247,4 @@ impl JobWorkers {
         promoting.abort();
         ran.map_err(|e| anyhow::anyhow!("job workers failed: {e}"))
     }
-}
-
-type Promoter = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
-
-fn promoter<J: Job>(queue: &Queue<J>) -> Promoter {
-    let queue = queue.clone();
-    Box::new(move || {
-        let queue = queue.clone();
-        Box::pin(async move {
-            // A Redis out of reach is the workers' own error to report; this just tries again.
-            let _ = queue.promote_due().await;
-        })
-    })
 }
