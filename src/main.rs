@@ -38,6 +38,9 @@ enum Command {
     /// Read a projection: `query cases` is the staff's inbox.
     #[command(subcommand)]
     Query(cli::views::QueryCommand),
+    /// Write the open-data datasets of a month (or a range) into data/opendata/, as the monthly
+    /// job does: CSV, JSON, datapackage.json, manifest.json; a new version only where data changed.
+    Export(cli::export::ExportArgs),
     /// Fill the configured store with a realistic synthetic history.
     Demo(cli::demo::DemoArgs),
     /// Serve the HTTP API, following the projections in the same process.
@@ -84,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => cli::verify::run(&settings).await,
         Command::Bench(command) => cli::bench::run(&settings, command).await,
         Command::Calendar(command) => cli::calendar::run(&settings, command),
+        Command::Export(args) => cli::export::run(&settings, args).await,
         Command::Demo(args) => cli::demo::run(&settings, args).await,
         Command::Rebuild(args) => cli::views::run_rebuild(&settings, args).await,
         Command::Query(command) => cli::views::run_query(&settings, command).await,

@@ -49,6 +49,16 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[serde(default)]
     pub schedules: ScheduleSettings,
+    #[serde(default)]
+    pub opendata: OpenDataSettings,
+}
+
+/// The open-data publication (CAD art. 52): where the files go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenDataSettings {
+    /// Unset: `opendata/` beside an SQLite store (`data/opendata/`), else `data/opendata/`.
+    pub dir: Option<PathBuf>,
 }
 
 /// An office of a comune that cases are taken in charge by, and where its reminders go.
@@ -351,6 +361,10 @@ pub struct UnionSettings {
     pub name: String,
     /// ISTAT code of the comune hosting the union's seat; must be one of `comuni`.
     pub seat: IstatCode,
+    /// The union's own code in the Indice delle Pubbliche Amministrazioni, when it has one: the
+    /// publisher of the open data. Without it, the seat comune publishes.
+    #[serde(default)]
+    pub ipa: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -381,6 +395,23 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// A folder of the embedded default's data: `name/` beside an SQLite store (`data/name/`),
+    /// else `data/name/`.
+    pub fn beside_store(&self, name: &str) -> PathBuf {
+        match self.store.url.expose().strip_prefix("sqlite://") {
+            Some(db) => Path::new(db).parent().unwrap_or(Path::new(".")).join(name),
+            None => Path::new("data").join(name),
+        }
+    }
+
+    /// Where the open data is published.
+    pub fn opendata_dir(&self) -> PathBuf {
+        self.opendata
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.beside_store("opendata"))
+    }
+
     /// Loads the layers described in the crate docs. `overlay` is the `--config FILE` argument.
     pub fn load(overlay: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(Path::new("."), overlay, std::env::vars())

@@ -16,11 +16,13 @@
 //! - [`catalogue`]: the public catalogue of active services and their usable forms.
 //! - [`subject_texts`]: the unsealed subjects staff search the inbox by, gone with an erasure.
 //! - [`retention`]: each case's subject, kind, closing day and legal hold, for the retention job.
+//! - [`opendata`]: the open-data datasets of a month, with small counts suppressed.
 //! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
 
 pub mod catalogue;
 pub mod inbox;
 mod model;
+pub mod opendata;
 pub mod registry;
 pub mod retention;
 pub mod runner;

@@ -3,6 +3,7 @@ mod bench_queries;
 mod bench_workers;
 pub mod calendar;
 pub mod demo;
+pub mod export;
 pub mod jobs;
 pub mod replay;
 pub mod serve;

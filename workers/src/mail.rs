@@ -94,16 +94,11 @@ impl Mailer {
 
 /// `mail.outbox_dir`, or `outbox/` beside an SQLite store.
 pub fn outbox_dir(settings: &Settings) -> PathBuf {
-    if let Some(dir) = &settings.mail.outbox_dir {
-        return dir.clone();
-    }
-    match settings.store.url.expose().strip_prefix("sqlite://") {
-        Some(db) => Path::new(db)
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("outbox"),
-        None => PathBuf::from("data/outbox"),
-    }
+    settings
+        .mail
+        .outbox_dir
+        .clone()
+        .unwrap_or_else(|| settings.beside_store("outbox"))
 }
 
 fn smtp_transport(mail: &MailSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {

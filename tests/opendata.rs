@@ -1,0 +1,252 @@
+//! `sportello export` as an analyst or the IT office runs it: every dataset as CSV and JSON with a
+//! Frictionless descriptor that the real validator (`frictionless`, installed by
+//! `scripts/python-tools.sh`) accepts; the same bytes twice; a new version only when the data
+//! changed; no personal data; no published count of 1 or 2.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sportello(store: &str, args: &[&str]) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("SPORTELLO__STORE__URL")
+        .output()
+        .expect("the sportello binary runs");
+    assert!(
+        out.status.success(),
+        "sportello {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every file under `dir`, by path relative to it.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    files
+}
+
+fn export(store: &str, out: &Path, from: &str, to: &str) -> String {
+    sportello(
+        store,
+        &[
+            "export",
+            "--period",
+            from,
+            "--to",
+            to,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+const COUNT_COLUMNS: &[&str] = &[
+    "contatti",
+    "aperte",
+    "chiuse",
+    "chiuse_nei_termini",
+    "valutazioni",
+    "punteggio_1",
+    "punteggio_2",
+    "punteggio_3",
+    "punteggio_4",
+    "punteggio_5",
+];
+
+#[test]
+fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    sportello(&store, &["demo", "--cases", "400", "--seed", "11"]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let first = export(&store, &a, "2025-09", "2025-10");
+    assert_eq!(first.matches("\twritten").count(), 8, "{first}");
+    let files = tree(&a);
+    for dataset in [
+        "contatti-urp",
+        "soddisfazione-utenti",
+        "tempi-di-risposta",
+        "procedimenti-e-moduli",
+    ] {
+        for ext in ["csv", "json"] {
+            let path = PathBuf::from(format!("{dataset}/2025-09/v1/{dataset}-2025-09.{ext}"));
+            assert!(files.contains_key(&path), "{path:?} missing");
+        }
+        for name in ["datapackage.json", "manifest.json"] {
+            assert!(files.contains_key(&PathBuf::from(format!("{dataset}/2025-10/v1/{name}"))));
+        }
+    }
+    assert!(files.contains_key(&PathBuf::from("manifest.json")));
+
+    // Reproducible: the same log gives the same bytes.
+    export(&store, &b, "2025-09", "2025-10");
+    assert_eq!(tree(&b), files, "two exports of the same log differ");
+
+    // Unchanged data: nothing written, not even the index.
+    let again = export(&store, &a, "2025-09", "2025-10");
+    assert_eq!(again.matches("\tunchanged").count(), 8, "{again}");
+    assert_eq!(tree(&a), files);
+
+    // The manifest's checksums are the files'.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files[&PathBuf::from("manifest.json")]).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let bytes = &files[&PathBuf::from(file["path"].as_str().unwrap())];
+        let sum = sha256_hex(bytes);
+        assert_eq!(file["sha256"], sum.as_str(), "{}", file["path"]);
+    }
+
+    // No personal data in any file.
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        for clear in [
+            "Semeraro",
+            "Carrieri",
+            "Lippolis",
+            "Quaranta",
+            "example.it",
+            "@",
+        ] {
+            assert!(!text.contains(clear), "{clear} in {path:?}");
+        }
+    }
+
+    // No published count of 1 or 2, and every empty count is named in the flag column.
+    let mut suppressed = 0;
+    for (path, bytes) in files
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "csv"))
+    {
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let headers = reader.headers().unwrap().clone();
+        for record in reader.records() {
+            let record = record.unwrap();
+            let flagged = headers
+                .iter()
+                .position(|h| h == "valori_soppressi")
+                .map(|i| record[i].to_owned())
+                .unwrap_or_default();
+            for (column, value) in headers.iter().zip(record.iter()) {
+                if !COUNT_COLUMNS.contains(&column) {
+                    continue;
+                }
+                assert!(
+                    !matches!(value, "1" | "2"),
+                    "{path:?}: {column}={value} published"
+                );
+                if value.is_empty()
+                    && !(column.starts_with("punteggio_") && record.iter().any(|v| v == "faces"))
+                {
+                    assert!(
+                        flagged.split(',').any(|f| f == column),
+                        "{path:?}: {column} empty, not flagged"
+                    );
+                    suppressed += 1;
+                }
+            }
+        }
+    }
+    assert!(suppressed > 0, "a demo month has small cells to suppress");
+
+    // The real validator accepts every descriptor.
+    let python = python_tools();
+    let frictionless = Path::new(&python).with_file_name("frictionless");
+    for path in files.keys().filter(|p| p.ends_with("datapackage.json")) {
+        let out = Command::new(&frictionless)
+            .arg("validate")
+            .arg(a.join(path))
+            .output()
+            .expect("frictionless runs");
+        assert!(
+            out.status.success(),
+            "{path:?} invalid: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // Late data for a published month: a new version beside the old one.
+    sportello(&store, &["demo", "--cases", "400", "--seed", "12"]);
+    let late = export(&store, &a, "2025-09", "2025-09");
+    assert!(
+        late.contains("contatti-urp\t2025-09\tv2\twritten"),
+        "{late}"
+    );
+    let after = tree(&a);
+    assert_eq!(
+        after[&PathBuf::from("contatti-urp/2025-09/v1/contatti-urp-2025-09.csv")],
+        files[&PathBuf::from("contatti-urp/2025-09/v1/contatti-urp-2025-09.csv")],
+        "the old version stays as it was"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&after[&PathBuf::from("manifest.json")]).unwrap();
+    assert!(
+        index["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["dataset"] == "contatti-urp"
+                && d["period"] == "2025-09"
+                && d["version"] == 2),
+        "{index}"
+    );
+}
+
+#[test]
+fn export_refuses_a_bad_period_or_dataset_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    for (args, expected) in [
+        (vec!["export", "--period", "2025-13"], "not a month"),
+        (
+            vec!["export", "--period", "2025-09", "--to", "2025-01"],
+            "comes before",
+        ),
+        (
+            vec!["export", "--period", "2025-09", "--dataset", "nomi"],
+            "no dataset 'nomi'",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sportello"))
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn python_tools() -> String {
+    let tools = Command::new("scripts/python-tools.sh")
+        .output()
+        .expect("scripts/python-tools.sh runs");
+    assert!(
+        tools.status.success(),
+        "the open-data tests need frictionless: scripts/python-tools.sh failed: {}",
+        String::from_utf8_lossy(&tools.stderr)
+    );
+    String::from_utf8(tools.stdout).unwrap().trim().to_owned()
+}
