@@ -5,22 +5,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod support;
+use support::{Server, Store};
 
 fn sportello(store: &str, args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_sportello"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("SPORTELLO__STORE__URL")
-        .output()
-        .expect("the sportello binary runs");
-    assert!(
-        out.status.success(),
-        "sportello {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    support::run(&sqlite(store), args)
+}
+
+fn sqlite(url: &str) -> Store {
+    Store {
+        url: url.to_owned(),
+        dir: None,
+    }
 }
 
 /// Every file under `dir`, by path relative to it.
@@ -92,7 +90,9 @@ fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed
             assert!(files.contains_key(&PathBuf::from(format!("{dataset}/2025-10/v1/{name}"))));
         }
     }
-    assert!(files.contains_key(&PathBuf::from("manifest.json")));
+    for name in ["manifest.json", "catalog.ttl", "catalog.jsonld"] {
+        assert!(files.contains_key(&PathBuf::from(name)), "{name} missing");
+    }
 
     // Reproducible: the same log gives the same bytes.
     export(&store, &b, "2025-09", "2025-10");
@@ -121,7 +121,7 @@ fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed
             "Lippolis",
             "Quaranta",
             "example.it",
-            "@",
+            "@example",
         ] {
             assert!(!text.contains(clear), "{clear} in {path:?}");
         }
@@ -180,6 +180,53 @@ fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed
         );
     }
 
+    // The catalogue conforms to the EU DCAT-AP 3.0.0 shapes (pyshacl, with RDFS inference).
+    let pyshacl = Path::new(&python).with_file_name("pyshacl");
+    for catalog in ["catalog.ttl", "catalog.jsonld"] {
+        let out = Command::new(&pyshacl)
+            .args([
+                "-s",
+                "tests/fixtures/dcat-ap-3.0.0/dcat-ap_3_shacl_shapes.ttl",
+                "-i",
+                "rdfs",
+            ])
+            .args([
+                "-df",
+                if catalog.ends_with("ttl") {
+                    "turtle"
+                } else {
+                    "json-ld"
+                },
+            ])
+            .arg(a.join(catalog))
+            .output()
+            .expect("pyshacl runs");
+        assert!(
+            out.status.success(),
+            "{catalog} does not conform: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let turtle = String::from_utf8(files[&PathBuf::from("catalog.ttl")].clone()).unwrap();
+    for expected in [
+        "dcatapit:Catalog",
+        "dcat:Catalog",
+        "dcatapit:Dataset",
+        "dcatapit:Distribution",
+        "dcatapit:Agent",
+        "\"c_f027:contatti-urp\"",
+        "<http://publications.europa.eu/resource/authority/frequency/MONTHLY>",
+        "<http://publications.europa.eu/resource/authority/licence/CC_BY_4_0>",
+        "<http://publications.europa.eu/resource/authority/file-type/CSV>",
+        "<http://publications.europa.eu/resource/authority/data-theme/GOVE>",
+        "contatti-urp/2025-10/v1/contatti-urp-2025-10.csv>",
+    ] {
+        assert!(
+            turtle.contains(expected),
+            "{expected} missing from the catalogue:\n{turtle}"
+        );
+    }
+
     // Late data for a published month: a new version beside the old one.
     sportello(&store, &["demo", "--cases", "400", "--seed", "12"]);
     let late = export(&store, &a, "2025-09", "2025-09");
@@ -205,6 +252,91 @@ fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed
                 && d["version"] == 2),
         "{index}"
     );
+    let turtle = String::from_utf8(after[&PathBuf::from("catalog.ttl")].clone()).unwrap();
+    assert!(
+        turtle.contains("contatti-urp/2025-09/v2/contatti-urp-2025-09.csv>"),
+        "{turtle}"
+    );
+    assert!(
+        !turtle.contains("contatti-urp/2025-09/v1/"),
+        "the catalogue points to the current version"
+    );
+}
+
+/// `serve` publishes the files under `/opendata/` as a portal reads them.
+#[test]
+fn serve_publishes_the_files_with_validators_cors_and_an_index_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&format!("sqlite://{}", dir.path().join("urp.db").display()));
+    support::run(&store, &["demo", "--cases", "300", "--seed", "3"]);
+    support::run(&store, &["export", "--period", "2025-10"]);
+    let mut serve = support::command(&store);
+    serve.args(["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+    let server = Server::spawn(serve, &[]);
+    let agent = Server::agent();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = agent.get(format!("{}{path}", server.base));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = request.call().expect("the server answers");
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let seen = (
+            header("content-type"),
+            header("etag"),
+            header("last-modified"),
+            header("access-control-allow-origin"),
+        );
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (status, seen, body)
+    };
+    let (status, (kind, _, _, cors), page) = get("/opendata/", &[]);
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert_eq!(cors, "*");
+    assert!(
+        page.contains("Contatti con gli Uffici Relazioni con il Pubblico"),
+        "{page}"
+    );
+    assert!(page.contains("ottobre 2025"), "{page}");
+
+    let csv = "/opendata/contatti-urp/2025-10/v1/contatti-urp-2025-10.csv";
+    let (status, (kind, etag, modified, cors), body) = get(csv, &[]);
+    assert_eq!(status, 200);
+    assert_eq!(kind, "text/csv; charset=utf-8");
+    assert!(body.starts_with("mese,livello,codice_comune"), "{body}");
+    assert!(etag.starts_with('"') && !modified.is_empty() && cors == "*");
+    let (status, _, body) = get(csv, &[("If-None-Match", &etag)]);
+    assert_eq!((status, body.as_str()), (304, ""));
+    let (status, _, _) = get(csv, &[("If-Modified-Since", &modified)]);
+    assert_eq!(status, 304);
+
+    for (path, kind) in [
+        ("/opendata/catalog.ttl", "text/turtle; charset=utf-8"),
+        ("/opendata/catalog.jsonld", "application/ld+json"),
+        ("/opendata/manifest.json", "application/json"),
+    ] {
+        let (status, (seen, ..), _) = get(path, &[]);
+        assert_eq!((status, seen.as_str()), (200, kind), "{path}");
+    }
+    for outside in [
+        "/opendata/../urp.db",
+        "/opendata/%2e%2e/urp.db",
+        "/opendata/contatti-urp/2025-10/v1/nothing.csv",
+        "/opendata/contatti-urp/2025-10/.v9.1/contatti-urp-2025-10.csv",
+        "/opendata/urp.db",
+    ] {
+        let (status, ..) = get(outside, &[]);
+        assert_eq!(status, 404, "{outside}");
+    }
+    server.kill();
 }
 
 #[test]

@@ -264,6 +264,24 @@ fn reminders_retention_and_publication_run_once_per_period_and_catch_up() {
     );
     let publication = &runs[&("publication".to_owned(), month_before.clone())][0];
     assert!(publication["data"]["summary"]["position"].as_u64().unwrap() > 0);
+    // The month's datasets are published beside the store, with the catalogue.
+    let published = publication["data"]["summary"]["datasets"]
+        .as_array()
+        .unwrap();
+    assert_eq!(published.len(), 4, "{publication}");
+    for dataset in published {
+        let name = dataset["dataset"].as_str().unwrap();
+        assert_eq!(dataset["version"], 1, "{dataset}");
+        let csv = dir
+            .path()
+            .join("opendata")
+            .join(name)
+            .join(&month_before)
+            .join("v1")
+            .join(format!("{name}-{month_before}.csv"));
+        assert!(csv.exists(), "{} missing", csv.display());
+    }
+    assert!(dir.path().join("opendata/catalog.ttl").exists());
 
     // The offices were written to: Tributi of the case it has, the URP of the one nobody has.
     let messages = office_messages(smtp.maildir());

@@ -59,6 +59,11 @@ pub struct Settings {
 pub struct OpenDataSettings {
     /// Unset: `opendata/` beside an SQLite store (`data/opendata/`), else `data/opendata/`.
     pub dir: Option<PathBuf>,
+    /// Where that folder is served, for the catalogue's links (unset: `mail.public_url` +
+    /// `/opendata/`).
+    pub base_url: Option<String>,
+    /// An address for questions about the data, on the catalogue's contact point.
+    pub contact_email: Option<String>,
 }
 
 /// An office of a comune that cases are taken in charge by, and where its reminders go.
@@ -410,6 +415,19 @@ impl Settings {
             .dir
             .clone()
             .unwrap_or_else(|| self.beside_store("opendata"))
+    }
+
+    /// The address `/opendata/` is served at, ending in `/`.
+    pub fn opendata_base_url(&self) -> String {
+        let base =
+            self.opendata.base_url.clone().unwrap_or_else(|| {
+                format!("{}/opendata/", self.mail.public_url.trim_end_matches('/'))
+            });
+        if base.ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+        }
     }
 
     /// Loads the layers described in the crate docs. `overlay` is the `--config FILE` argument.

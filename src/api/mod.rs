@@ -13,6 +13,7 @@
 
 pub mod guard;
 pub mod metrics;
+pub mod opendata;
 pub mod ops;
 pub mod problem;
 pub mod public;
@@ -98,6 +99,11 @@ pub fn app(state: Shared) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/opendata/", get(opendata::index))
+        .route(
+            "/opendata/{*path}",
+            get(opendata::file).options(opendata::preflight),
+        )
         .route_layer(axum::middleware::from_fn(request::name_route))
         .fallback(|| async { ApiError::not_found("not_found", "La risorsa richiesta non esiste.") })
         .method_not_allowed_fallback(|| async {

@@ -4,6 +4,7 @@
 //! job runs on the 1st at `schedules.publication_at` for the month before; `sportello export`
 //! runs the same code for any month.
 
+pub mod catalog;
 pub mod files;
 
 use crate::schedule::{Duties, DutyError, Period};
@@ -26,6 +27,9 @@ pub struct Publication {
     pub area: Area,
     pub publisher: Publisher,
     pub out: PathBuf,
+    /// Where `out` is served, for the catalogue's links.
+    pub base_url: String,
+    pub contact_email: Option<String>,
 }
 
 impl Publication {
@@ -57,6 +61,8 @@ impl Publication {
             },
             publisher,
             out: settings.opendata_dir(),
+            base_url: settings.opendata_base_url(),
+            contact_email: settings.opendata.contact_email.clone(),
         }
     }
 
@@ -121,16 +127,22 @@ impl Publication {
             .await?
     }
 
-    /// Rewrites the index `manifest.json`: every current file with its checksum.
+    /// Rewrites the index `manifest.json` (every current file with its checksum) and the
+    /// DCAT-AP_IT catalogue; a file whose content did not change is not touched.
     pub fn write_index(&self) -> anyhow::Result<bool> {
-        let current = files::current_manifests(&self.out);
+        let current: Vec<(files::Manifest, String)> = files::current_manifests(&self.out)
+            .into_iter()
+            .map(|(m, dir)| {
+                let relative = dir.strip_prefix(&self.out).unwrap_or(&dir);
+                (m, relative.to_string_lossy().into_owned())
+            })
+            .collect();
         let mut listed = Vec::new();
         let mut datasets = Vec::new();
-        for (manifest, dir) in &current {
-            let relative = dir.strip_prefix(&self.out).unwrap_or(dir);
+        for (manifest, folder) in &current {
             for file in &manifest.files {
                 listed.push(files::FileSum {
-                    path: relative.join(&file.path).to_string_lossy().into_owned(),
+                    path: format!("{folder}/{}", file.path),
                     ..file.clone()
                 });
             }
@@ -152,10 +164,22 @@ impl Publication {
         std::fs::create_dir_all(&self.out)?;
         let mut bytes = serde_json::to_vec_pretty(&index)?;
         bytes.push(b'\n');
-        Ok(files::replace_file(
-            &self.out.join("manifest.json"),
-            &bytes,
-        )?)
+        let graph = catalog::graph(&catalog::CatalogInput {
+            base: &self.base_url,
+            publisher: &self.publisher,
+            union_name: &self.area.union_name,
+            current: &current,
+            contact_email: self.contact_email.as_deref(),
+        });
+        let mut changed = false;
+        for (name, bytes) in [
+            ("catalog.ttl", catalog::turtle(&graph)?),
+            ("catalog.jsonld", catalog::json_ld(&graph)?),
+            ("manifest.json", bytes),
+        ] {
+            changed |= files::replace_file(&self.out.join(name), &bytes)?;
+        }
+        Ok(changed)
     }
 }
 
