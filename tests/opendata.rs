@@ -382,3 +382,52 @@ fn python_tools() -> String {
     );
     String::from_utf8(tools.stdout).unwrap().trim().to_owned()
 }
+
+/// The datasets come from the read models, whichever database keeps them: the same history on
+/// PostgreSQL gives the same data files, byte for byte.
+#[test]
+fn the_same_history_on_postgres_gives_the_same_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("sqlite"), dir.path().join("postgres"));
+    let export_to = |store: &Store, out: &Path| {
+        support::run(store, &["demo", "--cases", "300", "--seed", "3"]);
+        support::run(
+            store,
+            &[
+                "export",
+                "--period",
+                "2025-10",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+    };
+    export_to(
+        &sqlite(&format!("sqlite://{}", dir.path().join("urp.db").display())),
+        &a,
+    );
+    support::with_scratch_postgres("sportello_opendata", |url| {
+        let store = Store {
+            url: url.to_owned(),
+            dir: None,
+        };
+        export_to(&store, &b);
+    });
+    let data = |tree: BTreeMap<PathBuf, Vec<u8>>| -> BTreeMap<PathBuf, Vec<u8>> {
+        tree.into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "csv" || e == "json"))
+            .filter(|(p, _)| !p.ends_with("manifest.json") && !p.ends_with("datapackage.json"))
+            .collect()
+    };
+    let (on_sqlite, on_postgres) = (data(tree(&a)), data(tree(&b)));
+    assert_eq!(on_sqlite.len(), 8, "{:?}", on_sqlite.keys());
+    for (path, bytes) in &on_sqlite {
+        assert_eq!(
+            on_postgres
+                .get(path)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            Some(String::from_utf8_lossy(bytes).into_owned()),
+            "{path:?} differs"
+        );
+    }
+}

@@ -563,7 +563,7 @@ impl Views {
     }
 
     /// Runs a query and reads `width` columns of each row, typed as the database gives them.
-    async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         sql: String,
         params: Vec<SqlValue>,

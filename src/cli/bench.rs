@@ -32,6 +32,21 @@ pub enum BenchCommand {
     Receipts(super::bench_workers::ReceiptsArgs),
     /// Reactor lag under a steady intake: from an append acknowledged to its job queued.
     ReactorLag(super::bench_workers::ReactorLagArgs),
+    /// Every open-data dataset of one month from the read models of a log of N cases, one a
+    /// minute (so a month holds the same cases whatever N): time and peak memory of `export`.
+    Opendata(OpenDataArgs),
+}
+
+#[derive(clap::Args)]
+pub struct OpenDataArgs {
+    /// Cases written to the fresh store (5 events each), one a minute from 2025-01-01.
+    #[arg(long, default_value_t = 200_000)]
+    cases: u64,
+    /// The month exported.
+    #[arg(long, default_value = "2025-02")]
+    period: String,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Args)]
@@ -118,6 +133,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
     match command {
         BenchCommand::Appends(args) => appends(settings, args).await,
         BenchCommand::Read(args) => read(settings, args).await,
+        BenchCommand::Opendata(args) => opendata(settings, args).await,
         BenchCommand::Rebuild(args) => rebuild(settings, args).await,
         BenchCommand::Queries(args) => super::bench_queries::run(settings, args).await,
         BenchCommand::Receipts(args) => super::bench_workers::receipts(settings, args).await,
@@ -244,17 +260,28 @@ async fn read(settings: &Settings, args: ReadArgs) -> anyhow::Result<()> {
 /// Fills a fresh store quickly: 100-event appends from 4 writers.
 async fn seed(log: &EventLog, events: u64) -> anyhow::Result<()> {
     const PER_STREAM: u64 = 100;
-    let streams = events.div_ceil(PER_STREAM);
+    seed_streams(log, events.div_ceil(PER_STREAM), move |s| {
+        let n = PER_STREAM.min(events - s * PER_STREAM);
+        let batch = (0..n).map(|v| payload(s * PER_STREAM + v)).collect();
+        Ok((StreamId::new("bench", s)?, batch))
+    })
+    .await
+}
+
+/// Appends `streams` streams, stream `s` holding `stream(s)`, from 4 writers.
+async fn seed_streams(
+    log: &EventLog,
+    streams: u64,
+    stream: impl Fn(u64) -> anyhow::Result<(StreamId, Vec<NewEvent>)> + Copy + Send + 'static,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let writers: Vec<_> = (0..4u64)
         .map(|w| {
             let log = log.clone();
             tokio::spawn(async move {
                 for s in (w..streams).step_by(4) {
-                    let n = PER_STREAM.min(events - s * PER_STREAM);
-                    let batch = (0..n).map(|v| payload(s * PER_STREAM + v)).collect();
-                    log.append(StreamId::new("bench", s)?, ExpectedVersion::NoStream, batch)
-                        .await?;
+                    let (id, events) = stream(s)?;
+                    log.append(id, ExpectedVersion::NoStream, events).await?;
                 }
                 anyhow::Ok(())
             })
@@ -264,7 +291,7 @@ async fn seed(log: &EventLog, events: u64) -> anyhow::Result<()> {
         writer.await??;
     }
     eprintln!(
-        "seeded {events} events in {:.1} s",
+        "seeded {streams} streams in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -464,6 +491,98 @@ pub(super) fn case_events_at(n: u64, received: chrono::DateTime<chrono::Utc>) ->
         .collect()
 }
 
+/// Appends `cases` case streams, case `n` holding `events_of(n)`.
+async fn seed_cases(
+    log: &EventLog,
+    cases: u64,
+    events_of: fn(u64) -> Vec<NewEvent>,
+) -> anyhow::Result<()> {
+    seed_streams(log, cases, move |n| {
+        let id = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?;
+        Ok((id, events_of(n)))
+    })
+    .await
+}
+
+/// Case `n` of a log that grows with time: received `n` minutes after 2025-01-01 09:00.
+fn case_events_by_minute(n: u64) -> Vec<NewEvent> {
+    use chrono::{Duration, TimeZone, Utc};
+    let start = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap();
+    case_events_at(n, start + Duration::minutes(n as i64))
+}
+
+async fn opendata(settings: &Settings, args: OpenDataArgs) -> anyhow::Result<()> {
+    use sportello_projections::runner::{acquire, rebuild};
+    use sportello_projections::{Views, read_models};
+    if sportello_projections::opendata::Month::parse(&args.period).is_none() {
+        anyhow::bail!("'{}' is not a month: write it YYYY-MM", args.period);
+    }
+    let scratch = Scratch::create(settings, &args.target).await?;
+    let log = open_store(&scratch.settings).await?;
+    if !args.target.in_place {
+        seed_cases(&log, args.cases, case_events_by_minute).await?;
+    }
+    let url = scratch.settings.store.url.expose().to_owned();
+    let views = Views::open(&url).await?;
+    let models = read_models()
+        .only(&["inbox", "ratings", "closures"])
+        .map_err(anyhow::Error::msg)?;
+    for &consumer in models.all() {
+        let guard = acquire(&views, &url, consumer, "bench").await?;
+        rebuild(&log, &views, consumer, &guard, |_, _| {}).await?;
+        views.release(&guard).await?;
+    }
+    let head = log.head().await?;
+    drop(views);
+    // `export` in a process of its own, as an operator runs it: its peak memory is its own.
+    let out = std::env::temp_dir().join(format!("sportello-bench-od-{}", uuid::Uuid::now_v7()));
+    let started = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--store", &url, "export", "--period", &args.period, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0.0_f64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let rows: usize = std::fs::read_dir(out.join("contatti-urp").join(&args.period))
+        .ok()
+        .and_then(|mut versions| versions.next())
+        .and_then(|v| v.ok())
+        .and_then(|v| {
+            std::fs::read_to_string(v.path().join(format!("contatti-urp-{}.csv", args.period))).ok()
+        })
+        .map_or(0, |csv| csv.lines().count().saturating_sub(1));
+    let _ = std::fs::remove_dir_all(&out);
+    drop(log);
+    scratch.finish().await?;
+    if !status.success() {
+        anyhow::bail!("sportello export failed ({status})");
+    }
+    println!(
+        "measure=opendata store={} events={head} period={} seconds={seconds:.3} peak_rss_mb={:.1} contatti_rows={rows}",
+        scratch.backend,
+        args.period,
+        peak_kb / 1024.0
+    );
+    Ok(())
+}
+
 async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     use sportello_projections::read_model;
     use sportello_projections::runner::{acquire, rebuild};
@@ -471,32 +590,7 @@ async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     let scratch = Scratch::create(settings, &args.target).await?;
     let log = open_store(&scratch.settings).await?;
     if !args.target.in_place {
-        let started = Instant::now();
-        let writers: Vec<_> = (0..4u64)
-            .map(|w| {
-                let log = log.clone();
-                let cases = args.cases;
-                tokio::spawn(async move {
-                    for n in (w..cases).step_by(4) {
-                        log.append(
-                            StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?,
-                            ExpectedVersion::NoStream,
-                            case_events(n),
-                        )
-                        .await?;
-                    }
-                    anyhow::Ok(())
-                })
-            })
-            .collect();
-        for writer in writers {
-            writer.await??;
-        }
-        eprintln!(
-            "seeded {} cases in {:.1} s",
-            args.cases,
-            started.elapsed().as_secs_f64()
-        );
+        seed_cases(&log, args.cases, case_events).await?;
     }
     let url = scratch.settings.store.url.expose().to_owned();
     let views = Views::open(&url).await?;

@@ -184,6 +184,9 @@ mod tests {
     use super::*;
     use crate::opendata::suppression::is_small;
 
+    /// A row of the cube: its comune (`None`: the union) and key (`None`: the total).
+    type Place<'a> = (Option<&'a str>, Option<&'a str>);
+
     fn cube(cells: &[(&str, &str, u64)]) -> Vec<CubeRow> {
         let mut cube = Cube::new(1);
         for (comune, key, n) in cells {
@@ -237,34 +240,28 @@ mod tests {
             for r in &rows {
                 assert!(!is_small(r.cell.counts[0]) || r.suppressed[0], "{values:?}");
             }
-            // Each sum: a row of A, a row of B, a column x, a column y, the union's total.
-            let sums: [(
-                Option<&str>,
-                Option<&str>,
-                [(Option<&str>, Option<&str>); 2],
-            ); 4] = [
+            // Each sum: a row of A, a row of B, a column x, a column y, the union's total both ways.
+            let sums: [(Place, [Place; 2]); 6] = [
                 (
-                    Some("A"),
-                    None,
+                    (Some("A"), None),
                     [(Some("A"), Some("x")), (Some("A"), Some("y"))],
                 ),
                 (
-                    Some("B"),
-                    None,
+                    (Some("B"), None),
                     [(Some("B"), Some("x")), (Some("B"), Some("y"))],
                 ),
                 (
-                    None,
-                    Some("x"),
+                    (None, Some("x")),
                     [(Some("A"), Some("x")), (Some("B"), Some("x"))],
                 ),
                 (
-                    None,
-                    Some("y"),
+                    (None, Some("y")),
                     [(Some("A"), Some("y")), (Some("B"), Some("y"))],
                 ),
+                ((None, None), [(Some("A"), None), (Some("B"), None)]),
+                ((None, None), [(None, Some("x")), (None, Some("y"))]),
             ];
-            for (tc, tk, members) in sums {
+            for ((tc, tk), members) in sums {
                 let Some(total) = published(tc, tk) else {
                     continue;
                 };

@@ -427,30 +427,51 @@ fn flag(hidden: &[&str]) -> Value {
     Value::Text(hidden.join(","))
 }
 
-/// The inbox rows a month concerns: received, answered or closed in it.
+/// `columns` of the inbox rows a month concerns (received, answered or closed in it, by the
+/// `dated` columns), or with `group_by`, those columns and a count per group: only what a
+/// dataset reads, so that memory follows the month, not the log.
 async fn inbox_rows(
     views: &Views,
     month: Month,
+    dated: &[&str],
     columns: &[&str],
-) -> Result<Vec<crate::inbox::InboxRow>, ViewsError> {
+    group_by: bool,
+) -> Result<Vec<Vec<SqlValue>>, ViewsError> {
     let (start, end) = (
         sportello_engine::store::rfc3339(month.start()),
         sportello_engine::store::rfc3339(month.end()),
     );
     let mut filter = Filter::new();
-    let clause = columns
+    let clause = dated
         .iter()
         .map(|c| format!("({c} >= ? AND {c} < ?)"))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let values = columns
+    let values = dated
         .iter()
         .flat_map(|_| [SqlValue::Text(start.clone()), SqlValue::Text(end.clone())])
         .collect();
     filter.and_each(&format!("({clause})"), values);
-    views
-        .select::<Inbox>(&filter, "id", u32::MAX as u64, 0)
-        .await
+    let list = columns.join(", ");
+    let (select, tail, width) = if group_by {
+        (
+            format!("{list}, COUNT(*)"),
+            format!(" GROUP BY {list}"),
+            columns.len() + 1,
+        )
+    } else {
+        (list, String::new(), columns.len())
+    };
+    let sql = format!(
+        "SELECT {select} FROM {} WHERE {}{tail}",
+        Inbox::table(),
+        filter.sql()
+    );
+    views.fetch(sql, filter.params().to_vec(), width).await
+}
+
+fn text_at(row: &[SqlValue], i: usize) -> Option<&str> {
+    row.get(i).and_then(SqlValue::as_text)
 }
 
 fn in_month(at: Option<&str>, month: Month) -> Option<DateTime<Utc>> {
@@ -465,9 +486,23 @@ fn local_day(at: DateTime<Utc>) -> NaiveDate {
 /// `contatti-urp`: cases received per comune × channel × kind.
 async fn contatti(views: &Views, area: &Area, month: Month) -> Result<Table, ViewsError> {
     let mut cube = Cube::new(1);
-    for row in inbox_rows(views, month, &["received_at"]).await? {
-        cube.cell(&row.comune, vec![row.channel.clone(), row.kind.clone()])
-            .counts[0] += 1;
+    let groups = inbox_rows(
+        views,
+        month,
+        &["received_at"],
+        &["comune", "channel", "kind"],
+        true,
+    )
+    .await?;
+    for row in groups {
+        let (Some(comune), Some(channel), Some(kind)) =
+            (text_at(&row, 0), text_at(&row, 1), text_at(&row, 2))
+        else {
+            continue;
+        };
+        let count = row.get(3).and_then(SqlValue::as_int).unwrap_or(0).max(0) as u64;
+        cube.cell(comune, vec![channel.to_owned(), kind.to_owned()])
+            .counts[0] += count;
     }
     let mut fields = leading_fields(area);
     fields.extend([
@@ -565,29 +600,40 @@ async fn tempi(
         holidays: BTreeMap::new(),
     };
     let mut cube = Cube::new(3);
-    let rows = inbox_rows(views, month, &["received_at", "answered_at", "closed_at"]).await?;
-    for row in rows {
-        let cell = cube.cell(&row.comune, vec![row.kind.clone()]);
-        let received = DateTime::parse_from_rfc3339(&row.received_at)
-            .map(|t| t.with_timezone(&Utc))
-            .ok();
-        if in_month(Some(&row.received_at), month).is_some() {
+    let dated = ["received_at", "answered_at", "closed_at"];
+    let columns = [
+        "comune",
+        "kind",
+        "received_at",
+        "answered_at",
+        "closed_at",
+        "due_on",
+    ];
+    for row in inbox_rows(views, month, &dated, &columns, false).await? {
+        let (Some(comune), Some(kind), Some(received_at)) =
+            (text_at(&row, 0), text_at(&row, 1), text_at(&row, 2))
+        else {
+            continue;
+        };
+        let (answered_at, closed_at, due_on) =
+            (text_at(&row, 3), text_at(&row, 4), text_at(&row, 5));
+        let cell = cube.cell(comune, vec![kind.to_owned()]);
+        if in_month(Some(received_at), month).is_some() {
             cell.counts[OPENED] += 1;
         }
-        if let Some(closed) = in_month(row.closed_at.as_deref(), month) {
+        if let Some(closed) = in_month(closed_at, month) {
             cell.counts[CLOSED] += 1;
-            let due = NaiveDate::parse_from_str(&row.due_on, "%Y-%m-%d").ok();
+            let due = due_on.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
             if due.is_some_and(|d| local_day(closed) <= d) {
                 cell.counts[WITHIN] += 1;
             }
         }
-        if let (Some(answered), Some(received)) =
-            (in_month(row.answered_at.as_deref(), month), received)
-        {
-            let days = working.between(&row.comune, local_day(received), local_day(answered));
-            cube.cell(&row.comune, vec![row.kind.clone()])
-                .samples
-                .push(days);
+        let received = DateTime::parse_from_rfc3339(received_at)
+            .map(|t| t.with_timezone(&Utc))
+            .ok();
+        if let (Some(answered), Some(received)) = (in_month(answered_at, month), received) {
+            let days = working.between(comune, local_day(received), local_day(answered));
+            cube.cell(comune, vec![kind.to_owned()]).samples.push(days);
         }
     }
     let mut fields = leading_fields(area);
