@@ -165,7 +165,7 @@ fn export_writes_every_dataset_the_same_twice_and_a_new_version_only_for_changed
     assert!(suppressed > 0, "a demo month has small cells to suppress");
 
     // The real validator accepts every descriptor.
-    let python = python_tools();
+    let python = support::python_tools("the open-data tests need frictionless and pyshacl");
     let frictionless = Path::new(&python).with_file_name("frictionless");
     for path in files.keys().filter(|p| p.ends_with("datapackage.json")) {
         let out = Command::new(&frictionless)
@@ -369,18 +369,6 @@ fn export_refuses_a_bad_period_or_dataset_with_a_clear_message() {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn python_tools() -> String {
-    let tools = Command::new("scripts/python-tools.sh")
-        .output()
-        .expect("scripts/python-tools.sh runs");
-    assert!(
-        tools.status.success(),
-        "the open-data tests need frictionless: scripts/python-tools.sh failed: {}",
-        String::from_utf8_lossy(&tools.stderr)
-    );
-    String::from_utf8(tools.stdout).unwrap().trim().to_owned()
 }
 
 /// The datasets come from the read models, whichever database keeps them: the same history on

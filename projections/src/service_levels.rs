@@ -62,7 +62,7 @@ struct Cell {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -70,7 +70,7 @@ fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
     Some(sorted[rank - 1] as f64)
 }
 
-fn median(sorted: &[i64]) -> Option<f64> {
+pub(crate) fn median(sorted: &[i64]) -> Option<f64> {
     match sorted.len() {
         0 => None,
         n if n % 2 == 1 => Some(sorted[n / 2] as f64),

@@ -52,6 +52,16 @@ fn open_headers(headers: &mut HeaderMap) {
     );
 }
 
+const FIXED: &str = "public, max-age=31536000, immutable";
+const CHANGING: &str = "public, max-age=300";
+
+/// What every published answer carries: open to every origin, its type, how long to cache it.
+fn published(headers: &mut HeaderMap, kind: &'static str, cache: &'static str) {
+    open_headers(headers);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+}
+
 /// A CORS preflight (a browser app sending `If-None-Match` asks first).
 pub async fn preflight() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -117,21 +127,15 @@ pub async fn file(
     } else {
         Response::new(Body::from(bytes))
     };
+    // A version never changes; the index and the catalogue change with every publication.
+    let cache = if parts.len() == 4 { FIXED } else { CHANGING };
     let headers = response.headers_mut();
-    open_headers(headers);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    published(headers, kind, cache);
     headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
     headers.insert(
         header::LAST_MODIFIED,
         HeaderValue::from_str(&last_modified).expect("an HTTP date"),
     );
-    // A version never changes; the index and the catalogue change with every publication.
-    let cache = if parts.len() == 4 {
-        "public, max-age=31536000, immutable"
-    } else {
-        "public, max-age=300"
-    };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(response)
 }
 
@@ -178,11 +182,6 @@ pub async fn index(State(state): State<Shared>) -> Response {
             escape(dataset.description())
         ));
         for (manifest, folder) in periods {
-            let folder = folder
-                .strip_prefix(state.settings.opendata_dir())
-                .unwrap_or(folder)
-                .to_string_lossy()
-                .into_owned();
             let label =
                 Month::parse(&manifest.period).map_or(manifest.period.clone(), month_in_italian);
             let stem = format!("{}-{}", manifest.dataset, manifest.period);
@@ -203,15 +202,6 @@ pub async fn index(State(state): State<Shared>) -> Response {
     }
     body.push_str("</main>\n</body>\n</html>\n");
     let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    open_headers(headers);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    published(response.headers_mut(), "text/html; charset=utf-8", CHANGING);
     response
 }

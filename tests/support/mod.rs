@@ -286,3 +286,17 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The python of `scripts/python-tools.sh`'s environment (aiosmtpd, frictionless, pyshacl),
+/// made on first use; fails saying `what` needs it and why it could not be made.
+pub fn python_tools(what: &str) -> String {
+    let tools = Command::new("scripts/python-tools.sh")
+        .output()
+        .expect("scripts/python-tools.sh runs");
+    assert!(
+        tools.status.success(),
+        "{what}: scripts/python-tools.sh failed: {}",
+        String::from_utf8_lossy(&tools.stderr)
+    );
+    String::from_utf8(tools.stdout).unwrap().trim().to_owned()
+}

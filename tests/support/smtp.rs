@@ -12,15 +12,7 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(maildir: &Path) -> SmtpServer {
-        let tools = Command::new("scripts/python-tools.sh")
-            .output()
-            .expect("scripts/python-tools.sh runs");
-        assert!(
-            tools.status.success(),
-            "the SMTP test server needs aiosmtpd: scripts/python-tools.sh failed: {}",
-            String::from_utf8_lossy(&tools.stderr)
-        );
-        let python = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
+        let python = super::python_tools("the SMTP test server needs aiosmtpd");
         let mut child = Command::new(python)
             .arg("tests/smtp/server.py")
             .arg(maildir)

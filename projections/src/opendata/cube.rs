@@ -12,7 +12,7 @@ pub type Key = Vec<String>;
 pub struct Cell {
     pub counts: Vec<u64>,
     /// Values a statistic is computed from (days to answer), added up like the counts.
-    pub samples: Vec<u32>,
+    pub samples: Vec<i64>,
 }
 
 /// Where a row of the cube sits.

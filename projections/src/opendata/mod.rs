@@ -11,6 +11,7 @@ use crate::catalogue::Catalogue;
 use crate::inbox::Inbox;
 use crate::model::{Filter, Projection, SqlValue, name_of};
 use crate::satisfaction::{Closures, Ratings};
+use crate::service_levels::{median, percentile};
 use crate::views::{Views, ViewsError};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Europe::Rome;
@@ -543,7 +544,7 @@ struct WorkingDays<'a> {
 
 impl WorkingDays<'_> {
     /// Working days after `from` up to and including `to`.
-    fn between(&mut self, comune: &str, from: NaiveDate, to: NaiveDate) -> u32 {
+    fn between(&mut self, comune: &str, from: NaiveDate, to: NaiveDate) -> i64 {
         let code = sportello_config::IstatCode::parse(comune).ok();
         let mut days = 0;
         let mut day = from;
@@ -567,20 +568,6 @@ impl WorkingDays<'_> {
             }
         }
         days
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).map(|&d| f64::from(d))
-}
-
-fn median(sorted: &[u32]) -> Option<f64> {
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(f64::from(sorted[n / 2])),
-        n => Some((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0),
     }
 }
 
@@ -632,8 +619,8 @@ async fn tempi(
             .map(|t| t.with_timezone(&Utc))
             .ok();
         if let (Some(answered), Some(received)) = (in_month(answered_at, month), received) {
-            let days = working.between(comune, local_day(received), local_day(answered));
-            cube.cell(comune, vec![kind.to_owned()]).samples.push(days);
+            cell.samples
+                .push(working.between(comune, local_day(received), local_day(answered)));
         }
     }
     let mut fields = leading_fields(area);

@@ -345,8 +345,9 @@ pub fn write_version(
     Ok(exported(version, true))
 }
 
-/// The current version's manifest of every dataset and period under `out`.
-pub fn current_manifests(out: &Path) -> Vec<(Manifest, PathBuf)> {
+/// The current version's manifest of every dataset and period under `out`, with its folder
+/// relative to `out` (`contatti-urp/2026-11/v2`).
+pub fn current_manifests(out: &Path) -> Vec<(Manifest, String)> {
     let mut found = Vec::new();
     let mut datasets: Vec<_> = std::fs::read_dir(out)
         .into_iter()
@@ -370,7 +371,12 @@ pub fn current_manifests(out: &Path) -> Vec<(Manifest, PathBuf)> {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
             {
-                found.push((manifest, dir));
+                let folder = format!(
+                    "{}/{}/v{v}",
+                    dataset.file_name().to_string_lossy(),
+                    period.file_name().to_string_lossy()
+                );
+                found.push((manifest, folder));
             }
         }
     }

@@ -130,13 +130,7 @@ impl Publication {
     /// Rewrites the index `manifest.json` (every current file with its checksum) and the
     /// DCAT-AP_IT catalogue; a file whose content did not change is not touched.
     pub fn write_index(&self) -> anyhow::Result<bool> {
-        let current: Vec<(files::Manifest, String)> = files::current_manifests(&self.out)
-            .into_iter()
-            .map(|(m, dir)| {
-                let relative = dir.strip_prefix(&self.out).unwrap_or(&dir);
-                (m, relative.to_string_lossy().into_owned())
-            })
-            .collect();
+        let current = files::current_manifests(&self.out);
         let mut listed = Vec::new();
         let mut datasets = Vec::new();
         for (manifest, folder) in &current {
