@@ -65,6 +65,26 @@ async fn sqlite_app(consistency_wait_ms: u64) -> App {
     app_on(&url, consistency_wait_ms, dir).await
 }
 
+/// A request with `headers` and a body of the given content type.
+fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, String)>,
+) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match body {
+        Some((content_type, body)) => request
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body)),
+        None => request.body(Body::empty()),
+    }
+    .unwrap()
+}
+
 struct Answer {
     status: StatusCode,
     headers: axum::http::HeaderMap,
@@ -79,17 +99,8 @@ impl App {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = match body {
-            Some(body) => request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
+        let body = body.map(|b| ("application/json", b.to_string()));
+        let request = request(method, uri, headers, body);
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -103,6 +114,117 @@ impl App {
             body,
         }
     }
+}
+
+impl App {
+    /// A page: (status, headers, HTML). `form` is posted url-encoded.
+    async fn page(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        form: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let form = form.map(|f| ("application/x-www-form-urlencoded", f.to_owned()));
+        let request = request(method, uri, headers, form);
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn cases_opened(&self) -> usize {
+        self.log
+            .read_all(ReadAll {
+                event_types: vec!["CaseOpened".into()],
+                ..ReadAll::from(1)
+            })
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+/// The text of the element with `id` in a page (`<… id="ID">TEXT<`).
+fn text_of(html: &str, id: &str) -> String {
+    let start = html
+        .find(&format!("id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let rest = &html[start..];
+    rest[rest.find('>').unwrap() + 1..rest.find('<').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_escape_what_citizens_type_refuse_cross_site_posts_and_open_one_case_per_form() {
+    let app = sqlite_app(200).await;
+    let (status, headers, html) = app.page("GET", "/contatti/nuovo", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let token = html
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries its token")
+        .to_owned();
+
+    // What a citizen typed comes back escaped, next to the field it concerns.
+    let evil = "comune=073015&kind=reclamo&subject=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let (status, _, html) = app.page("POST", "/contatti/nuovo", &[], Some(evil)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("value=\"&#60;script&#62;alert(1)&#60;"),
+        "not escaped"
+    );
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains("id=\"privacy_consent-errore\""));
+
+    let form = format!(
+        "comune=073015&kind=segnalazione&subject=Buca+in+via+Roma&email=a%40example.it&privacy_consent=si&token={token}"
+    );
+    let before = app.cases_opened().await;
+    let (status, _, _) = app
+        .page(
+            "POST",
+            "/contatti/nuovo",
+            &[("sec-fetch-site", "cross-site")],
+            Some(&form),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app.cases_opened().await, before);
+
+    // The same form posted twice (a double click): one case, the same confirmation.
+    let (status, _, first) = app.page("POST", "/contatti/nuovo", &[], Some(&form)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (_, _, second) = app.page("POST", "/contatti/nuovo", &[], Some(&form)).await;
+    assert_eq!(app.cases_opened().await, before + 1);
+    let (code, key) = (
+        text_of(&first, "codice-pratica"),
+        text_of(&first, "chiave-accesso"),
+    );
+    assert_eq!(text_of(&second, "codice-pratica"), code);
+    assert_eq!(text_of(&second, "chiave-accesso"), key);
+
+    // A browser gets a page for what does not exist, an API client a problem document.
+    let (status, headers, html) = app
+        .page("GET", "/non-esiste", &[("accept", "text/html")], None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(html.contains("<code>not_found</code>"));
+    let answer = app.send("GET", "/non-esiste", &[], None).await;
+    assert_eq!(answer.body["code"], "not_found");
 }
 
 fn new_case(subject: &str) -> Value {

@@ -576,3 +576,88 @@ fn a_worker_stopped_mid_job_finishes_it_and_one_killed_mid_job_leaves_it_to_anot
     assert!(live.terminate(Duration::from_secs(40)).success());
     server.kill();
 }
+
+/// The reactor holds back while the queue holds `workers.max_waiting_jobs`: the backlog stays in
+/// the log, and once the workers run every case gets its one receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reactor_holds_back_while_the_queue_is_full_and_the_backlog_drains_from_the_log() {
+    use sportello_projections::runner::{acquire, run};
+    use sportello_projections::{Consumer, Views};
+    use sportello_workers::queue::Queue;
+    use sportello_workers::reactor::{REACTOR, Reactor};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = sportello_config::Settings::load_from(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        None,
+        Vec::new(),
+    )
+    .unwrap();
+    let url = sqlite_store(dir.path()).url;
+    settings.store.url = sportello_config::SecretUrl::new(url.clone());
+    settings.workers.max_waiting_jobs = 10;
+    let urp = sportello::cli::open_urp(&settings).await.unwrap();
+    for n in 0..60 {
+        sportello::cli::bench_workers::open_case(&urp, &settings, n)
+            .await
+            .unwrap();
+    }
+    let head = urp.log().head().await.unwrap();
+
+    let queue = Queue::connect(&settings).await.unwrap();
+    let views = Views::open(&url).await.unwrap();
+    let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), 3, 10).leak();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = s.wait_for(|s| *s).await;
+    };
+    let reactor_task = {
+        let (log, views, url, stop) = (
+            urp.log().clone(),
+            views.clone(),
+            url.clone(),
+            until_stopped(stopped.clone()),
+        );
+        tokio::spawn(async move {
+            let guard = acquire(&views, &url, reactor, "test").await?;
+            run(&log, &views, reactor, &guard, stop).await
+        })
+    };
+    // No worker yet: the reactor queues up to the limit and stops there.
+    let started = Instant::now();
+    while queue.waiting().await.unwrap() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = queue.waiting().await.unwrap();
+    assert!((5..=10).contains(&waiting), "{waiting} jobs waiting");
+    assert!(views.checkpoint(REACTOR).await.unwrap() < head);
+
+    let workers =
+        sportello_workers::run::JobWorkers::from_settings(&settings, urp.clone(), &queue).unwrap();
+    let workers_task = tokio::spawn(workers.run(until_stopped(stopped)));
+    let outbox = dir.path().join("outbox");
+    let started = Instant::now();
+    loop {
+        let waiting = queue.waiting().await.unwrap();
+        assert!(waiting <= 10, "{waiting} jobs waiting");
+        let sent = read_messages(&outbox).len();
+        if sent == 60 && views.checkpoint(REACTOR).await.unwrap() >= head {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{sent} of 60 receipts"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recipients: HashSet<String> = read_messages(&outbox).into_iter().map(|m| m.0).collect();
+    assert_eq!(recipients.len(), 60, "one receipt for each case");
+    let _ = stop.send(true);
+    workers_task.await.unwrap().unwrap();
+    reactor_task.await.unwrap().unwrap();
+}

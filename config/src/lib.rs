@@ -172,6 +172,11 @@ pub struct WorkersSettings {
     /// Tries of a notice before it is given up (a temporary SMTP refusal, a relay down).
     #[serde(deserialize_with = "number")]
     pub notice_attempts: u64,
+    /// Jobs a queue may hold waiting before the reactor stops queueing more until the workers
+    /// catch up: a backlog (a relay down for hours, a rebuild) stays in the log, where it costs
+    /// nothing, rather than in the queue's memory.
+    #[serde(deserialize_with = "number")]
+    pub max_waiting_jobs: u64,
     /// How long a Redis command may take before the connection counts as broken, in
     /// milliseconds (the client's default, 500 ms, is too short for a loaded Redis).
     #[serde(deserialize_with = "number")]
@@ -186,6 +191,7 @@ impl Default for WorkersSettings {
             namespace: "sportello".into(),
             concurrency: 8,
             notice_attempts: 6,
+            max_waiting_jobs: 10_000,
             redis_response_timeout_ms: 5000,
         }
     }
@@ -382,6 +388,23 @@ pub struct ComuneSettings {
     pub ipa: String,
     /// The patron saint's feast: a holiday for this comune's offices.
     pub patron: Option<HolidaySettings>,
+    /// How citizens reach this comune's URP, shown on the public pages.
+    #[serde(default)]
+    pub urp: UrpContacts,
+}
+
+/// The URP's contacts as the comune publishes them; each is shown only when set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrpContacts {
+    pub address: Option<String>,
+    /// Opening hours as citizens read them, e.g. "lunedì–venerdì 9:00–12:00".
+    pub hours: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub pec: Option<String>,
+    /// The comune's institutional site.
+    pub website: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -34,7 +34,7 @@ mod views;
 pub use model::{Column, ConsumerId, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
 pub use registry::{Registry, read_models};
 pub use runner::{Consumer, read_model};
-pub use views::{RunnerGuard, Views, ViewsError, sqlite_views_path};
+pub use views::{LEASE, RunnerGuard, Views, ViewsError, sqlite_views_path};
 
 /// [`sqlite_views_path`] of a store file given as text.
 pub fn views_path_of(store_file: &str) -> String {

@@ -10,6 +10,8 @@
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`spec`]: the OpenAPI document, completed with what every operation of a kind answers.
 //! - [`request`]: a span per request and its `X-Request-Id`, the correlation id of its events.
+//!
+//! The pages people use are in [`crate::web`], merged here.
 
 pub mod guard;
 pub mod metrics;
@@ -104,8 +106,9 @@ pub fn app(state: Shared) -> Router {
             "/opendata/{*path}",
             get(opendata::file).options(opendata::preflight),
         )
+        .merge(crate::web::routes())
         .route_layer(axum::middleware::from_fn(request::name_route))
-        .fallback(|| async { ApiError::not_found("not_found", "La risorsa richiesta non esiste.") })
+        .fallback(crate::web::not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -114,6 +117,7 @@ pub fn app(state: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(axum::middleware::from_fn(request::trace))
         .with_state(state)
 }

@@ -129,7 +129,7 @@ pub async fn opened_response(
     })
 }
 
-fn citizen_actor() -> Actor {
+pub fn citizen_actor() -> Actor {
     Actor {
         name: "citizen".into(),
         channel: Some("web".into()),
@@ -381,7 +381,11 @@ pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uui
 }
 
 /// The case a citizen's code and key open; 404 alike for an unknown code and a wrong key.
-async fn citizen_case(state: &AppState, code: &str, key: Option<&str>) -> Result<Uuid, ApiError> {
+pub async fn citizen_case(
+    state: &AppState,
+    code: &str,
+    key: Option<&str>,
+) -> Result<Uuid, ApiError> {
     let not_found = || {
         ApiError::not_found(
             "case_not_found",

@@ -84,7 +84,8 @@ struct Running {
 impl Running {
     async fn start(urp: &Urp, settings: &Settings, queue: &Queue) -> anyhow::Result<Self> {
         let attempts = settings.workers.notice_attempts.max(1);
-        let reactor: &'static dyn Consumer = Reactor::new(queue.clone(), attempts).leak();
+        let reactor: &'static dyn Consumer =
+            Reactor::new(queue.clone(), attempts, settings.workers.max_waiting_jobs).leak();
         let views = Views::open(settings.store.url.expose()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
@@ -120,8 +121,8 @@ impl Running {
     }
 }
 
-/// Opens case `n` of a benchmark, with an e-mail address; returns its position in the log.
-async fn open_case(urp: &Urp, settings: &Settings, n: u64) -> anyhow::Result<u64> {
+/// Opens case `n` of a benchmark (`cittadino{n}@example.it`); returns its position in the log.
+pub async fn open_case(urp: &Urp, settings: &Settings, n: u64) -> anyhow::Result<u64> {
     let actor = Actor {
         name: "system:bench".into(),
         ..Actor::default()
@@ -171,45 +172,22 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     let rss_before = resident_mb();
     let started = Instant::now();
     let running = Running::start(&urp, &settings, &queue).await?;
-    let (reactor, views) = (running.reactor, running.views.clone());
-    // Every receipt is one `NoticeSent` after the intake's head.
-    let mut peak_rss = rss_before;
-    // Resident memory as each tenth of the receipts is reached: flat, or growing with the jobs.
-    let mut rss_by_tenth = Vec::with_capacity(10);
-    let mut queued_by = None;
-    let target = head + args.cases;
-    loop {
-        let now = urp.log().head().await?;
-        let rss = resident_mb();
-        peak_rss = peak_rss.max(rss);
-        while rss_by_tenth.len() < 10
-            && (now - head) * 10 >= args.cases * (rss_by_tenth.len() as u64 + 1)
-        {
-            rss_by_tenth.push(format!("{rss:.1}"));
-        }
-        if queued_by.is_none() && views.checkpoint(reactor.id()).await? >= head {
-            queued_by = Some(started.elapsed().as_secs_f64());
-        }
-        if now >= target {
-            break;
-        }
-        // Gives up below 100 receipts a second (and never before ten minutes).
-        let patience = Duration::from_secs((args.cases / 100).max(600));
-        if started.elapsed() > patience {
-            bail!(
-                "only {} of {} receipts after {} s",
-                now - head,
-                args.cases,
-                patience.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Interrupted, the run still removes its namespace: a million jobs left behind are 800 MB
+    // of Redis.
+    let watched = tokio::select! {
+        watched = watch_receipts(&urp, &running, head, args.cases, rss_before) => watched,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     let seconds = started.elapsed().as_secs_f64();
     running.stop().await;
     drop(urp);
     let (store, queue_name) = (bench.scratch.backend, bench.queue_name);
     bench.finish(&queue).await?;
+    let Watched {
+        peak_rss,
+        rss_by_tenth,
+        queued_by,
+    } = watched?;
     println!(
         "measure=receipts store={store} queue={queue_name} transport={:?} cases={} seconds={seconds:.3} receipts_per_s={:.0} all_queued_after_s={:.3} rss_before_mb={rss_before:.1} peak_rss_mb={peak_rss:.1} rss_by_tenth_mb={}",
         settings.mail.transport,
@@ -219,6 +197,58 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
         rss_by_tenth.join("/"),
     );
     Ok(())
+}
+
+/// What `bench receipts` saw while the receipts were sent.
+struct Watched {
+    peak_rss: f64,
+    /// Resident memory as each tenth of the receipts is reached: flat, or growing with the jobs.
+    rss_by_tenth: Vec<String>,
+    /// Seconds until the reactor had queued every job.
+    queued_by: Option<f64>,
+}
+
+/// Watches the log until every case has its receipt (one `NoticeSent` each after `head`).
+async fn watch_receipts(
+    urp: &Urp,
+    running: &Running,
+    head: u64,
+    cases: u64,
+    rss_before: f64,
+) -> anyhow::Result<Watched> {
+    let started = Instant::now();
+    let mut watched = Watched {
+        peak_rss: rss_before,
+        rss_by_tenth: Vec::with_capacity(10),
+        queued_by: None,
+    };
+    loop {
+        let now = urp.log().head().await?;
+        let rss = resident_mb();
+        watched.peak_rss = watched.peak_rss.max(rss);
+        let tenths = &mut watched.rss_by_tenth;
+        while tenths.len() < 10 && (now - head) * 10 >= cases * (tenths.len() as u64 + 1) {
+            tenths.push(format!("{rss:.1}"));
+        }
+        if watched.queued_by.is_none()
+            && running.views.checkpoint(running.reactor.id()).await? >= head
+        {
+            watched.queued_by = Some(started.elapsed().as_secs_f64());
+        }
+        if now >= head + cases {
+            return Ok(watched);
+        }
+        // Gives up below 100 receipts a second (and never before ten minutes).
+        let patience = Duration::from_secs((cases / 100).max(600));
+        if started.elapsed() > patience {
+            bail!(
+                "only {} of {cases} receipts after {} s",
+                now - head,
+                patience.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[derive(clap::Args)]

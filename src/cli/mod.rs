@@ -1,6 +1,6 @@
 pub mod bench;
 mod bench_queries;
-mod bench_workers;
+pub mod bench_workers;
 pub mod calendar;
 pub mod demo;
 pub mod export;

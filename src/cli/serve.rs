@@ -147,7 +147,14 @@ impl Background {
                 .await
                 .context("failed to open the job queues")?;
             let attempts = settings.workers.notice_attempts.max(1);
-            registry = registry.with(Reactor::new(queues.notices.clone(), attempts).leak());
+            registry = registry.with(
+                Reactor::new(
+                    queues.notices.clone(),
+                    attempts,
+                    settings.workers.max_waiting_jobs,
+                )
+                .leak(),
+            );
             queue_kept = Some(queues.clone());
             let duties = Duties {
                 urp: urp.clone(),

@@ -290,13 +290,19 @@ impl Drop for Server {
 /// The python of `scripts/python-tools.sh`'s environment (aiosmtpd, frictionless, pyshacl),
 /// made on first use; fails saying `what` needs it and why it could not be made.
 pub fn python_tools(what: &str) -> String {
-    let tools = Command::new("scripts/python-tools.sh")
+    install("scripts/python-tools.sh", what)
+}
+
+/// Runs one of the scripts that install what tests need (on first use) and returns what it
+/// printed; fails saying `what` needs it and why the script could not.
+pub fn install(script: &str, what: &str) -> String {
+    let out = Command::new(script)
         .output()
-        .expect("scripts/python-tools.sh runs");
+        .unwrap_or_else(|e| panic!("{what}: {script} does not run: {e}"));
     assert!(
-        tools.status.success(),
-        "{what}: scripts/python-tools.sh failed: {}",
-        String::from_utf8_lossy(&tools.stderr)
+        out.status.success(),
+        "{what}: {script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(tools.stdout).unwrap().trim().to_owned()
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

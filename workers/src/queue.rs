@@ -313,6 +313,32 @@ impl<J: Job> Queue<J> {
         }
     }
 
+    /// Jobs waiting for a worker (not running, not scheduled for a later retry). Cheap on both
+    /// backends: a partial index on SQLite, one `LLEN` on Redis.
+    pub async fn waiting(&self) -> Result<u64, QueueError> {
+        match &self.backend {
+            Backend::Sqlite(storage) => {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM Jobs \
+                     WHERE job_type = ?1 AND status = 'Pending' AND lock_by IS NULL",
+                )
+                .bind(&self.name)
+                .fetch_one(storage.pool())
+                .await
+                .map_err(|e| unavailable(&e))?;
+                Ok(count as u64)
+            }
+            Backend::Redis(storage) => {
+                let active = storage.get_config().active_jobs_list();
+                redis::cmd("LLEN")
+                    .arg(active)
+                    .query_async(&mut storage.clone().get_connection().clone())
+                    .await
+                    .map_err(|e| unavailable(&e))
+            }
+        }
+    }
+
     /// See [`DueJobs`]: after every push, so that a burst never piles up; a no-op on SQLite.
     pub async fn promote_due(&self) -> Result<(), QueueError> {
         match self.due_jobs() {
@@ -604,11 +630,13 @@ impl<J: Job> Queue<J> {
                 .push_task(task)
                 .await
                 .map_err(|e| unavailable(&e))?,
-            Backend::Redis(s) => s
-                .clone()
-                .push_task(task)
-                .await
-                .map_err(|e| unavailable(&e))?,
+            Backend::Redis(s) => {
+                s.clone()
+                    .push_task(task)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                self.promote_due().await?
+            }
         }
         Ok(id.to_string())
     }

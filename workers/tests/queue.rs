@@ -41,6 +41,7 @@ async fn pushed_twice_is_queued_once(queue: &Queue) {
     let again = queue.requeue(found.job.as_ref().unwrap(), 3).await.unwrap();
     assert_ne!(again, found.id);
     assert_eq!(queue.list("Pending", 100).await.unwrap().len(), 8);
+    assert_eq!(queue.waiting().await.unwrap(), 8);
 }
 
 #[tokio::test]
