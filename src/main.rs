@@ -62,6 +62,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::memory::limit_arenas();
     cli::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod demo;
 pub mod export;
 pub mod jobs;
+pub mod memory;
 pub mod replay;
 pub mod serve;
 pub mod telemetry;

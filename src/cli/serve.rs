@@ -55,6 +55,7 @@ async fn stop_signal() {
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Counting starts before anything runs.
     api::metrics::handle();
+    super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
     let url = settings.store.url.expose().to_owned();
     let views = Views::open(&url)
@@ -108,6 +109,7 @@ pub struct WorkerArgs {}
 /// The projections, the reactor and the job workers, without HTTP: several of these can run on
 /// several machines against one PostgreSQL and one Redis, each consumer run by one at a time.
 pub async fn run_worker(settings: &Settings, _args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
     let (stop, stopped) = watch::channel(false);
     let background = Background::start(settings, &urp, true, true, stopped).await?;
@@ -206,6 +208,7 @@ impl Background {
 
 /// Follows the log with every projection until stopped.
 pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Result<ExitCode> {
+    super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
     let log = urp.log().clone();
     let url = settings.store.url.expose().to_owned();
