@@ -281,10 +281,11 @@ fn with_redis_namespace(test: impl FnOnce(&str, &str)) {
     });
     let namespace = format!("sportello-test-{}", uuid::Uuid::new_v4().simple());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&url, &namespace)));
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}*"))
-        .query(&mut conn)
-        .unwrap();
+    // SCAN, not KEYS: Redis may be shared with a large namespace (a benchmark's).
+    let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{namespace}*"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
     }

@@ -74,11 +74,17 @@ where
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let result = tokio::spawn(test(queue, conn.clone())).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // SCAN, not KEYS: a Redis shared with a large namespace (a benchmark's) answers KEYS too
+    // slowly for the connection's response timeout.
+    let mut keys: Vec<String> = Vec::new();
+    let mut scan =
+        redis::AsyncCommands::scan_match::<_, String>(&mut conn, format!("{namespace}*"))
+            .await
+            .unwrap();
+    while let Some(key) = scan.next_item().await {
+        keys.push(key.unwrap());
+    }
+    drop(scan);
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL")
             .arg(&keys)
