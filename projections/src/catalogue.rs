@@ -188,6 +188,14 @@ pub async fn query(views: &Views, comune: Option<&str>) -> Result<Vec<CatalogueE
         .collect())
 }
 
+/// The active service with this code, with its usable forms.
+pub async fn find(views: &Views, code: &str) -> Result<Option<CatalogueEntry>, ViewsError> {
+    Ok(query(views, None)
+        .await?
+        .into_iter()
+        .find(|e| e.card.get("code").and_then(serde_json::Value::as_str) == Some(code)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

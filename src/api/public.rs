@@ -557,10 +557,8 @@ pub async fn service(
     Params(params): Params<CatalogueParams>,
 ) -> Result<Json<CatalogueEntry>, ApiError> {
     wait_for::<Catalogue>(&state, min_position(params.min_position, &headers)).await?;
-    catalogue::query(&state.views, None)
+    catalogue::find(&state.views, &code)
         .await?
-        .into_iter()
-        .find(|e| e.card.get("code").and_then(Value::as_str) == Some(code.as_str()))
         .map(Json)
         .ok_or_else(|| {
             ApiError::not_found(

@@ -216,10 +216,8 @@ pub struct ServicePage {
 }
 
 pub async fn service(State(state): State<Shared>, Path(code): Path<String>) -> Response {
-    let found = match catalogue::query(&state.views, None).await {
-        Ok(entries) => entries
-            .into_iter()
-            .find(|e| e.card.get("code").and_then(Value::as_str) == Some(code.as_str())),
+    let found = match catalogue::find(&state.views, &code).await {
+        Ok(found) => found,
         Err(e) => return error_page(&state, e.into()),
     };
     match found {
