@@ -30,6 +30,20 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Installs the recorder and folds its histograms' samples into their buckets every 5 seconds.
+/// The recorder keeps each sample until then: in a process nobody scrapes, every request and
+/// every job would be kept for good.
+pub fn install() {
+    let handle = handle();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "operazioni",
     responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiError> {

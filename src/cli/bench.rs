@@ -412,11 +412,21 @@ fn fsync_rate(dir: &Path) -> anyhow::Result<f64> {
 
 /// Resident memory of this process in MB (Linux; 0 elsewhere).
 pub(super) fn resident_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// The part of the resident memory that is the process's own (heap, stacks), without the
+/// pages of files it maps: what grows when something leaks.
+pub(super) fn anonymous_mb() -> f64 {
+    status_mb("RssAnon:")
+}
+
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)

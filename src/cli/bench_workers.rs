@@ -1,7 +1,7 @@
 //! `sportello bench receipts`: how fast one worker process turns opened cases into receipts, end
 //! to end (reactor, queue, notice job, transport, record on the case), and its memory.
 
-use super::bench::{Scratch, Target, resident_mb};
+use super::bench::{Scratch, Target, anonymous_mb, resident_mb};
 use super::open_urp;
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
@@ -187,15 +187,17 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     let Watched {
         peak_rss,
         rss_by_tenth,
+        anon_by_tenth,
         queued_by,
     } = watched?;
     println!(
-        "measure=receipts store={store} queue={queue_name} transport={:?} cases={} seconds={seconds:.3} receipts_per_s={:.0} all_queued_after_s={:.3} rss_before_mb={rss_before:.1} peak_rss_mb={peak_rss:.1} rss_by_tenth_mb={}",
+        "measure=receipts store={store} queue={queue_name} transport={:?} cases={} seconds={seconds:.3} receipts_per_s={:.0} all_queued_after_s={:.3} rss_before_mb={rss_before:.1} peak_rss_mb={peak_rss:.1} rss_by_tenth_mb={} anon_by_tenth_mb={}",
         settings.mail.transport,
         args.cases,
         args.cases as f64 / seconds,
         queued_by.unwrap_or(seconds),
         rss_by_tenth.join("/"),
+        anon_by_tenth.join("/"),
     );
     Ok(())
 }
@@ -205,6 +207,8 @@ struct Watched {
     peak_rss: f64,
     /// Resident memory as each tenth of the receipts is reached: flat, or growing with the jobs.
     rss_by_tenth: Vec<String>,
+    /// The same, without the pages of mapped files.
+    anon_by_tenth: Vec<String>,
     /// Seconds until the reactor had queued every job.
     queued_by: Option<f64>,
 }
@@ -221,15 +225,18 @@ async fn watch_receipts(
     let mut watched = Watched {
         peak_rss: rss_before,
         rss_by_tenth: Vec::with_capacity(10),
+        anon_by_tenth: Vec::with_capacity(10),
         queued_by: None,
     };
     loop {
         let now = urp.log().head().await?;
         let rss = resident_mb();
         watched.peak_rss = watched.peak_rss.max(rss);
-        let tenths = &mut watched.rss_by_tenth;
-        while tenths.len() < 10 && (now - head) * 10 >= cases * (tenths.len() as u64 + 1) {
-            tenths.push(format!("{rss:.1}"));
+        while watched.rss_by_tenth.len() < 10
+            && (now - head) * 10 >= cases * (watched.rss_by_tenth.len() as u64 + 1)
+        {
+            watched.rss_by_tenth.push(format!("{rss:.1}"));
+            watched.anon_by_tenth.push(format!("{:.1}", anonymous_mb()));
         }
         if watched.queued_by.is_none()
             && running.views.checkpoint(running.reactor.id()).await? >= head

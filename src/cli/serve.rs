@@ -54,7 +54,7 @@ async fn stop_signal() {
 
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Counting starts before anything runs.
-    api::metrics::handle();
+    api::metrics::install();
     super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
     let url = settings.store.url.expose().to_owned();
