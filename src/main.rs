@@ -55,6 +55,9 @@ enum Command {
     /// Staff access tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Staff accounts for the pages (username and password).
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
     /// Procedure terms: due dates and holidays (L. 241/1990).
     #[command(subcommand)]
     Calendar(cli::calendar::CalendarCommand),
@@ -97,5 +100,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => cli::serve::run_worker(&settings, args).await,
         Command::Jobs(command) => cli::jobs::run(&settings, command).await,
         Command::Token(command) => cli::token::run(&settings, command).await,
+        Command::User(command) => cli::user::run(&settings, command).await,
     }
 }

@@ -630,3 +630,191 @@ async fn every_demo_case_has_the_same_status_in_the_aggregate_the_inbox_and_the_
     );
     assert!(compared > cases.len() * 2);
 }
+
+/// The value of `name="NAME" value="…"` in a page (the first one).
+fn field_value(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .to_owned()
+}
+
+/// Signs in and returns the `Cookie` header of the session.
+async fn sign_in(app: &App, username: &str, password: &str) -> String {
+    let form = format!("username={username}&password={password}&torna=%2Fufficio");
+    let (status, headers, html) = app.page("POST", "/ufficio/accesso", &[], Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sign_in_to_pages_that_act_on_their_comunes_cases_only_with_the_sessions_token() {
+    use sportello_engine::app::staff::Role;
+    use sportello_engine::app::users;
+    let app = sqlite_app(200).await;
+    let password = "una password lunga";
+    users::create(
+        &app.log,
+        "mario.rossi",
+        "Mario Rossi",
+        Role::Operator,
+        "073015",
+        password.into(),
+    )
+    .await
+    .unwrap();
+    users::create(
+        &app.log,
+        "anna.statte",
+        "Anna",
+        Role::Supervisor,
+        "073029",
+        password.into(),
+    )
+    .await
+    .unwrap();
+    let opened = app
+        .send(
+            "POST",
+            "/api/v1/cases",
+            &[],
+            Some(new_case("Lampione spento")),
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let case = format!("/ufficio/pratiche/{}", opened.body["id"].as_str().unwrap());
+
+    // Not signed in: to the sign-in page, and back here afterwards.
+    let (status, headers, _) = app.page("GET", &case, &[], None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        format!("/ufficio/accesso?torna={case}")
+    );
+    // A wrong password and an unknown user are the same answer.
+    for form in [
+        "username=mario.rossi&password=sbagliata",
+        "username=nessuno&password=una+password+lunga",
+    ] {
+        let (status, headers, html) = app.page("POST", "/ufficio/accesso", &[], Some(form)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.get(header::SET_COOKIE).is_none());
+        assert!(html.contains("Nome utente o password non corretti."));
+    }
+
+    let mario = sign_in(&app, "Mario.Rossi", "una+password+lunga").await;
+    let (status, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(text_of(&html, "oggetto"), "Lampione spento");
+    assert_eq!(text_of(&html, "stato"), "Ricevuta");
+    let csrf = field_value(&html, "csrf");
+    let token = field_value(&html, "token");
+
+    // A form without the session's token changes nothing.
+    let take = |csrf: &str| format!("csrf={csrf}&token={token}&office=URP");
+    let (status, _, html) = app
+        .page(
+            "POST",
+            &format!("{case}/take-in-charge"),
+            &[("cookie", &mario)],
+            Some(&take("altro")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("csrf_token_invalid"));
+    let (_, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
+    assert_eq!(text_of(&html, "stato"), "Ricevuta");
+
+    // With it, the action is done once however often the form is posted; a refusal of the
+    // domain comes back in Italian beside the form.
+    for _ in 0..2 {
+        let (status, headers, _) = app
+            .page(
+                "POST",
+                &format!("{case}/take-in-charge"),
+                &[("cookie", &mario)],
+                Some(&take(&csrf)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            headers[header::LOCATION],
+            format!("{case}?fatto=take-in-charge")
+        );
+    }
+    let (_, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
+    assert_eq!(text_of(&html, "stato"), "Presa in carico");
+    assert_eq!(html.matches("<strong>Presa in carico</strong>").count(), 1);
+    let close = format!("csrf={csrf}&token={}&outcome=accolta", Uuid::new_v4());
+    let (status, _, html) = app
+        .page(
+            "POST",
+            &format!("{case}/answer"),
+            &[("cookie", &mario)],
+            Some(&format!("csrf={csrf}&token={}", Uuid::new_v4())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"errore-answer\""), "{html}");
+    let answer = format!(
+        "csrf={csrf}&token={}&text=Riparato+il+3+dicembre",
+        Uuid::new_v4()
+    );
+    let (status, _, _) = app
+        .page(
+            "POST",
+            &format!("{case}/answer"),
+            &[("cookie", &mario)],
+            Some(&answer),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = app
+        .page(
+            "POST",
+            &format!("{case}/close"),
+            &[("cookie", &mario)],
+            Some(&close),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
+    assert_eq!(text_of(&html, "stato"), "Chiusa");
+
+    // Another comune's supervisor does not learn the case exists.
+    let anna = sign_in(&app, "anna.statte", "una+password+lunga").await;
+    let (status, _, _) = app.page("GET", &case, &[("cookie", &anna)], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Signing out ends the session on the server, not only in the browser.
+    let (status, headers, _) = app
+        .page(
+            "POST",
+            "/ufficio/esci",
+            &[("cookie", &mario)],
+            Some(&format!("csrf={csrf}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, _, _) = app.page("GET", &case, &[("cookie", &mario)], None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // A disabled account cannot sign in again (`sportello user disable` also ends its sessions).
+    users::disable(&app.log, "anna.statte").await.unwrap();
+    assert!(
+        users::sign_in(&app.log, "anna.statte", password)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

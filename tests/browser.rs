@@ -25,6 +25,7 @@ fn browser_tools() -> (String, String) {
 fn drive(store: &Store, script: &str, name: &str) -> serde_json::Value {
     let (chromium, node_path) = browser_tools();
     run(store, &["demo", "--cases", "40", "--seed", "11"]);
+    let env = users(store, script);
     let server = Server::start(store, &[("SPORTELLO__API__PUBLIC_BURST", "1000")]);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("../screenshots")
@@ -38,6 +39,7 @@ fn drive(store: &Store, script: &str, name: &str) -> serde_json::Value {
         .arg(format!("tests/browser/{script}"))
         .args([&server.base, &chromium, &shots.display().to_string(), every])
         .env("NODE_PATH", node_path)
+        .envs(env)
         .output()
         .expect("node runs (scripts/browser-tools.sh installs it)");
     server.kill();
@@ -50,6 +52,41 @@ fn drive(store: &Store, script: &str, name: &str) -> serde_json::Value {
     let report = serde_json::from_slice(&out.stdout).expect("the script reports in JSON");
     eprintln!("{script}: {report}");
     report
+}
+
+/// The accounts the staff's script signs in with: an operator of Massafra, a supervisor of Statte.
+fn users(store: &Store, script: &str) -> Vec<(&'static str, String)> {
+    if script != "staff.cjs" {
+        return Vec::new();
+    }
+    let create = |username: &str, role: &str, comune: &str| {
+        let printed = run(
+            store,
+            &[
+                "user",
+                "create",
+                "--username",
+                username,
+                "--name",
+                username,
+                "--role",
+                role,
+                "--comune",
+                comune,
+            ],
+        );
+        format!("{username}:{}", printed.lines().last().unwrap().trim())
+    };
+    vec![
+        (
+            "SPORTELLO_TEST_OPERATOR",
+            create("mario.rossi", "operator", "073015"),
+        ),
+        (
+            "SPORTELLO_TEST_OTHER",
+            create("anna.statte", "supervisor", "073029"),
+        ),
+    ]
 }
 
 fn check_citizen_visit(report: &serde_json::Value) {
@@ -80,5 +117,28 @@ fn a_citizen_opens_a_contact_and_follows_it_in_a_browser_on_postgresql() {
             dir: None,
         };
         check_citizen_visit(&drive(&store, "citizen.cjs", "citizen-postgresql"));
+    });
+}
+
+#[test]
+fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store {
+        url: format!("sqlite://{}", dir.path().join("sportello.db").display()),
+        dir: Some(dir.path().to_owned()),
+    };
+    let report = drive(&store, "staff.cjs", "staff-sqlite");
+    assert_eq!(report["pages"].as_array().unwrap().len(), 10, "{report}");
+}
+
+#[test]
+fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_postgresql() {
+    with_scratch_postgres("browser_staff", |url| {
+        let store = Store {
+            url: url.to_owned(),
+            dir: None,
+        };
+        let report = drive(&store, "staff.cjs", "staff-postgresql");
+        assert_eq!(report["pages"].as_array().unwrap().len(), 10, "{report}");
     });
 }

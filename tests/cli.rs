@@ -740,3 +740,113 @@ fn rebuild_then_query_cases_shows_the_inbox_as_a_table_json_or_csv() {
         }
     }
 }
+
+/// `sportello user …` with `stdin` given to it.
+fn user(store: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .arg("--store")
+        .arg(store)
+        .arg("user")
+        .args(args)
+        .env_remove("SPORTELLO__STORE__URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sportello binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn user_accounts_are_created_once_with_a_password_that_is_shown_once_or_read_from_stdin() {
+    use sportello_engine::app::users;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let create = [
+        "create",
+        "--username",
+        "Mario.Rossi",
+        "--name",
+        "Mario Rossi",
+    ];
+    let generated = stdout(&user(
+        &store,
+        &[&create[..], &["--role", "operator", "--comune", "073015"]].concat(),
+        "",
+    ));
+    let password = generated.lines().last().unwrap().trim().to_owned();
+    assert!(password.len() >= 20, "{generated}");
+
+    // Taken, whatever the case; short passwords, unknown roles and comuni are refused by name.
+    for (args, stdin, says) in [
+        (
+            vec!["--role", "operator", "--comune", "073015"],
+            "",
+            "already exists",
+        ),
+        (
+            vec!["--role", "capo", "--comune", "073015"],
+            "",
+            "unknown role",
+        ),
+        (
+            vec!["--role", "operator", "--comune", "999999"],
+            "",
+            "not configured",
+        ),
+    ] {
+        let out = user(&store, &[&create[..], &args[..]].concat(), stdin);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{out:?}"
+        );
+    }
+    let out = user(
+        &store,
+        &[
+            "create",
+            "--username",
+            "breve",
+            "--name",
+            "B",
+            "--role",
+            "admin",
+            "--comune",
+            "073015",
+            "--password-stdin",
+        ],
+        "corta\n",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+
+    // A new password from stdin replaces the generated one; a disabled user signs in no more.
+    stdout(&user(
+        &store,
+        &["password", "--username", "mario.rossi", "--password-stdin"],
+        "una nuova password lunga\n",
+    ));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let signs_in = |password: &str| {
+        runtime.block_on(async {
+            let log = sportello_engine::store::open(&store).await.unwrap();
+            users::sign_in(&log, "mario.rossi", password)
+                .await
+                .unwrap()
+                .is_some()
+        })
+    };
+    assert!(!signs_in(&password));
+    assert!(signs_in("una nuova password lunga"));
+    stdout(&user(&store, &["disable", "--username", "mario.rossi"], ""));
+    assert!(!signs_in("una nuova password lunga"));
+    let out = user(&store, &["disable", "--username", "mario.rossi"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no active user"));
+}

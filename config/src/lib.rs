@@ -276,6 +276,12 @@ pub struct ApiSettings {
     /// How long a query given `min_position` waits for its projection, in milliseconds.
     #[serde(deserialize_with = "number")]
     pub consistency_wait_ms: u64,
+    /// How long a staff member stays signed in to the pages, however active (a working day).
+    #[serde(deserialize_with = "number")]
+    pub session_hours: u64,
+    /// How long a session stays open without a page being asked for.
+    #[serde(deserialize_with = "number")]
+    pub session_idle_minutes: u64,
 }
 
 impl Default for ApiSettings {
@@ -287,6 +293,8 @@ impl Default for ApiSettings {
             public_burst: 10,
             trust_forwarded_for: false,
             consistency_wait_ms: 5000,
+            session_hours: 10,
+            session_idle_minutes: 60,
         }
     }
 }

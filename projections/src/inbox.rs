@@ -318,6 +318,9 @@ impl Projection for Inbox {
 }
 
 /// Filters of the inbox; every one is optional.
+/// (due date, code) of the last case of a page: where the next one starts.
+pub type Cursor = (String, String);
+
 #[derive(Debug, Clone, Default)]
 pub struct InboxQuery {
     pub comune: Option<String>,
@@ -338,6 +341,9 @@ pub struct InboxQuery {
     pub text: Option<String>,
     pub limit: u64,
     pub offset: u64,
+    /// Keyset paging: only the cases after this one, in the inbox's order. A page far down
+    /// costs what the first one does, where an offset walks every row before it.
+    pub after: Option<Cursor>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -406,8 +412,15 @@ pub async fn query(
     } else {
         "due_on, code"
     };
+    let mut page = filter.clone();
+    if let Some((due_on, code)) = &q.after {
+        page.and_each(
+            "(due_on, code) > (?, ?)",
+            vec![SqlValue::Text(due_on.clone()), SqlValue::Text(code.clone())],
+        );
+    }
     let rows = views
-        .select_page::<Inbox>(&filter, order, limit, q.offset)
+        .select_page::<Inbox>(&page, order, limit, q.offset)
         .await?;
     let (counted, complete) = views
         .count::<Inbox>(&filter, COUNT_CAP + 1, COUNT_BUDGET)

@@ -18,6 +18,7 @@
 //! - [`retention`]: each case's subject, kind, closing day and legal hold, for the retention job.
 //! - [`opendata`]: the open-data datasets of a month, with small counts suppressed.
 //! - [`service_levels`]: opened, closed, within term, days to answer, overdue, from the inbox.
+//! - [`sessions`]: the staff's sessions on the pages (kept beside the read models, not in the log).
 
 pub mod catalogue;
 pub mod inbox;
@@ -28,6 +29,7 @@ pub mod retention;
 pub mod runner;
 pub mod satisfaction;
 pub mod service_levels;
+pub mod sessions;
 pub mod subject_texts;
 mod views;
 

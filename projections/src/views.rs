@@ -39,6 +39,17 @@ CREATE TABLE IF NOT EXISTS api_idempotency (
     key         TEXT   PRIMARY KEY,
     fingerprint TEXT   NOT NULL,
     created_at  BIGINT NOT NULL -- unix milliseconds
+);
+-- Staff signed in to the pages (sessions.rs); lost with the file, which only means signing in again.
+CREATE TABLE IF NOT EXISTS staff_sessions (
+    id_hash    TEXT   PRIMARY KEY, -- SHA-256 of the cookie's secret, never the secret itself
+    user_id    TEXT   NOT NULL,
+    name       TEXT   NOT NULL,
+    role       TEXT   NOT NULL,
+    comune     TEXT   NOT NULL,
+    csrf       TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL, -- unix milliseconds, however active the session
+    idle_until BIGINT NOT NULL  -- unix milliseconds, moved on by activity
 );";
 /// How long a SQLite runner's lease lasts without a renewal.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -100,7 +111,7 @@ pub fn sqlite_views_path(store: &Path) -> std::path::PathBuf {
     store.with_extension("views.db")
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -163,10 +174,10 @@ impl RunnerGuard {
 /// The key an advisory lock is taken on: one per consumer version, like the SQLite leases.
 const ADVISORY_KEY: &str = "hashtext('sportello-projection:' || $1)";
 
-type SqliteConn = Arc<Mutex<rusqlite::Connection>>;
+pub(crate) type SqliteConn = Arc<Mutex<rusqlite::Connection>>;
 
 /// Runs `f` with the SQLite connection on a blocking thread (SQLite calls block).
-async fn blocking<T, E>(
+pub(crate) async fn blocking<T, E>(
     conn: &SqliteConn,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
 ) -> Result<T, ViewsError>

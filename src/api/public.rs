@@ -217,7 +217,7 @@ pub fn status_name(case: &Case) -> &'static str {
     case.lifecycle().public_name()
 }
 
-fn status_label(status: &str) -> &'static str {
+pub fn status_label(status: &str) -> &'static str {
     match status {
         "received" => "Ricevuta",
         "taken_in_charge" => "Presa in carico",

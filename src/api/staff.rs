@@ -95,6 +95,18 @@ pub async fn inbox(
     headers: HeaderMap,
     Params(p): Params<InboxParams>,
 ) -> Result<Json<InboxPage>, ApiError> {
+    Ok(Json(inbox_page(&state, &staff, p, &headers, None).await?))
+}
+
+/// A page of the staff member's inbox; `after` is the keyset cursor (due date, code) the pages
+/// use.
+pub async fn inbox_page(
+    state: &AppState,
+    staff: &Staff,
+    p: InboxParams,
+    headers: &HeaderMap,
+    after: Option<inbox::Cursor>,
+) -> Result<InboxPage, ApiError> {
     staff.works_cases()?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -104,10 +116,10 @@ pub async fn inbox(
             "Si possono chiedere da 1 a 1000 pratiche per pagina.",
         ));
     }
-    let wait = min_position(p.min_position, &headers);
-    wait_for::<Inbox>(&state, wait).await?;
+    let wait = min_position(p.min_position, headers);
+    wait_for::<Inbox>(state, wait).await?;
     if p.text.is_some() {
-        wait_for::<SubjectTexts>(&state, wait).await?;
+        wait_for::<SubjectTexts>(state, wait).await?;
     }
     let query = InboxQuery {
         // The comune that owns the case now: a transferred case belongs to the receiving one.
@@ -126,8 +138,9 @@ pub async fn inbox(
         text: p.text,
         limit: limit.into(),
         offset: p.offset.unwrap_or(0).into(),
+        after,
     };
-    Ok(Json(inbox::query(&state.views, &query, today()).await?))
+    Ok(inbox::query(&state.views, &query, today()).await?)
 }
 
 /// A case's events and the state they leave, if it belongs to the staff member's comune now;

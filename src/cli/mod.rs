@@ -10,6 +10,7 @@ pub mod replay;
 pub mod serve;
 pub mod telemetry;
 pub mod token;
+pub mod user;
 pub mod verify;
 pub mod views;
 

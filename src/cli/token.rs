@@ -24,6 +24,26 @@ pub enum TokenCommand {
     Revoke { id: uuid::Uuid },
 }
 
+/// Refuses a comune this installation does not serve, naming those it does.
+pub(super) fn configured_comune(settings: &Settings, comune: &str) -> anyhow::Result<()> {
+    if settings
+        .comuni
+        .iter()
+        .any(|c| c.istat.to_string() == comune)
+    {
+        return Ok(());
+    }
+    bail!(
+        "comune {comune} is not configured (known: {})",
+        settings
+            .comuni
+            .iter()
+            .map(|c| format!("{} {}", c.istat, c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 pub async fn run(settings: &Settings, command: TokenCommand) -> anyhow::Result<ExitCode> {
     let log = open_store(settings).await?;
     match command {
@@ -31,21 +51,7 @@ pub async fn run(settings: &Settings, command: TokenCommand) -> anyhow::Result<E
             let Some(role) = Role::parse(&role) else {
                 bail!("unknown role '{role}' (operator, supervisor, analyst, admin)");
             };
-            if !settings
-                .comuni
-                .iter()
-                .any(|c| c.istat.to_string() == comune)
-            {
-                bail!(
-                    "comune {comune} is not configured (known: {})",
-                    settings
-                        .comuni
-                        .iter()
-                        .map(|c| format!("{} {}", c.istat, c.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+            configured_comune(settings, &comune)?;
             if name.trim().is_empty() {
                 bail!("the holder's name must not be empty");
             }

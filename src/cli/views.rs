@@ -293,6 +293,7 @@ pub async fn run_query(settings: &Settings, command: QueryCommand) -> anyhow::Re
         text: args.text,
         limit: args.limit,
         offset: args.offset,
+        after: None,
     };
     let page = query(&views, &q, today).await?;
     print_page(&page, args.format)?;

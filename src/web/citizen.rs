@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The kinds of contact a citizen may open, with what the form calls them.
-const KINDS: [(CaseKind, &str, &str); 6] = [
+pub(crate) const KINDS: [(CaseKind, &str, &str); 6] = [
     (
         CaseKind::Informazione,
         "informazione",

@@ -7,12 +7,16 @@
 //!
 //! ## Layout
 //! - [`citizen`]: the public pages — home, catalogue of services, a new contact, following a case.
+//! - [`session`]: the staff's sign-in, sessions and CSRF tokens.
+//! - [`staff`]: the staff's pages — the inbox, a case and its actions, counter intake.
 //! - [`assets`]: the embedded static files.
 //! - This module: the routes, the security headers every response carries, the check that a form
 //!   was posted from this site, and the HTML error page.
 
 pub mod assets;
 pub mod citizen;
+pub mod session;
+pub mod staff;
 
 use crate::api::Shared;
 use crate::api::problem::ApiError;
@@ -22,7 +26,8 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use sportello_engine::app::staff::Role;
 
 /// The pages and their static files.
 pub fn routes() -> Router<Shared> {
@@ -39,6 +44,18 @@ pub fn routes() -> Router<Shared> {
             get(citizen::follow_form).post(citizen::follow_case),
         )
         .route("/privacy", get(citizen::privacy))
+        .route(
+            session::SIGN_IN,
+            get(session::sign_in_form).post(session::sign_in),
+        )
+        .route("/ufficio/esci", post(session::sign_out))
+        .route(session::HOME, get(staff::inbox).post(staff::inbox_search))
+        .route("/ufficio/pratiche/{id}", get(staff::case_page))
+        .route("/ufficio/pratiche/{id}/{action}", post(staff::act))
+        .route(
+            "/ufficio/sportello",
+            get(staff::intake_form).post(staff::intake),
+        )
         .route("/static/{version}/{*name}", get(assets::serve))
         .route_layer(axum::middleware::from_fn(same_site_posts))
 }
@@ -51,6 +68,15 @@ pub struct Layout {
     pub assets: String,
     /// The navigation entry of the page, for `aria-current`.
     pub section: Section,
+    /// Who is signed in, on the staff's pages: their navigation and the sign-out form.
+    pub staff: Option<StaffBar>,
+}
+
+pub struct StaffBar {
+    pub name: String,
+    pub role: &'static str,
+    pub comune: String,
+    pub csrf: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +85,8 @@ pub enum Section {
     Services,
     Contact,
     Follow,
+    Inbox,
+    Intake,
     Other,
 }
 
@@ -69,7 +97,36 @@ impl Layout {
             union_name: state.settings.union.name.clone(),
             assets: assets::root(),
             section,
+            staff: None,
         }
+    }
+
+    /// A staff page's frame; `signed_in` is `None` only on the sign-in page.
+    pub fn staff(
+        state: &Shared,
+        title: impl Into<String>,
+        section: Section,
+        signed_in: Option<&session::SignedIn>,
+    ) -> Self {
+        Self {
+            staff: signed_in.map(|s| StaffBar {
+                name: s.member().name.clone(),
+                role: role_label(s.member().role),
+                comune: comune_name(state, &s.member().comune),
+                csrf: s.csrf.clone(),
+            }),
+            ..Self::new(state, title, section)
+        }
+    }
+
+    /// The signed-in staff member's name (empty on public pages).
+    pub fn staff_name(&self) -> &str {
+        self.staff.as_ref().map_or("", |s| s.name.as_str())
+    }
+
+    /// The session's CSRF token, for the forms of a staff page.
+    pub fn staff_csrf(&self) -> &str {
+        self.staff.as_ref().map_or("", |s| s.csrf.as_str())
     }
 
     /// `aria-current="page"` on the navigation entry of this page.
@@ -80,6 +137,25 @@ impl Layout {
             "false"
         }
     }
+}
+
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "operatore",
+        Role::Supervisor => "responsabile",
+        Role::Analyst => "analista",
+        Role::Admin => "amministratore",
+    }
+}
+
+/// A comune's name from its ISTAT code (the code itself if it is not configured).
+pub fn comune_name(state: &Shared, istat: &str) -> String {
+    state
+        .settings
+        .comuni
+        .iter()
+        .find(|c| c.istat.to_string() == istat)
+        .map_or_else(|| istat.to_owned(), |c| c.name.clone())
 }
 
 /// A rendered page with its status.

@@ -9,6 +9,7 @@
 //! - [`handler`]: load a stream, decide, append with the expected version; retry on conflict.
 //! - [`register`]: gap-free progressive numbers per comune and year (case codes, submissions).
 //! - [`staff`]: staff access tokens (role, comune), stored hashed in the log.
+//! - [`users`]: staff accounts for the pages (username, argon2id hash of the password), in the log.
 //! - [`error`]: [`AppError`] = [`Refusal`] (the caller's to fix) or [`Failure`] (ours, and maybe
 //!   transient).
 
@@ -17,6 +18,7 @@ pub mod handler;
 pub mod register;
 pub mod staff;
 pub mod urp;
+pub mod users;
 
 pub use error::{AppError, Failure, Refusal};
 pub use handler::{CommandError, CommandHandler, Handled};

@@ -1,0 +1,107 @@
+// An URP operator's morning in a real browser: signing in (a wrong password first), the inbox
+// and its filters, a citizen registered at the counter, the subject search, the case worked from
+// taken in charge to closed with a refusal of the domain on the way, signing out; then a
+// supervisor of another comune who must not see that case. harness.cjs checks every page with
+// axe-core and fails on any console error.
+//
+// Credentials come in SPORTELLO_TEST_OPERATOR and SPORTELLO_TEST_OTHER as `username:password`.
+
+const { visit, expect } = require('./harness.cjs');
+
+const [operator, operatorPassword] = process.env.SPORTELLO_TEST_OPERATOR.split(':');
+const [other, otherPassword] = process.env.SPORTELLO_TEST_OTHER.split(':');
+
+async function signIn(page, username, password) {
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+}
+
+visit(async ({ base, page, context, check }) => {
+  // The staff's pages send whoever is not signed in to the sign-in page.
+  await page.goto(`${base}/ufficio`);
+  expect(new URL(page.url()).pathname === '/ufficio/accesso', 'the inbox opened without signing in');
+  await check('accesso');
+  await signIn(page, operator, 'password-sbagliata');
+  expect(await page.locator('#errore-accesso').isVisible(), 'a wrong password shows no error');
+  await check('accesso-errato');
+  await signIn(page, operator, operatorPassword);
+  expect(new URL(page.url()).pathname === '/ufficio', 'not in the inbox after signing in');
+  const session = (await context.cookies()).find((c) => c.name === 'sportello_sessione');
+  expect(session && session.httpOnly && session.secure && session.sameSite === 'Lax',
+    `the session cookie is not HttpOnly, Secure and SameSite=Lax: ${JSON.stringify(session)}`);
+  const listed = await page.locator('table.sportello-inbox tbody tr').count();
+  expect(listed > 0, 'the inbox lists no case');
+  await check('pratiche');
+
+  // A filter, by the form.
+  await page.selectOption('#stato', 'closed');
+  await page.click('form.sportello-filters button[type=submit]');
+  for (const status of await page.locator('table.sportello-inbox tbody td:nth-child(3)').allTextContents()) {
+    expect(status.trim() === 'Chiusa', `a case "${status}" among the closed ones`);
+  }
+  await check('pratiche-filtrate');
+
+  // A citizen at the counter.
+  await page.click('nav >> text=Registra un contatto');
+  await check('sportello');
+  await page.selectOption('#channel', 'sportello');
+  await page.selectOption('#kind', 'reclamo');
+  await page.fill('#subject', 'Rumore notturno dal cantiere di via Dante');
+  await page.fill('#name', 'Anna Verdi');
+  await page.click('label[for=privacy_informed-box]', { position: { x: 8, y: 8 } });
+  await page.click('form.sportello-form button[type=submit]');
+  expect(await page.locator('#registrata').isVisible(), 'the contact was not registered');
+  const code = (await page.textContent('#registrata strong')).trim();
+  expect(/^MAS-\d{4}-\d{6}$/.test(code), `unexpected case code ${code}`);
+  await check('sportello-registrato');
+
+  // Found by words of its subject (posted: the words never reach a URL), once the inbox has it.
+  let found = 0;
+  for (let i = 0; i < 50 && found === 0; i++) {
+    await page.goto(`${base}/ufficio`);
+    await page.fill('#testo', 'cantiere di via Dante');
+    await page.click('form.sportello-filters button[type=submit]');
+    found = await page.locator(`table.sportello-inbox a:text-is("${code}")`).count();
+    if (found === 0) await page.waitForTimeout(200);
+  }
+  expect(found === 1, `the subject search does not find ${code}`);
+  expect(!page.url().includes('cantiere'), 'the search words are in the URL');
+  await check('ricerca');
+  await page.click(`table.sportello-inbox a:text-is("${code}")`);
+  const caseUrl = page.url();
+  expect((await page.textContent('#cittadino')).includes('Anna Verdi'), 'the citizen is not shown');
+  await check('pratica');
+
+  async function act(action, fill) {
+    await page.click(`#azione-${action} summary`);
+    if (fill) await fill();
+    await page.click(`#azione-${action} button[type=submit]`);
+  }
+  await act('take-in-charge');
+  expect((await page.textContent('#stato')).trim() === 'Presa in carico', 'not taken in charge');
+  await act('assign', () => page.fill('#operator', 'Mario Rossi'));
+  await act('answer', () => page.fill('#text', 'Il cantiere lavorerà solo di giorno da lunedì.'));
+  await act('close', () => page.selectOption('#outcome', 'accolta'));
+  expect((await page.textContent('#stato')).trim() === 'Chiusa', 'not closed');
+  // The domain refuses an answer to a closed case, beside the form, in Italian.
+  await act('answer', () => page.fill('#text', 'Una seconda risposta'));
+  expect(await page.locator('#errore-answer').isVisible(), 'no refusal beside the answer form');
+  await check('pratica-rifiuto');
+
+  // Signing out ends the session: the inbox asks to sign in again.
+  await page.click('nav >> text=Esci');
+  expect(await page.locator('text=Sei uscito').isVisible(), 'no confirmation of signing out');
+  await page.goto(`${base}/ufficio`);
+  expect(new URL(page.url()).pathname === '/ufficio/accesso', 'the inbox still opens after signing out');
+
+  // A supervisor of another comune neither finds nor opens the case.
+  await signIn(page, other, otherPassword);
+  await page.fill('#codice', code);
+  await page.click('form.sportello-filters button[type=submit]');
+  expect(await page.locator('table.sportello-inbox tbody tr').count() === 0, 'another comune sees the case');
+  await check('pratiche-altro-comune');
+  const answer = await page.goto(caseUrl);
+  expect(answer.status() === 404, `another comune opens the case (${answer.status()})`);
+  return { inbox_rows: listed };
+});
