@@ -786,6 +786,36 @@ async fn staff_sign_in_to_pages_that_act_on_their_comunes_cases_only_with_the_se
     let (_, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
     assert_eq!(text_of(&html, "stato"), "Chiusa");
 
+    // An analyst reads statistics, never cases.
+    users::create(
+        &app.log,
+        "analista",
+        "Ufficio statistico",
+        Role::Analyst,
+        "073015",
+        password.into(),
+    )
+    .await
+    .unwrap();
+    let analyst = sign_in(&app, "analista", "una+password+lunga").await;
+    let (status, headers, _) = app
+        .page("GET", "/ufficio", &[("cookie", &analyst)], None)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ufficio/statistiche");
+    let (status, _, _) = app.page("GET", &case, &[("cookie", &analyst)], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, html) = app
+        .page(
+            "GET",
+            "/ufficio/statistiche?dal=2026-13",
+            &[("cookie", &analyst)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("Il mese va scritto AAAA-MM."), "{html}");
+
     // Another comune's supervisor does not learn the case exists.
     let anna = sign_in(&app, "anna.statte", "una+password+lunga").await;
     let (status, _, _) = app.page("GET", &case, &[("cookie", &anna)], None).await;

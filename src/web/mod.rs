@@ -9,14 +9,17 @@
 //! - [`citizen`]: the public pages — home, catalogue of services, a new contact, following a case.
 //! - [`session`]: the staff's sign-in, sessions and CSRF tokens.
 //! - [`staff`]: the staff's pages — the inbox, a case and its actions, counter intake.
+//! - [`stats`]: the statistics page, its charts ([`chart`]), tables and CSV files.
 //! - [`assets`]: the embedded static files.
 //! - This module: the routes, the security headers every response carries, the check that a form
 //!   was posted from this site, and the HTML error page.
 
 pub mod assets;
+pub mod chart;
 pub mod citizen;
 pub mod session;
 pub mod staff;
+pub mod stats;
 
 use crate::api::Shared;
 use crate::api::problem::ApiError;
@@ -52,6 +55,8 @@ pub fn routes() -> Router<Shared> {
         .route(session::HOME, get(staff::inbox).post(staff::inbox_search))
         .route("/ufficio/pratiche/{id}", get(staff::case_page))
         .route("/ufficio/pratiche/{id}/{action}", post(staff::act))
+        .route("/ufficio/statistiche", get(stats::statistics))
+        .route("/ufficio/statistiche/{table}", get(stats::csv))
         .route(
             "/ufficio/sportello",
             get(staff::intake_form).post(staff::intake),
@@ -73,6 +78,8 @@ pub struct Layout {
 }
 
 pub struct StaffBar {
+    /// Operators, supervisors and admins; analysts see only the statistics.
+    pub works_cases: bool,
     pub name: String,
     pub role: &'static str,
     pub comune: String,
@@ -87,6 +94,7 @@ pub enum Section {
     Follow,
     Inbox,
     Intake,
+    Stats,
     Other,
 }
 
@@ -110,6 +118,7 @@ impl Layout {
     ) -> Self {
         Self {
             staff: signed_in.map(|s| StaffBar {
+                works_cases: s.member().role.works_cases(),
                 name: s.member().name.clone(),
                 role: role_label(s.member().role),
                 comune: comune_name(state, &s.member().comune),

@@ -1,8 +1,8 @@
 // An URP operator's morning in a real browser: signing in (a wrong password first), the inbox
 // and its filters, a citizen registered at the counter, the subject search, the case worked from
-// taken in charge to closed with a refusal of the domain on the way, signing out; then a
-// supervisor of another comune who must not see that case. harness.cjs checks every page with
-// axe-core and fails on any console error.
+// taken in charge to closed with a refusal of the domain on the way, the statistics, signing
+// out; then a supervisor of another comune who must not see that case. harness.cjs checks every
+// page with axe-core and fails on any console error.
 //
 // Credentials come in SPORTELLO_TEST_OPERATOR and SPORTELLO_TEST_OTHER as `username:password`.
 
@@ -88,6 +88,19 @@ visit(async ({ base, page, context, check }) => {
   await act('answer', () => page.fill('#text', 'Una seconda risposta'));
   expect(await page.locator('#errore-answer').isVisible(), 'no refusal beside the answer form');
   await check('pratica-rifiuto');
+
+  // The statistics: each chart an SVG with its data table, readable without JavaScript.
+  await page.click('nav >> text=Statistiche');
+  await page.fill('#dal', '2020-01');
+  await page.click('form.sportello-filters button[type=submit]');
+  const charts = await page.locator('figure.sportello-figure svg[role=img]').count();
+  const tables = await page.locator('section table caption').count();
+  expect(charts >= 3 && charts === tables, `${charts} charts and ${tables} data tables`);
+  // Fetched by the page itself, with its session (the cookie is Secure: only the browser sends it).
+  const href = await page.locator('a[href^="/ufficio/statistiche/termini-per-mese.csv"]').getAttribute('href');
+  const csv = await page.evaluate(async (u) => (await fetch(u)).text(), href);
+  expect(csv.startsWith('Mese,Aperte,Chiuse'), `the CSV of a chart is not its table: ${csv.slice(0, 80)}`);
+  await check('statistiche');
 
   // Signing out ends the session: the inbox asks to sign in again.
   await page.click('nav >> text=Esci');
