@@ -21,6 +21,7 @@ use uuid::Uuid;
 struct App {
     router: Router,
     log: EventLog,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +56,7 @@ async fn app_on(url: &str, consistency_wait_ms: u64, dir: tempfile::TempDir) -> 
     App {
         router,
         log,
+        url: url.to_owned(),
         _dir: dir,
     }
 }
@@ -79,6 +81,7 @@ fn request(
     match body {
         Some((content_type, body)) => request
             .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, body.len())
             .body(Body::from(body)),
         None => request.body(Body::empty()),
     }
@@ -133,6 +136,22 @@ impl App {
             .await
             .unwrap();
         (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Runs the inbox's projection in the background, as `serve` does (what finds a case by its
+    /// code), for as long as the test runs.
+    async fn follow_inbox(&self) {
+        use sportello_projections::inbox::Inbox;
+        let views = Views::open(&self.url).await.unwrap();
+        let inbox = sportello_projections::read_model::<Inbox>();
+        let guard = sportello_projections::runner::acquire(&views, &self.url, inbox, "test")
+            .await
+            .unwrap();
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            sportello_projections::runner::run(&log, &views, inbox, &guard, std::future::pending())
+                .await
+        });
     }
 
     async fn cases_opened(&self) -> usize {
@@ -847,4 +866,110 @@ async fn staff_sign_in_to_pages_that_act_on_their_comunes_cases_only_with_the_se
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_sends_the_documents_asked_for_and_rates_the_closed_case_once_on_its_page() {
+    use sportello_engine::app::staff::{self, Role};
+    let app = sqlite_app(2000).await;
+    app.follow_inbox().await;
+    let opened = app
+        .send(
+            "POST",
+            "/api/v1/cases",
+            &[],
+            Some(new_case("Passo carrabile")),
+        )
+        .await;
+    let (id, code, key) = (
+        opened.body["id"].as_str().unwrap().to_owned(),
+        opened.body["code"].as_str().unwrap().to_owned(),
+        opened.body["access_key"].as_str().unwrap().to_owned(),
+    );
+    let token = staff::issue(&app.log, "Mario", Role::Operator, "073015")
+        .await
+        .unwrap()
+        .token;
+    let bearer = format!("Bearer {token}");
+    let act = |action: &'static str, body: Value| {
+        let (app, bearer, id) = (&app, bearer.clone(), id.clone());
+        async move {
+            let answer = app
+                .send(
+                    "POST",
+                    &format!("/api/v1/staff/cases/{id}/{action}"),
+                    &[("authorization", &bearer)],
+                    Some(body),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{action}: {}", answer.body);
+        }
+    };
+    act("take-in-charge", json!({"office": "URP"})).await;
+    act("request-documents", json!({"documents": ["Planimetria"]})).await;
+
+    // The page shows what is asked and takes the answer; the key never leaves the page's body.
+    let follow = format!("code={code}&key={key}");
+    let (status, headers, html) = app.page("POST", "/pratiche", &[], Some(&follow)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(
+        html.contains("ufficio ti ha chiesto: Planimetria."),
+        "{html}"
+    );
+    let form_token = field_value(&html, "token");
+    let empty = format!("{follow}&token={form_token}&documents=+");
+    let (status, _, html) = app
+        .page("POST", "/pratiche/documenti", &[], Some(&empty))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"errore-documenti\""));
+    let sent = format!("{follow}&token={form_token}&documents=Planimetria+in+PDF");
+    for _ in 0..2 {
+        let (status, _, html) = app
+            .page("POST", "/pratiche/documenti", &[], Some(&sent))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("id=\"fatto\""));
+    }
+    let received = app
+        .log
+        .read_all(ReadAll {
+            event_types: vec!["DocumentsReceived".into()],
+            ..ReadAll::from(1)
+        })
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1, "the same form posted twice acts once");
+    let wrong = format!("code={code}&key=sbagliata&token={form_token}&documents=X");
+    let (status, _, _) = app
+        .page("POST", "/pratiche/documenti", &[], Some(&wrong))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Closed, the case is rated on its page: two stars ask where it went wrong; once only.
+    act("answer", json!({"text": "Autorizzato"})).await;
+    act("close", json!({"outcome": "accolta"})).await;
+    let (_, _, html) = app.page("POST", "/pratiche", &[], Some(&follow)).await;
+    assert!(html.contains("data-element=\"feedback\""), "{html}");
+    assert!(!html.contains("Ritira la richiesta"));
+    let rating = format!(
+        "target_type=case&target_id={code}&comune=073015&key={key}&back=%2Fpratiche&scale=stars&score=2"
+    );
+    let (status, _, html) = app.page("POST", "/valutazione", &[], Some(&rating)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Dove hai incontrato le maggiori difficolt"));
+    assert!(html.contains("name=\"reason_procedura_incerta\""));
+    let step = format!(
+        "{rating}&step=2&token={}&reason_procedura_incerta=si&comment=Troppi+passaggi",
+        field_value(&html, "token")
+    );
+    let (status, _, html) = app.page("POST", "/valutazione", &[], Some(&step)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Grazie per il tuo aiuto!"));
+    let again = step.replace("&token=", "&token=0");
+    let (status, _, html) = app.page("POST", "/valutazione", &[], Some(&again)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{html}");
+    assert!(html.contains("id=\"errore-valutazione\""));
 }

@@ -399,6 +399,10 @@ pub struct ComuneSettings {
     /// How citizens reach this comune's URP, shown on the public pages.
     #[serde(default)]
     pub urp: UrpContacts,
+    /// The comune rates its closed cases with the three faces of "Mettiamoci la faccia" rather
+    /// than Designers Italia's five stars.
+    #[serde(default)]
+    pub mettiamoci_la_faccia: bool,
 }
 
 /// The URP's contacts as the comune publishes them; each is shown only when set.

@@ -3,13 +3,14 @@
 //! A case's code and access key travel only in the body of a POST, never in a URL (URLs end up
 //! in logs, histories and referrers).
 
+use super::rating::RatingBox;
 use super::{Layout, Section, error_page, page};
 use crate::api::Shared;
 use crate::api::guard::ClientAddr;
 use crate::api::problem::ApiError;
 use crate::api::public::{
-    CitizenRequest, NewCaseRequest, case_timeline, citizen_actor, citizen_case, new_contact,
-    public_status,
+    CitizenRequest, NewCaseRequest, act_on_case, case_timeline, citizen_actor, citizen_case,
+    new_contact, public_status,
 };
 use askama::Template;
 use axum::Form;
@@ -21,7 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sportello_config::UrpContacts;
-use sportello_engine::domain::case::{CaseKind, Channel};
+use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel};
 use sportello_projections::catalogue::{self, CatalogueEntry};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -109,6 +110,8 @@ pub struct ServiceView {
     pub term_days: u64,
     /// The names of the comuni offering it.
     pub comuni: String,
+    /// Their ISTAT codes.
+    pub offered: Vec<String>,
     /// Forms in force: (title, version).
     pub forms: Vec<(String, u32)>,
 }
@@ -160,6 +163,7 @@ impl ServiceView {
                 .and_then(Value::as_u64)
                 .unwrap_or(30),
             comuni,
+            offered: offered.iter().map(|c| c.to_string()).collect(),
             forms: entry
                 .forms
                 .into_iter()
@@ -213,6 +217,8 @@ pub async fn services(
 pub struct ServicePage {
     pub layout: Layout,
     pub service: ServiceView,
+    /// Rated as a page of the first comune offering it.
+    pub rating: Option<RatingBox>,
 }
 
 pub async fn service(State(state): State<Shared>, Path(code): Path<String>) -> Response {
@@ -223,11 +229,16 @@ pub async fn service(State(state): State<Shared>, Path(code): Path<String>) -> R
     match found {
         Some(entry) => {
             let service = ServiceView::from_entry(&state, entry);
+            let rating = service
+                .offered
+                .first()
+                .map(|comune| RatingBox::service(&service.code, comune.clone()));
             page(
                 StatusCode::OK,
                 &ServicePage {
                     layout: Layout::new(&state, service.title.clone(), Section::Services),
                     service,
+                    rating,
                 },
             )
         }
@@ -537,12 +548,117 @@ pub struct MilestoneView {
 pub struct CaseStatusPage {
     pub layout: Layout,
     pub code: String,
+    /// Posted back by the page's forms: never in a URL.
+    pub key: String,
     pub status: String,
     pub received_at: Option<String>,
     pub taken_in_charge_at: Option<String>,
     pub expected_by: Option<String>,
     pub closed: bool,
     pub milestones: Vec<MilestoneView>,
+    /// The documents the office asks for, while it waits for them.
+    pub documents_asked: Option<Vec<String>>,
+    pub can_withdraw: bool,
+    pub rating: Option<RatingBox>,
+    /// What was just done.
+    pub done: Option<&'static str>,
+    /// A refusal, next to the form of the action it concerns: (action, message).
+    pub refused: Option<(&'static str, String)>,
+    pub token: String,
+}
+
+impl CaseStatusPage {
+    pub fn refusal(&self, action: &str) -> Option<&String> {
+        self.refused
+            .as_ref()
+            .filter(|(a, _)| *a == action)
+            .map(|(_, m)| m)
+    }
+}
+
+/// The case page of a citizen who gave its code and key.
+async fn status_page(
+    state: &Shared,
+    case_id: Uuid,
+    key: &str,
+    done: Option<&'static str>,
+    refused: Option<(&'static str, ApiError)>,
+) -> Response {
+    let (events, comune) = match (
+        case_timeline(state, case_id).await,
+        state.urp.case(case_id).await,
+    ) {
+        (Ok(timeline), Ok((case, _))) => (
+            timeline.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            case.comune,
+        ),
+        (Err(e), _) => return error_page(state, e),
+        (_, Err(e)) => return error_page(state, e.into()),
+    };
+    let status = public_status(&events);
+    let documents_asked = (status.status == "suspended")
+        .then(|| {
+            status
+                .milestones
+                .iter()
+                .rev()
+                .find_map(|m| m.documents.clone())
+        })
+        .flatten();
+    let closed = status.closed_at.is_some();
+    let rating =
+        (status.status == "closed").then(|| RatingBox::case(state, &status.code, key, &comune));
+    let http_status = refused.as_ref().map_or(StatusCode::OK, |(_, e)| e.status);
+    page(
+        http_status,
+        &CaseStatusPage {
+            layout: Layout::new(state, format!("Pratica {}", status.code), Section::Follow),
+            key: key.to_owned(),
+            status: status.status_label,
+            received_at: status.received_at.map(datetime_it),
+            taken_in_charge_at: status.taken_in_charge_at.map(datetime_it),
+            expected_by: status.expected_by.map(date_it),
+            closed,
+            can_withdraw: !matches!(status.status.as_str(), "answered" | "closed" | "withdrawn"),
+            milestones: status
+                .milestones
+                .into_iter()
+                .map(|m| MilestoneView {
+                    label: m.label,
+                    at: datetime_it(m.at),
+                    expected_by: m.expected_by.map(date_it),
+                    documents: m.documents.unwrap_or_default(),
+                })
+                .collect(),
+            code: status.code,
+            documents_asked,
+            rating,
+            done,
+            refused: refused.map(|(action, e)| (action, super::staff::problem_text(&e))),
+            token: Uuid::new_v4().to_string(),
+        },
+    )
+}
+
+/// The case of a code and key, or the follow page again with the reason.
+async fn followed(state: &Shared, code: &str, key: &str) -> Result<Uuid, Response> {
+    let code = code.trim().to_uppercase();
+    match citizen_case(state, &code, Some(key.trim())).await {
+        Ok(id) => Ok(id),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Err(page(
+            StatusCode::NOT_FOUND,
+            &FollowPage {
+                layout: Layout::new(
+                    state,
+                    "Errore: pratica non trovata · Segui la tua pratica",
+                    Section::Follow,
+                ),
+                code,
+                problem: Some(e.detail),
+            },
+        )),
+        Err(e) => Err(error_page(state, e)),
+    }
 }
 
 pub async fn follow_case(
@@ -554,52 +670,99 @@ pub async fn follow_case(
     if let Err(e) = state.limiter.check(address) {
         return error_page(&state, e);
     }
-    let code = input.code.trim().to_uppercase();
-    let case_id = match citizen_case(&state, &code, Some(input.key.trim())).await {
+    match followed(&state, &input.code, &input.key).await {
+        Ok(case_id) => status_page(&state, case_id, input.key.trim(), None, None).await,
+        Err(page) => page,
+    }
+}
+
+/// What the case page's forms post: the code and key again, and the action's own fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CaseActionInput {
+    pub code: String,
+    pub key: String,
+    pub token: String,
+    /// One document a line.
+    pub documents: String,
+    pub confirm: Option<String>,
+}
+
+/// `POST /pratiche/documenti` and `POST /pratiche/ritiro`: the citizen's two actions on a case.
+pub async fn case_action(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    Path(action): Path<String>,
+    Form(input): Form<CaseActionInput>,
+) -> Response {
+    if let Err(e) = state.limiter.check(address) {
+        return error_page(&state, e);
+    }
+    let case_id = match followed(&state, &input.code, &input.key).await {
         Ok(id) => id,
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            return page(
-                StatusCode::NOT_FOUND,
-                &FollowPage {
-                    layout: Layout::new(
-                        &state,
-                        "Errore: pratica non trovata · Segui la tua pratica",
-                        Section::Follow,
-                    ),
-                    code,
-                    problem: Some(e.detail),
+        Err(page) => return page,
+    };
+    let key = input.key.trim();
+    let (name, done, command) = match action.as_str() {
+        "documenti" => {
+            let documents: Vec<String> = input
+                .documents
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if documents.is_empty() {
+                let e = ApiError::invalid(
+                    "documents",
+                    "required",
+                    "Indica i documenti che stai inviando, uno per riga.",
+                );
+                return status_page(&state, case_id, key, None, Some(("documents", e))).await;
+            }
+            (
+                "documents",
+                "Abbiamo registrato l'invio dei documenti: il termine della pratica riprende a decorrere.",
+                CaseCommand::ReceiveDocuments {
+                    at: Utc::now(),
+                    suspended_days: 0,
+                    due_on: NaiveDate::default(),
                 },
+            )
+        }
+        "ritiro" => {
+            if input.confirm.is_none() {
+                let e = ApiError::invalid(
+                    "confirm",
+                    "confirmation_required",
+                    "Per ritirare la richiesta conferma di volerlo fare.",
+                );
+                return status_page(&state, case_id, key, None, Some(("withdraw", e))).await;
+            }
+            (
+                "withdraw",
+                "La richiesta è stata ritirata: l'ufficio non la tratterà più.",
+                CaseCommand::Withdraw { at: Utc::now() },
+            )
+        }
+        _ => {
+            return error_page(
+                &state,
+                ApiError::not_found("not_found", "La risorsa richiesta non esiste."),
             );
         }
-        Err(e) => return error_page(&state, e),
     };
-    let events = match case_timeline(&state, case_id).await {
-        Ok(timeline) => timeline.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-        Err(e) => return error_page(&state, e),
-    };
-    let status = public_status(&events);
-    page(
-        StatusCode::OK,
-        &CaseStatusPage {
-            layout: Layout::new(&state, format!("Pratica {}", status.code), Section::Follow),
-            code: status.code,
-            status: status.status_label,
-            received_at: status.received_at.map(datetime_it),
-            taken_in_charge_at: status.taken_in_charge_at.map(datetime_it),
-            expected_by: status.expected_by.map(date_it),
-            closed: status.closed_at.is_some(),
-            milestones: status
-                .milestones
-                .into_iter()
-                .map(|m| MilestoneView {
-                    label: m.label,
-                    at: datetime_it(m.at),
-                    expected_by: m.expected_by.map(date_it),
-                    documents: m.documents.unwrap_or_default(),
-                })
-                .collect(),
-        },
-    )
+    // The form's token makes the same form posted twice one action.
+    let command_id = Uuid::parse_str(&input.token)
+        .map(|t| Uuid::new_v5(&case_id, format!("{name}|{t}").as_bytes()))
+        .unwrap_or_else(|_| Uuid::now_v7());
+    match act_on_case(&state, &citizen_actor(), case_id, command_id, command).await {
+        Ok(_) => status_page(&state, case_id, key, Some(done), None).await,
+        Err(e) if e.status.is_client_error() => {
+            status_page(&state, case_id, key, None, Some((name, e))).await
+        }
+        Err(e) => error_page(&state, e),
+    }
 }
 
 #[derive(Template)]

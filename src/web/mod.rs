@@ -6,6 +6,7 @@
 //! ([`assets`]). Every page works without JavaScript.
 //!
 //! ## Layout
+//! - [`rating`]: rating a service page or a closed case (stars, or the three faces).
 //! - [`citizen`]: the public pages — home, catalogue of services, a new contact, following a case.
 //! - [`session`]: the staff's sign-in, sessions and CSRF tokens.
 //! - [`staff`]: the staff's pages — the inbox, a case and its actions, counter intake.
@@ -17,6 +18,7 @@
 pub mod assets;
 pub mod chart;
 pub mod citizen;
+pub mod rating;
 pub mod session;
 pub mod staff;
 pub mod stats;
@@ -46,7 +48,9 @@ pub fn routes() -> Router<Shared> {
             "/pratiche",
             get(citizen::follow_form).post(citizen::follow_case),
         )
+        .route("/pratiche/{action}", post(citizen::case_action))
         .route("/privacy", get(citizen::privacy))
+        .route("/valutazione", post(rating::rate))
         .route(
             session::SIGN_IN,
             get(session::sign_in_form).post(session::sign_in),
@@ -240,7 +244,8 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// The headers every response carries: a Content-Security-Policy that allows only this site's
-/// own files (no inline script or style, no framing), no MIME sniffing, no referrer outside.
+/// own files (no inline script or style, no framing), no MIME sniffing, no referrer outside; and
+/// `no-store` on pages.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -261,6 +266,13 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Pages may hold an access key or a citizen's data: no copy kept in any cache.
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if html && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 

@@ -24,6 +24,17 @@ visit(async ({ base, page, check, every, shots }) => {
   expect(await page.locator('text=Cosa serve').count() === 1, 'a service page without "Cosa serve"');
   await check('servizio');
 
+  // The page rated: four stars, then what worked, then thanks.
+  expect(await page.locator('[data-element="feedback"]').count() === 1, 'a service page without the rating box');
+  await page.click('label[for=stella-4]');
+  await page.click('[data-element="feedback"] button[type=submit]');
+  expect((await page.textContent('legend')).includes('aspetti che hai preferito'), 'four stars do not ask what worked');
+  await check('valutazione');
+  await page.click('label[for=motivo-indicazioni_chiare]');
+  await page.fill('#comment', 'Tutto chiaro, grazie.');
+  await page.click('form.sportello-form button[type=submit]');
+  expect((await page.textContent('h1')).includes('Grazie'), 'no thanks after rating');
+
   // The form sent empty: every error next to its field, and a summary that links to them.
   await page.goto(`${base}/contatti/nuovo`);
   await check('contatto');
@@ -64,6 +75,15 @@ visit(async ({ base, page, check, every, shots }) => {
   expect((await page.textContent('#stato-pratica')).trim() === 'Ricevuta', 'the case is not shown as received');
   expect(!page.url().includes(key), 'the key is in the URL');
   await check('pratica');
+
+  // Withdrawn by the citizen, who confirms it first.
+  await page.click('summary:text("Ritira la richiesta")');
+  await page.click('label[for=confirm]', { position: { x: 8, y: 8 } });
+  await page.click('form[action="/pratiche/ritiro"] button[type=submit]');
+  expect(await page.locator('#fatto').isVisible(), 'no confirmation of the withdrawal');
+  expect((await page.textContent('#stato-pratica')).trim() === 'Ritirata', 'the case is not withdrawn');
+  expect(!page.url().includes(key), 'the key is in the URL');
+  await check('pratica-ritirata');
 
   await page.goto(`${base}/privacy`);
   await check('privacy');
