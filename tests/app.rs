@@ -973,3 +973,184 @@ async fn a_citizen_sends_the_documents_asked_for_and_rates_the_closed_case_once_
     assert_eq!(status, StatusCode::CONFLICT, "{html}");
     assert!(html.contains("id=\"errore-valutazione\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_manages_accounts_and_tokens_and_erases_a_citizen_from_the_pages() {
+    use sportello_engine::app::staff::Role;
+    use sportello_engine::app::users;
+    let app = sqlite_app(2000).await;
+    app.follow_inbox().await;
+    let password = "una password lunga";
+    users::create(
+        &app.log,
+        "admin",
+        "Amministratore",
+        Role::Admin,
+        "073015",
+        password.into(),
+    )
+    .await
+    .unwrap();
+    users::create(
+        &app.log,
+        "operatore",
+        "Operatore",
+        Role::Operator,
+        "073015",
+        password.into(),
+    )
+    .await
+    .unwrap();
+    let operator = sign_in(&app, "operatore", "una+password+lunga").await;
+    let (status, _, _) = app
+        .page(
+            "GET",
+            "/ufficio/amministrazione",
+            &[("cookie", &operator)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an operator opens the administration"
+    );
+
+    let admin = sign_in(&app, "admin", "una+password+lunga").await;
+    let (status, _, html) = app
+        .page(
+            "GET",
+            "/ufficio/amministrazione",
+            &[("cookie", &admin)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let csrf = field_value(&html, "csrf");
+    let post = |action: &str, form: String| {
+        let (app, admin, action) = (&app, admin.clone(), action.to_owned());
+        async move {
+            app.page(
+                "POST",
+                &format!("/ufficio/amministrazione/{action}"),
+                &[("cookie", &admin)],
+                Some(&form),
+            )
+            .await
+        }
+    };
+
+    // A new account, whose password is shown once and works.
+    let (status, _, html) = post(
+        "crea-utente",
+        format!(
+            "csrf={csrf}&username=Nuova.Collega&name=Nuova+Collega&role=operator&comune=073015"
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let secret = text_of(&html, "segreto");
+    assert!(
+        users::sign_in(&app.log, "nuova.collega", &secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (status, _, html) = post(
+        "crea-utente",
+        format!("csrf={csrf}&username=nuova.collega&name=Altra&role=operator&comune=073015"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"errore-crea-utente\"") && html.contains("esiste già"));
+    // Without the session's token, nothing.
+    let (status, _, _) = post(
+        "disattiva-utente",
+        "csrf=altro&username=nuova.collega".into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        users::sign_in(&app.log, "nuova.collega", &secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (status, _, _) = post(
+        "disattiva-utente",
+        format!("csrf={csrf}&username=nuova.collega"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        users::sign_in(&app.log, "nuova.collega", &secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A token for an application: shown once, it opens the API until revoked.
+    let (_, _, html) = post(
+        "crea-token",
+        format!("csrf={csrf}&name=Gestionale+protocollo&role=operator&comune=073015"),
+    )
+    .await;
+    let token = text_of(&html, "segreto");
+    let bearer = format!("Bearer {token}");
+    let me = app
+        .send(
+            "GET",
+            "/api/v1/staff/me",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["name"], "Gestionale protocollo");
+    let id = token.split('_').nth(1).unwrap();
+    let id = Uuid::parse_str(id).unwrap();
+    let (_, _, html) = post("revoca-token", format!("csrf={csrf}&id={id}")).await;
+    assert!(html.contains("Token revocato"), "{html}");
+
+    // A citizen erased: their case shows "dati cancellati" from then on.
+    let opened = app
+        .send(
+            "POST",
+            "/api/v1/cases",
+            &[],
+            Some(new_case("Rumori dal bar")),
+        )
+        .await;
+    let case = format!("/ufficio/pratiche/{}", opened.body["id"].as_str().unwrap());
+    let (_, _, html) = app.page("GET", &case, &[("cookie", &admin)], None).await;
+    let subject = text_of(&html, "interessato");
+    let (status, _, html) = post(
+        "cancella-interessato",
+        format!("csrf={csrf}&subject={subject}&reason=Prot.+123"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "erased without confirming"
+    );
+    assert!(html.contains("id=\"errore-cancella-interessato\""));
+    let mut erased = String::new();
+    for _ in 0..50 {
+        let (status, _, html) = post(
+            "cancella-interessato",
+            format!("csrf={csrf}&subject={subject}&reason=Prot.+123&confirm=si"),
+        )
+        .await;
+        erased = html;
+        if status == StatusCode::OK {
+            break;
+        }
+        // The inbox, which says whose the case is, may not have it yet.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(erased.contains("sono stati cancellati"), "{erased}");
+    let (_, _, html) = app.page("GET", &case, &[("cookie", &admin)], None).await;
+    assert!(html.contains("Dati cancellati"), "{html}");
+    assert!(!html.contains("Giuseppe Verdi") && !html.contains("Rumori dal bar"));
+}

@@ -54,7 +54,8 @@ fn drive(store: &Store, script: &str, name: &str) -> serde_json::Value {
     report
 }
 
-/// The accounts the staff's script signs in with: an operator of Massafra, a supervisor of Statte.
+/// The accounts the staff's script signs in with: an operator of Massafra, a supervisor of
+/// Statte, an administrator.
 fn users(store: &Store, script: &str) -> Vec<(&'static str, String)> {
     if script != "staff.cjs" {
         return Vec::new();
@@ -85,6 +86,10 @@ fn users(store: &Store, script: &str) -> Vec<(&'static str, String)> {
         (
             "SPORTELLO_TEST_OTHER",
             create("anna.statte", "supervisor", "073029"),
+        ),
+        (
+            "SPORTELLO_TEST_ADMIN",
+            create("amministratore", "admin", "073015"),
         ),
     ]
 }
@@ -128,7 +133,7 @@ fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_sqlite(
         dir: Some(dir.path().to_owned()),
     };
     let report = drive(&store, "staff.cjs", "staff-sqlite");
-    assert_eq!(report["pages"].as_array().unwrap().len(), 11, "{report}");
+    assert_eq!(report["pages"].as_array().unwrap().len(), 12, "{report}");
 }
 
 #[test]
@@ -139,6 +144,6 @@ fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_postgre
             dir: None,
         };
         let report = drive(&store, "staff.cjs", "staff-postgresql");
-        assert_eq!(report["pages"].as_array().unwrap().len(), 11, "{report}");
+        assert_eq!(report["pages"].as_array().unwrap().len(), 12, "{report}");
     });
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use sportello_config::Settings;
-use sportello_workers::queue::{Job, JobInfo, Queue, Queues, STATUSES};
+use sportello_workers::queue::{Job, JobInfo, Queue, Queues, Retried, STATUSES};
 use sportello_workers::schedule::{self, Schedule};
 use std::process::ExitCode;
 
@@ -72,19 +72,17 @@ pub async fn run(settings: &Settings, command: JobsCommand) -> anyhow::Result<Ex
                 return Ok(ExitCode::from(1));
             }
         }
-        JobsCommand::Retry { id } => {
-            let new_id = match retry(&queues.notices, &id, attempts).await? {
-                Some(new_id) => new_id,
-                None => match retry(&queues.scheduled, &id, attempts).await? {
-                    Some(new_id) => new_id,
-                    None => {
-                        eprintln!("sportello: no job {id}");
-                        return Ok(ExitCode::from(1));
-                    }
-                },
-            };
-            println!("sportello: job {id} queued again as {new_id}");
-        }
+        JobsCommand::Retry { id } => match queues.retry(&id, attempts).await? {
+            Retried::Queued(new_id) => println!("sportello: job {id} queued again as {new_id}"),
+            Retried::NotFailed(status) => {
+                bail!("job {id} is {status}: only a failed or dead job is queued again")
+            }
+            Retried::Unreadable => bail!("job {id} carries nothing this program can read"),
+            Retried::Missing => {
+                eprintln!("sportello: no job {id}");
+                return Ok(ExitCode::from(1));
+            }
+        },
         JobsCommand::Schedules { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)
@@ -104,27 +102,6 @@ async fn list<J: Job>(
         }
     }
     Ok(())
-}
-
-/// Queues the work of job `id` again if this queue has it; `None` when it does not.
-async fn retry<J: Job>(
-    queue: &Queue<J>,
-    id: &str,
-    attempts: u64,
-) -> anyhow::Result<Option<String>> {
-    let Some(job) = queue.find(id).await? else {
-        return Ok(None);
-    };
-    if !matches!(job.status.as_str(), "Failed" | "Killed") {
-        bail!(
-            "job {id} is {}: only a failed or dead job is queued again",
-            job.status
-        );
-    }
-    let Some(work) = job.job else {
-        bail!("job {id} carries nothing this program can read");
-    };
-    Ok(Some(queue.requeue(&work, attempts).await?))
 }
 
 fn print_row<J: Job>(job: &JobInfo<J>) {

@@ -10,11 +10,13 @@
 //! - [`citizen`]: the public pages — home, catalogue of services, a new contact, following a case.
 //! - [`session`]: the staff's sign-in, sessions and CSRF tokens.
 //! - [`staff`]: the staff's pages — the inbox, a case and its actions, counter intake.
+//! - [`admin`]: the administrators' page — accounts, tokens, erasure, jobs, open data.
 //! - [`stats`]: the statistics page, its charts ([`chart`]), tables and CSV files.
 //! - [`assets`]: the embedded static files.
 //! - This module: the routes, the security headers every response carries, the check that a form
 //!   was posted from this site, and the HTML error page.
 
+pub mod admin;
 pub mod assets;
 pub mod chart;
 pub mod citizen;
@@ -59,6 +61,8 @@ pub fn routes() -> Router<Shared> {
         .route(session::HOME, get(staff::inbox).post(staff::inbox_search))
         .route("/ufficio/pratiche/{id}", get(staff::case_page))
         .route("/ufficio/pratiche/{id}/{action}", post(staff::act))
+        .route("/ufficio/amministrazione", get(admin::overview))
+        .route("/ufficio/amministrazione/{action}", post(admin::act))
         .route("/ufficio/statistiche", get(stats::statistics))
         .route("/ufficio/statistiche/{table}", get(stats::csv))
         .route(
@@ -84,6 +88,7 @@ pub struct Layout {
 pub struct StaffBar {
     /// Operators, supervisors and admins; analysts see only the statistics.
     pub works_cases: bool,
+    pub admin: bool,
     pub name: String,
     pub role: &'static str,
     pub comune: String,
@@ -99,6 +104,7 @@ pub enum Section {
     Inbox,
     Intake,
     Stats,
+    Admin,
     Other,
 }
 
@@ -123,6 +129,7 @@ impl Layout {
         Self {
             staff: signed_in.map(|s| StaffBar {
                 works_cases: s.member().role.works_cases(),
+                admin: s.member().role == Role::Admin,
                 name: s.member().name.clone(),
                 role: role_label(s.member().role),
                 comune: comune_name(state, &s.member().comune),
@@ -135,6 +142,11 @@ impl Layout {
     /// The signed-in staff member's name (empty on public pages).
     pub fn staff_name(&self) -> &str {
         self.staff.as_ref().map_or("", |s| s.name.as_str())
+    }
+
+    /// An administrator is signed in.
+    pub fn is_admin(&self) -> bool {
+        self.staff.as_ref().is_some_and(|s| s.admin)
     }
 
     /// The session's CSRF token, for the forms of a staff page.

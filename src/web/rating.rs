@@ -153,8 +153,8 @@ pub async fn rate(
 ) -> Response {
     // Each reason is a checkbox of its own (`reason_<code>`): a form without repeated names.
     let chosen: Vec<String> = fields
-        .iter()
-        .filter_map(|(k, _)| k.strip_prefix("reason_").map(str::to_owned))
+        .keys()
+        .filter_map(|k| k.strip_prefix("reason_").map(str::to_owned))
         .collect();
     let form: RatingForm = serde_json::to_value(&fields)
         .and_then(serde_json::from_value)

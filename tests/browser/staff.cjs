@@ -1,15 +1,17 @@
 // An URP operator's morning in a real browser: signing in (a wrong password first), the inbox
 // and its filters, a citizen registered at the counter, the subject search, the case worked from
 // taken in charge to closed with a refusal of the domain on the way, the statistics, signing
-// out; then a supervisor of another comune who must not see that case. harness.cjs checks every
-// page with axe-core and fails on any console error.
+// out; then a supervisor of another comune who must not see that case, and an administrator.
+// harness.cjs checks every page with axe-core and fails on any console error.
 //
-// Credentials come in SPORTELLO_TEST_OPERATOR and SPORTELLO_TEST_OTHER as `username:password`.
+// Credentials come in SPORTELLO_TEST_OPERATOR, SPORTELLO_TEST_OTHER and SPORTELLO_TEST_ADMIN as
+// `username:password`.
 
 const { visit, expect } = require('./harness.cjs');
 
 const [operator, operatorPassword] = process.env.SPORTELLO_TEST_OPERATOR.split(':');
 const [other, otherPassword] = process.env.SPORTELLO_TEST_OTHER.split(':');
+const [admin, adminPassword] = process.env.SPORTELLO_TEST_ADMIN.split(':');
 
 async function signIn(page, username, password) {
   await page.fill('#username', username);
@@ -116,5 +118,18 @@ visit(async ({ base, page, context, check }) => {
   await check('pratiche-altro-comune');
   const answer = await page.goto(caseUrl);
   expect(answer.status() === 404, `another comune opens the case (${answer.status()})`);
+
+  // An administrator creates an account; its password is shown once, on that page.
+  await page.goto(`${base}/ufficio`);
+  await page.click('nav >> text=Esci');
+  await signIn(page, admin, adminPassword);
+  await page.click('nav >> text=Amministrazione');
+  await page.fill('#username', 'nuova.collega');
+  await page.fill('#name', 'Nuova Collega');
+  await page.selectOption('#role', 'operator');
+  await page.click('form[action$="crea-utente"] button[type=submit]');
+  expect((await page.textContent('#segreto')).trim().length >= 20, 'no password shown for the new account');
+  expect(await page.locator('th:text-is("nuova.collega")').count() === 1, 'the new account is not listed');
+  await check('amministrazione');
   return { inbox_rows: listed };
 });

@@ -642,6 +642,35 @@ impl<J: Job> Queue<J> {
     }
 }
 
+/// What asking to retry a job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// Queued again under this new id.
+    Queued(String),
+    /// Only a failed or dead job is queued again; this one is in that status.
+    NotFailed(String),
+    /// The job carries nothing this program can read.
+    Unreadable,
+    /// No queue holds it.
+    Missing,
+}
+
+impl<J: Job> Queue<J> {
+    /// Queues the work of the failed or dead job `id` again; `Missing` if this queue lacks it.
+    pub async fn retry(&self, id: &str, attempts: u64) -> Result<Retried, QueueError> {
+        let Some(job) = self.find(id).await? else {
+            return Ok(Retried::Missing);
+        };
+        if !matches!(job.status.as_str(), "Failed" | "Killed") {
+            return Ok(Retried::NotFailed(job.status));
+        }
+        match job.job {
+            Some(work) => Ok(Retried::Queued(self.requeue(&work, attempts).await?)),
+            None => Ok(Retried::Unreadable),
+        }
+    }
+}
+
 /// Every queue of the workers, on one backend.
 #[derive(Clone)]
 pub struct Queues {
@@ -657,6 +686,14 @@ impl Queues {
             notices: Queue::on(&connection, settings),
             scheduled: Queue::on(&connection, settings),
         })
+    }
+
+    /// Queues the work of the failed or dead job `id` again, whichever queue holds it.
+    pub async fn retry(&self, id: &str, attempts: u64) -> Result<Retried, QueueError> {
+        match self.notices.retry(id, attempts).await? {
+            Retried::Missing => self.scheduled.retry(id, attempts).await,
+            found => Ok(found),
+        }
     }
 
     /// Each queue's depth by state: (queue, state, count).

@@ -187,3 +187,51 @@ pub async fn verify(log: &EventLog, token: &str) -> Result<Option<StaffMember>, 
     }
     Ok(member)
 }
+
+/// A token as the administration lists it (never its secret, which is not kept).
+#[derive(Debug, Clone)]
+pub struct TokenSummary {
+    pub token_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub comune: String,
+    pub issued_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// Every token, oldest first.
+pub async fn list(log: &EventLog) -> Result<Vec<TokenSummary>, StoreError> {
+    let mut events = log.read_all(crate::ReadAll {
+        categories: vec![CATEGORY.into()],
+        ..crate::ReadAll::from(1)
+    });
+    let mut tokens: Vec<TokenSummary> = Vec::new();
+    while let Some(recorded) = events.try_next().await? {
+        let Ok(token_id) = recorded.stream.id().parse::<Uuid>() else {
+            continue;
+        };
+        match recorded.decode::<TokenEvent>() {
+            Ok(TokenEvent::TokenIssued {
+                name,
+                role,
+                comune,
+                issued_at,
+                ..
+            }) => tokens.push(TokenSummary {
+                token_id,
+                name,
+                role,
+                comune,
+                issued_at,
+                revoked: false,
+            }),
+            Ok(TokenEvent::TokenRevoked { .. }) => {
+                if let Some(t) = tokens.iter_mut().find(|t| t.token_id == token_id) {
+                    t.revoked = true;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(tokens)
+}

@@ -269,3 +269,57 @@ pub async fn disable(log: &EventLog, username: &str) -> Result<Uuid, UserError> 
     .await?;
     Ok(id)
 }
+
+/// An account as the administration lists it.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub username: String,
+    pub name: String,
+    pub role: Role,
+    pub comune: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every account, by username.
+pub async fn list(log: &EventLog) -> Result<Vec<UserSummary>, StoreError> {
+    let mut events = log.read_all(crate::ReadAll {
+        categories: vec![CATEGORY.into()],
+        ..crate::ReadAll::from(1)
+    });
+    let mut users: std::collections::BTreeMap<String, UserSummary> = Default::default();
+    while let Some(recorded) = events.try_next().await? {
+        let stream = recorded.stream.id().to_owned();
+        match recorded.decode::<UserEvent>() {
+            Ok(UserEvent::UserCreated {
+                username,
+                name,
+                role,
+                comune,
+                at,
+                ..
+            }) => {
+                users.insert(
+                    stream,
+                    UserSummary {
+                        username,
+                        name,
+                        role,
+                        comune,
+                        active: true,
+                        created_at: at,
+                    },
+                );
+            }
+            Ok(UserEvent::UserDisabled { .. }) => {
+                if let Some(u) = users.get_mut(&stream) {
+                    u.active = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut users: Vec<UserSummary> = users.into_values().collect();
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    Ok(users)
+}
