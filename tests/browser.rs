@@ -95,7 +95,7 @@ fn users(store: &Store, script: &str) -> Vec<(&'static str, String)> {
 }
 
 fn check_citizen_visit(report: &serde_json::Value) {
-    assert_eq!(report["pages"].as_array().unwrap().len(), 12, "{report}");
+    assert_eq!(report["pages"].as_array().unwrap().len(), 15, "{report}");
     // Bootstrap Italia's CSS, the fonts the home page uses and the page itself, compressed.
     let weight = report["first_load_bytes"].as_u64().unwrap();
     assert!(

@@ -69,7 +69,7 @@ pub struct ComuneView {
     pub urp: UrpContacts,
 }
 
-fn comuni(state: &Shared) -> Vec<ComuneView> {
+pub(crate) fn comuni(state: &Shared) -> Vec<ComuneView> {
     state
         .settings
         .comuni
@@ -112,8 +112,8 @@ pub struct ServiceView {
     pub comuni: String,
     /// Their ISTAT codes.
     pub offered: Vec<String>,
-    /// Forms in force: (title, version).
-    pub forms: Vec<(String, u32)>,
+    /// Forms in force: (id, title, version).
+    pub forms: Vec<(String, String, u32)>,
 }
 
 impl ServiceView {
@@ -167,7 +167,7 @@ impl ServiceView {
             forms: entry
                 .forms
                 .into_iter()
-                .map(|f| (f.title, f.version))
+                .map(|f| (f.id, f.title, f.version))
                 .collect(),
         }
     }

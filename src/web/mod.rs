@@ -6,6 +6,7 @@
 //! ([`assets`]). Every page works without JavaScript.
 //!
 //! ## Layout
+//! - [`forms`]: a published form, generated from its definition, filled in and sent.
 //! - [`rating`]: rating a service page or a closed case (stars, or the three faces).
 //! - [`citizen`]: the public pages — home, catalogue of services, a new contact, following a case.
 //! - [`session`]: the staff's sign-in, sessions and CSRF tokens.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod assets;
 pub mod chart;
 pub mod citizen;
+pub mod forms;
 pub mod rating;
 pub mod session;
 pub mod staff;
@@ -51,6 +53,7 @@ pub fn routes() -> Router<Shared> {
             get(citizen::follow_form).post(citizen::follow_case),
         )
         .route("/pratiche/{action}", post(citizen::case_action))
+        .route("/moduli/{id}", get(forms::show).post(forms::send))
         .route("/privacy", get(citizen::privacy))
         .route("/valutazione", post(rating::rate))
         .route(

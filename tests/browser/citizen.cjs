@@ -35,6 +35,37 @@ visit(async ({ base, page, check, every, shots }) => {
   await page.click('form.sportello-form button[type=submit]');
   expect((await page.textContent('h1')).includes('Grazie'), 'no thanks after rating');
 
+  // A published form of the service: sent empty, every error beside its field; then filled.
+  await page.click('text=Torna alla pagina precedente');
+  await page.locator('a[href^="/moduli/"]').first().click();
+  await check('modulo');
+  await page.click('form.sportello-form button[type=submit]');
+  expect(await page.locator('#riepilogo-errori').isVisible(), 'a form sent empty shows no errors');
+  const required = await page.locator('label:has-text("(obbligatorio)")[for^=campo_]').count();
+  const beside = await page.locator('[id^=campo_][id$=-errore]').count();
+  expect(required > 0 && beside === required, `${beside} errors beside ${required} required fields`);
+  await check('modulo-errori');
+  await page.selectOption('#comune', { index: 1 });
+  for (const input of await page.locator('[name^=campo_]').all()) {
+    const tag = await input.evaluate((e) => e.tagName.toLowerCase());
+    const type = await input.getAttribute('type');
+    if (tag === 'select') await input.selectOption({ index: 1 });
+    else if (type === 'checkbox') await page.click(`label[for="${await input.getAttribute('id')}"]`, { position: { x: 8, y: 8 } });
+    else if (type === 'email') await input.fill('cittadina@example.it');
+    else if (type === 'tel') await input.fill('333 1234567');
+    else if (type === 'date') await input.fill('2026-01-15');
+    else if (type === 'number') await input.fill((await input.getAttribute('min')) || '1');
+    else await input.fill('Prova');
+  }
+  // Bootstrap Italia draws its own checkboxes: a person clicks the label.
+  for (const box of await page.locator('[name^=documento_]').all()) {
+    await page.click(`label[for="${await box.getAttribute('id')}"]`, { position: { x: 8, y: 8 } });
+  }
+  await page.click('label[for=privacy_consent-box]', { position: { x: 8, y: 8 } });
+  await page.click('form.sportello-form button[type=submit]');
+  expect(/^\d+$/.test((await page.textContent('#numero-domanda')).trim()), 'no registration number after sending the form');
+  await check('modulo-inviato');
+
   // The form sent empty: every error next to its field, and a summary that links to them.
   await page.goto(`${base}/contatti/nuovo`);
   await check('contatto');
