@@ -177,33 +177,50 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     );
 
     let today = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
+    // Where page 201 of each comune's inbox starts: the pages' keyset cursor, against the offset
+    // the API takes.
+    const DEEP: u64 = 10_000;
+    let mut cursors = Vec::new();
+    for comune in COMUNI {
+        let q = InboxQuery {
+            comune: Some(comune.to_owned()),
+            limit: 1,
+            offset: DEEP - 1,
+            ..InboxQuery::default()
+        };
+        let last = inbox::query(&views, &q, today).await?.entries.pop();
+        cursors.push(last.map(|e| (e.row.due_on, e.row.code)));
+    }
     let mut inbox_ms = Vec::new();
-    let mut by_kind: [Vec<f64>; 6] = Default::default();
+    let mut by_kind: [Vec<f64>; 8] = Default::default();
     // The first pass (every comune, kind of query and month once) warms the caches as a
     // running server's are; the next ones are timed.
-    let warm_up = 6 * 24 * 3;
-    for i in 0..warm_up + args.queries * 6 {
-        let comune = COMUNI[(i / 6 / 24 % 3) as usize].to_owned();
+    let warm_up = 8 * 24 * 3;
+    for i in 0..warm_up + args.queries * 8 {
+        let comune_index = (i / 8 / 24 % 3) as usize;
+        let comune = COMUNI[comune_index].to_owned();
         let mut q = InboxQuery {
             comune: Some(comune),
             limit: 50,
             ..InboxQuery::default()
         };
-        match i % 6 {
+        match i % 8 {
             0 => {}
             1 => q.status = Some("received".into()),
             2 => q.overdue = Some(true),
             3 => {
-                let kind = sportello_engine::domain::case::CaseKind::ALL[(i / 6 % 6) as usize];
+                let kind = sportello_engine::domain::case::CaseKind::ALL[(i / 8 % 6) as usize];
                 q.kind = Some(sportello_projections::name_of(&kind));
                 q.channel = Some(sportello_projections::name_of(
-                    &Channel::ALL[(i / 36 % 7) as usize],
+                    &Channel::ALL[(i / 48 % 7) as usize],
                 ));
             }
             4 => q.code = Some(format!("BEN-2025-{:06}", (i * 7919) % args.cases)),
+            6 => q.offset = DEEP,
+            7 => q.after = cursors[comune_index].clone(),
             _ => {
                 // A month of the two years, second page.
-                let month = (i / 6 % 24) as u32;
+                let month = (i / 8 % 24) as u32;
                 q.received_from =
                     NaiveDate::from_ymd_opt(2025 + (month / 12) as i32, month % 12 + 1, 1);
                 q.received_until = q
@@ -219,7 +236,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
             continue;
         }
         inbox_ms.push(ms);
-        by_kind[(i % 6) as usize].push(ms);
+        by_kind[(i % 8) as usize].push(ms);
         std::hint::black_box(page);
     }
     let groupings: [&[&str]; 4] = [
@@ -253,13 +270,15 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         "kind+channel",
         "code",
         "month+page 2",
+        "page 201 offset",
+        "page 201 keyset",
     ]
     .into_iter()
     .zip(by_kind)
     {
         times.sort_by(f64::total_cmp);
         eprintln!(
-            "inbox {name:<13} p50 {:7.2} ms  p99 {:7.2} ms",
+            "inbox {name:<15} p50 {:7.2} ms  p99 {:7.2} ms",
             percentile(&times, 0.5),
             percentile(&times, 0.99)
         );

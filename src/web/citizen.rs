@@ -4,7 +4,7 @@
 //! in logs, histories and referrers).
 
 use super::rating::RatingBox;
-use super::{Layout, Section, error_page, page};
+use super::{Layout, Section, comune_name, error_page, page};
 use crate::api::Shared;
 use crate::api::guard::ClientAddr;
 use crate::api::problem::ApiError;
@@ -467,13 +467,7 @@ pub async fn open_contact(
         Err(_) => Uuid::now_v7(),
     };
     let receipt_by_email = optional(&form.email).is_some();
-    let comune = state
-        .settings
-        .comuni
-        .iter()
-        .find(|c| c.istat.to_string() == form.comune)
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
+    let comune = comune_name(&state, &form.comune);
     match state
         .urp
         .open_case(&citizen_actor(), new_contact(request, case_id))

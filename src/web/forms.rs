@@ -324,89 +324,84 @@ pub async fn send(
             "Per inviare la domanda conferma di aver letto l'informativa sul trattamento dei dati personali.".to_owned(),
         ));
     }
-    if !errors.is_empty() {
-        // The form's own fields are checked too, so that one try shows every error.
-        let (field_errors, others) = match validate_submission(&def, &values, &documents) {
-            Ok(()) => (BTreeMap::new(), Vec::new()),
-            Err(found) => split_errors(&def, found.into_iter().map(|e| (e.field, e.message))),
+    let (field_errors, errors) = 'refused: {
+        if !errors.is_empty() {
+            // The form's own fields are checked too, so that one try shows every error.
+            let (field_errors, others) = match validate_submission(&def, &values, &documents) {
+                Ok(()) => (BTreeMap::new(), Vec::new()),
+                Err(found) => split_errors(&def, found.into_iter().map(|e| (e.field, e.message))),
+            };
+            errors.extend(others);
+            break 'refused (field_errors, errors);
+        }
+        let request = SubmissionRequest {
+            form_id: id.clone(),
+            form_version: version,
+            comune,
+            values,
+            documents,
+            citizen: CitizenRequest {
+                name: optional(&posted, "name"),
+                email: optional(&posted, "email"),
+                phone: optional(&posted, "phone"),
+                fiscal_code: optional(&posted, "fiscal_code").map(|c| c.to_uppercase()),
+            },
+            privacy_consent: true,
         };
-        errors.extend(others);
-        return form_page(
-            &state,
-            &id,
-            version,
-            def,
-            posted,
-            field_errors,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
+        // The same form posted twice (a double click, a reload) is one submission.
+        let fingerprint = serde_json::to_string(&posted).unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        if let Some(token) = posted.get("token").and_then(|t| Uuid::parse_str(t).ok())
+            && let Ok(value) = HeaderValue::from_str(&format!("form-{token}"))
+        {
+            headers.insert("idempotency-key", value);
+        }
+        match submit(
+            State(state.clone()),
+            ClientAddr(address),
+            headers,
+            Body(request, fingerprint),
         )
-        .await;
-    }
-    let request = SubmissionRequest {
-        form_id: id.clone(),
-        form_version: version,
-        comune,
-        values,
-        documents,
-        citizen: CitizenRequest {
-            name: optional(&posted, "name"),
-            email: optional(&posted, "email"),
-            phone: optional(&posted, "phone"),
-            fiscal_code: optional(&posted, "fiscal_code").map(|c| c.to_uppercase()),
-        },
-        privacy_consent: true,
+        .await
+        {
+            Ok((_, axum::Json(done))) => {
+                return page(
+                    StatusCode::OK,
+                    &FormDone {
+                        layout: Layout::new(&state, "Domanda inviata", Section::Services),
+                        title: def.title,
+                        registration_number: done.registration_number,
+                        code: done.case.code,
+                        access_key: done.case.access_key.unwrap_or_default(),
+                        expected_by: date_it(done.case.expected_by),
+                    },
+                );
+            }
+            Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                // The domain's errors name the form's fields (or a document, or the citizen's data).
+                let (field_errors, mut others) = split_errors(
+                    &def,
+                    e.errors
+                        .iter()
+                        .map(|p| (p.field.clone(), p.message.clone())),
+                );
+                if field_errors.is_empty() && others.is_empty() {
+                    others.push((String::new(), e.detail));
+                }
+                (field_errors, others)
+            }
+            Err(e) => return error_page(&state, e),
+        }
     };
-    // The same form posted twice (a double click, a reload) is one submission.
-    let fingerprint = serde_json::to_string(&posted).unwrap_or_default();
-    let mut headers = HeaderMap::new();
-    if let Some(token) = posted.get("token").and_then(|t| Uuid::parse_str(t).ok())
-        && let Ok(value) = HeaderValue::from_str(&format!("form-{token}"))
-    {
-        headers.insert("idempotency-key", value);
-    }
-    match submit(
-        State(state.clone()),
-        ClientAddr(address),
-        headers,
-        Body(request, fingerprint),
+    form_page(
+        &state,
+        &id,
+        version,
+        def,
+        posted,
+        field_errors,
+        errors,
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await
-    {
-        Ok((_, axum::Json(done))) => page(
-            StatusCode::OK,
-            &FormDone {
-                layout: Layout::new(&state, "Domanda inviata", Section::Services),
-                title: def.title,
-                registration_number: done.registration_number,
-                code: done.case.code,
-                access_key: done.case.access_key.unwrap_or_default(),
-                expected_by: date_it(done.case.expected_by),
-            },
-        ),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            // The domain's errors name the form's fields (or a document, or the citizen's data).
-            let (field_errors, mut others) = split_errors(
-                &def,
-                e.errors
-                    .iter()
-                    .map(|p| (p.field.clone(), p.message.clone())),
-            );
-            if field_errors.is_empty() && others.is_empty() {
-                others.push((String::new(), e.detail));
-            }
-            form_page(
-                &state,
-                &id,
-                version,
-                def,
-                posted,
-                field_errors,
-                others,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err(e) => error_page(&state, e),
-    }
 }
