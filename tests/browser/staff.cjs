@@ -1,7 +1,9 @@
 // An URP operator's morning in a real browser: signing in (a wrong password first), the inbox
 // and its filters, a citizen registered at the counter, the subject search, the case worked from
-// taken in charge to closed with a refusal of the domain on the way, the statistics, signing
-// out; then a supervisor of another comune who must not see that case, and an administrator.
+// taken in charge to closed with a refusal of the domain on the way — the citizen sending the
+// documents asked for on the case's page, then rating the closed case, which the statistics
+// count — the statistics, signing out; then a supervisor of another comune who must not see that
+// case, and an administrator.
 // harness.cjs checks every page with axe-core and fails on any console error.
 //
 // Credentials come in SPORTELLO_TEST_OPERATOR, SPORTELLO_TEST_OTHER and SPORTELLO_TEST_ADMIN as
@@ -54,7 +56,8 @@ visit(async ({ base, page, context, check }) => {
   await page.click('label[for=privacy_informed-box]', { position: { x: 8, y: 8 } });
   await page.click('form.sportello-form button[type=submit]');
   expect(await page.locator('#registrata').isVisible(), 'the contact was not registered');
-  const code = (await page.textContent('#registrata strong')).trim();
+  const code = (await page.textContent('#registrata strong >> nth=0')).trim();
+  const key = (await page.textContent('#registrata strong >> nth=1')).trim();
   expect(/^MAS-\d{4}-\d{6}$/.test(code), `unexpected case code ${code}`);
   await check('sportello-registrato');
 
@@ -82,6 +85,23 @@ visit(async ({ base, page, context, check }) => {
   }
   await act('take-in-charge');
   expect((await page.textContent('#stato')).trim() === 'Presa in carico', 'not taken in charge');
+  await act('request-documents', () => page.fill('#documents', "Documento d'identità"));
+  expect((await page.textContent('#stato')).trim() === 'In attesa di documenti', 'no documents asked for');
+
+  // The citizen follows the case with its code and key and says which documents were sent.
+  async function follow() {
+    await page.goto(`${base}/pratiche`);
+    await page.fill('#code', code);
+    await page.fill('#key', key);
+    await page.click('form[action="/pratiche"] button[type=submit]');
+  }
+  await follow();
+  await page.fill('#documents', "Documento d'identità, inviato per PEC");
+  await page.click('form[action="/pratiche/documenti"] button[type=submit]');
+  expect(await page.locator('#fatto').isVisible(), 'the documents sent are not acknowledged');
+  await check('pratica-cittadino');
+  await page.goto(caseUrl);
+  expect((await page.textContent('#stato')).trim() === 'Presa in carico', 'the term did not resume');
   await act('assign', () => page.fill('#operator', 'Mario Rossi'));
   await act('answer', () => page.fill('#text', 'Il cantiere lavorerà solo di giorno da lunedì.'));
   await act('close', () => page.selectOption('#outcome', 'accolta'));
@@ -90,6 +110,31 @@ visit(async ({ base, page, context, check }) => {
   await act('answer', () => page.fill('#text', 'Una seconda risposta'));
   expect(await page.locator('#errore-answer').isVisible(), 'no refusal beside the answer form');
   await check('pratica-rifiuto');
+
+  // The citizen rates the closed case; the statistics count the rating.
+  const month = new Date().toISOString().slice(0, 7);
+  async function starsThisMonth() {
+    await page.goto(`${base}/ufficio/statistiche?dal=${month}&al=${month}&comune=073015`);
+    return page.evaluate(() => {
+      const rows = [...document.querySelectorAll('#soddisfazione-per-mese tbody tr')];
+      const stars = rows.find((r) => r.cells[1].textContent.includes('Stelle'));
+      return stars ? Number(stars.cells[2].textContent) : 0;
+    });
+  }
+  const before = await starsThisMonth();
+  await follow();
+  await page.click('label[for=stella-5]');
+  await page.click('[data-element="feedback"] button[type=submit]');
+  await page.click('label[for=motivo-indicazioni_chiare]');
+  await page.click('form.sportello-form button[type=submit]');
+  expect((await page.textContent('h1')).includes('Grazie'), 'no thanks after rating the case');
+  await check('valutazione-pratica');
+  let after = before;
+  for (let i = 0; i < 50 && after === before; i++) {
+    after = await starsThisMonth();
+    if (after === before) await page.waitForTimeout(200);
+  }
+  expect(after === before + 1, `the statistics count ${after} ratings this month, not ${before + 1}`);
 
   // The statistics: each chart an SVG with its data table, readable without JavaScript.
   await page.click('nav >> text=Statistiche');
