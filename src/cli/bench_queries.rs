@@ -26,6 +26,10 @@ pub struct QueriesArgs {
     /// Queries of each kind timed.
     #[arg(long, default_value_t = 1000)]
     queries: u64,
+    /// Also the staff's pages over HTTP on loopback, signed in: the inbox (first page, a status,
+    /// overdue, page 201) and the statistics over 24 months.
+    #[arg(long)]
+    pages: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -284,6 +288,12 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         );
     }
     satisfaction_ms.sort_by(f64::total_cmp);
+    if args.pages {
+        let deep = cursors[1]
+            .clone()
+            .context("fewer cases than page 201 needs")?;
+        pages(&scratch.settings, views.clone(), &deep, args.queries).await?;
+    }
     drop(views);
     scratch.finish().await?;
     println!(
@@ -302,5 +312,113 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
 fn views_analyze(url: &str) -> anyhow::Result<()> {
     let path = sportello_projections::views_path_of(url.trim_start_matches("sqlite://"));
     rusqlite::Connection::open(path)?.execute_batch("ANALYZE")?;
+    Ok(())
+}
+
+/// Times the staff's pages, served on loopback as `serve` serves them, to one signed-in operator
+/// of Massafra; prints p50 and p99 of each.
+async fn pages(
+    settings: &sportello_config::Settings,
+    views: Views,
+    deep: &(String, String),
+    queries: u64,
+) -> anyhow::Result<()> {
+    use crate::api::{self, AppState};
+    use sportello_engine::app::staff::Role;
+    let urp = super::open_urp(settings).await?;
+    let password = "una password per il banco di prova";
+    sportello_engine::app::users::create(
+        urp.log(),
+        "bench",
+        "Banco di prova",
+        Role::Operator,
+        "073015",
+        password.into(),
+    )
+    .await?;
+    let state = std::sync::Arc::new(AppState::new(
+        urp,
+        views,
+        std::sync::Arc::new(settings.clone()),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let paths = [
+        ("inbox", "/ufficio".to_owned()),
+        ("inbox status", "/ufficio?stato=received".to_owned()),
+        ("inbox overdue", "/ufficio?scadenza=scadute".to_owned()),
+        (
+            "inbox page 201",
+            format!("/ufficio?dopo={}~{}", deep.0, deep.1),
+        ),
+        (
+            "statistics",
+            "/ufficio/statistiche?dal=2025-01&al=2026-12".to_owned(),
+        ),
+    ];
+    let timed = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(&str, Vec<f64>)>> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let signed_in = agent
+            .post(format!("{base}/ufficio/accesso"))
+            .send_form([("username", "bench"), ("password", password)])?;
+        let cookie = signed_in
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("signing in gave no session")?
+            .to_owned();
+        let mut timed = Vec::new();
+        for (name, path) in &paths {
+            let mut times = Vec::new();
+            // One warm-up request, then the timed ones.
+            for i in 0..=queries {
+                let t = Instant::now();
+                let mut response = agent
+                    .get(format!("{base}{path}"))
+                    .header("cookie", &cookie)
+                    .call()?;
+                let body = response.body_mut().read_to_string()?;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                anyhow::ensure!(
+                    response.status() == 200,
+                    "{path}: {} {body}",
+                    response.status()
+                );
+                if i > 0 {
+                    times.push(ms);
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            timed.push((*name, times));
+        }
+        Ok(timed)
+    })
+    .await??;
+    server.abort();
+    for (name, times) in timed {
+        eprintln!(
+            "page {name:<15} p50 {:7.2} ms  p99 {:7.2} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+        println!(
+            "measure=page name={} p50_ms={:.2} p99_ms={:.2}",
+            name.replace(' ', "_"),
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
     Ok(())
 }
