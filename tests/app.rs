@@ -664,6 +664,10 @@ async fn sign_in(app: &App, username: &str, password: &str) -> String {
     let form = format!("username={username}&password={password}&torna=%2Fufficio");
     let (status, headers, html) = app.page("POST", "/ufficio/accesso", &[], Some(&form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    assert_eq!(
+        headers[header::LOCATION],
+        "/ufficio/accesso/verifica?torna=/ufficio"
+    );
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
@@ -727,6 +731,15 @@ async fn staff_sign_in_to_pages_that_act_on_their_comunes_cases_only_with_the_se
     }
 
     let mario = sign_in(&app, "Mario.Rossi", "una+password+lunga").await;
+    // Signing in lands where the cookie is checked, then goes on; a browser that refused the
+    // cookie (plain HTTP) is told why rather than sent to sign in again.
+    let check = "/ufficio/accesso/verifica?torna=/ufficio";
+    let (status, headers, _) = app.page("GET", check, &[("cookie", &mario)], None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ufficio");
+    let (status, _, html) = app.page("GET", check, &[], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("solo in HTTPS"), "{html}");
     let (status, _, html) = app.page("GET", &case, &[("cookie", &mario)], None).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert_eq!(text_of(&html, "oggetto"), "Lampione spento");

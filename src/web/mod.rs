@@ -60,6 +60,7 @@ pub fn routes() -> Router<Shared> {
             session::SIGN_IN,
             get(session::sign_in_form).post(session::sign_in),
         )
+        .route(session::CHECK, get(session::check_cookie))
         .route("/ufficio/esci", post(session::sign_out))
         .route(session::HOME, get(staff::inbox).post(staff::inbox_search))
         .route("/ufficio/pratiche/{id}", get(staff::case_page))

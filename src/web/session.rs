@@ -29,6 +29,8 @@ pub const COOKIE: &str = "sportello_sessione";
 /// Where the staff's pages start.
 pub const HOME: &str = "/ufficio";
 pub const SIGN_IN: &str = "/ufficio/accesso";
+/// Where signing in lands first, to see that the browser kept the cookie.
+pub const CHECK: &str = "/ufficio/accesso/verifica";
 
 /// A staff member signed in to the pages, with their session's CSRF token.
 pub struct SignedIn {
@@ -227,7 +229,7 @@ pub async fn sign_in(
     match users::sign_in(state.urp.log(), &form.username, &form.password).await {
         Ok(Some(member)) => {
             tracing::info!(user = %member.token_id, "signed in");
-            start(&state, member, &target)
+            start(&state, member, &format!("{CHECK}?torna={target}"))
                 .await
                 .unwrap_or_else(|e| error_page(&state, e))
         }
@@ -243,6 +245,33 @@ pub async fn sign_in(
         ),
         Err(e) => error_page(&state, e.into()),
     }
+}
+
+/// `GET /ufficio/accesso/verifica`: on to the page asked for if the browser sent the session's
+/// cookie back; otherwise it refused it (a `Secure` cookie over plain HTTP, or cookies turned
+/// off), and signing in again would only loop.
+pub async fn check_cookie(
+    State(state): State<Shared>,
+    Query(params): Query<SignInParams>,
+    headers: HeaderMap,
+) -> Response {
+    if session_cookie(&headers).is_some() {
+        return Redirect::to(&target(params.torna)).into_response();
+    }
+    page(
+        StatusCode::BAD_REQUEST,
+        &SignInPage {
+            layout: Layout::staff(&state, "Accesso per il personale", Section::Other, None),
+            username: String::new(),
+            target: target(params.torna),
+            error: Some(
+                "Il browser non ha conservato la sessione: le pagine per il personale funzionano solo \
+                 in HTTPS (o su localhost) e con i cookie attivi."
+                    .into(),
+            ),
+            signed_out: false,
+        },
+    )
 }
 
 #[derive(Deserialize)]
