@@ -28,7 +28,8 @@ use sportello_projections::{Filter, SqlValue, name_of};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-fn today() -> NaiveDate {
+/// Today in Rome, the day terms are counted in.
+pub fn today() -> NaiveDate {
     Utc::now().with_timezone(&Rome).date_naive()
 }
 

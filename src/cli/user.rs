@@ -3,7 +3,6 @@
 use super::open_store;
 use super::token::configured_comune;
 use anyhow::{Context, bail};
-use base64::Engine;
 use sportello_config::Settings;
 use sportello_engine::app::staff::Role;
 use sportello_engine::app::users::{self, UserError};
@@ -57,12 +56,7 @@ fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
             .context("reading the password from standard input")?;
         return Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false));
     }
-    let mut bytes = [0u8; 15];
-    getrandom::fill(&mut bytes).context("the system's random source")?;
-    Ok((
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        true,
-    ))
+    Ok((users::generated_password(), true))
 }
 
 fn refused(e: UserError) -> anyhow::Error {

@@ -15,7 +15,6 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sportello_engine::app::staff::{self as tokens, Role};
@@ -279,13 +278,6 @@ fn user_refused(e: users::UserError) -> ApiError {
     }
 }
 
-/// A password to hand over once: 20 characters from 120 random bits.
-fn new_password() -> String {
-    let mut bytes = [0u8; 15];
-    getrandom::fill(&mut bytes).expect("the system's random source");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// Carries out one action; returns what the page says and the secret to show, if any.
 async fn perform(
     state: &Shared,
@@ -302,7 +294,7 @@ async fn perform(
             if name.is_empty() {
                 return Err(invalid("name", "Scrivi il nome della persona."));
             }
-            let password = new_password();
+            let password = users::generated_password();
             users::create(
                 log,
                 &form.username,

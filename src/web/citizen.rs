@@ -22,7 +22,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sportello_config::UrpContacts;
-use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel};
+use sportello_engine::domain::Aggregate;
+use sportello_engine::domain::case::{Case, CaseCommand, CaseKind, Channel};
 use sportello_projections::catalogue::{self, CatalogueEntry};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -413,7 +414,7 @@ fn check_contact(state: &Shared, form: &ContactInput) -> BTreeMap<String, String
     errors
 }
 
-fn optional(value: &str) -> Option<String> {
+pub(crate) fn optional(value: &str) -> Option<String> {
     Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
@@ -578,17 +579,15 @@ async fn status_page(
     done: Option<&'static str>,
     refused: Option<(&'static str, ApiError)>,
 ) -> Response {
-    let (events, comune) = match (
-        case_timeline(state, case_id).await,
-        state.urp.case(case_id).await,
-    ) {
-        (Ok(timeline), Ok((case, _))) => (
-            timeline.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-            case.comune,
-        ),
-        (Err(e), _) => return error_page(state, e),
-        (_, Err(e)) => return error_page(state, e.into()),
+    let events = match case_timeline(state, case_id).await {
+        Ok(timeline) => timeline.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        Err(e) => return error_page(state, e),
     };
+    // The comune that owns the case now, from the same events (no second read of the stream).
+    let comune = events
+        .iter()
+        .fold(Case::default(), |case, event| case.evolve(event))
+        .comune;
     let status = public_status(&events);
     let documents_asked = (status.status == "suspended")
         .then(|| {

@@ -5,14 +5,16 @@
 //!
 //! The subject search is posted, never put in a URL: words of a subject may be personal data.
 
-use super::citizen::{KINDS, date_it, datetime_it};
+use super::citizen::{KINDS, date_it, datetime_it, optional};
 use super::session::SignedIn;
 use super::{Layout, Section, comune_name, error_page, page};
 use crate::api::Shared;
 use crate::api::guard::Staff;
 use crate::api::problem::{ApiError, Body, OptionalBody, PathParams};
 use crate::api::public::{CitizenRequest, NewCaseRequest, status_label};
-use crate::api::staff::{self as api, ActionRequest, CaseDetail, InboxParams, TimelineEntry};
+use crate::api::staff::{
+    self as api, ActionRequest, CaseDetail, InboxParams, TimelineEntry, today,
+};
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
@@ -73,10 +75,6 @@ pub(crate) fn channel_label(name: &str) -> &'static str {
         .map_or("Altro", |(_, label)| label)
 }
 
-fn today() -> NaiveDate {
-    Utc::now().with_timezone(&Rome).date_naive()
-}
-
 /// What the pages choose from: value and label.
 pub struct Choice {
     pub value: String,
@@ -129,10 +127,6 @@ pub struct InboxFilters {
     pub csrf: String,
     /// Set after a transfer, for the message that says where the case went.
     pub trasmessa: String,
-}
-
-fn optional(value: &str) -> Option<String> {
-    Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 impl InboxFilters {

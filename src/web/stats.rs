@@ -282,77 +282,88 @@ fn volumes_table(rows: &[ServiceLevelRow]) -> Table {
     }
 }
 
-/// Every table of the page, from the API's statistics.
-async fn tables(state: &Shared, staff: &Staff, f: &StatsFilters) -> Result<Vec<Table>, ApiError> {
-    let satisfaction = |group_by: &str| SatisfactionParams {
-        from: Some(f.dal.clone()),
-        to: Some(f.al.clone()),
-        group_by: Some(group_by.to_owned()),
-        comune: f.comune(),
-        target_type: None,
-        target: None,
-        channel: None,
-        scale: None,
-        min_position: None,
+/// The tables of the page, in its order.
+const TABLES: [&str; 4] = [
+    "soddisfazione-per-mese",
+    "soddisfazione-per-canale",
+    "termini-per-mese",
+    "volumi-per-tipo",
+];
+
+/// One table of the page, from the API's statistics; `None` for a name the page does not have.
+async fn table(
+    state: &Shared,
+    staff: &Staff,
+    f: &StatsFilters,
+    id: &str,
+) -> Result<Option<Table>, ApiError> {
+    let satisfaction = |group_by: &'static str| async move {
+        let params = SatisfactionParams {
+            from: Some(f.dal.clone()),
+            to: Some(f.al.clone()),
+            group_by: Some(group_by.to_owned()),
+            comune: f.comune(),
+            target_type: None,
+            target: None,
+            channel: None,
+            scale: None,
+            min_position: None,
+        };
+        let staff = Staff(staff.0.clone());
+        api::satisfaction(
+            State(state.clone()),
+            staff,
+            HeaderMap::new(),
+            Params(params),
+        )
+        .await
+        .map(|report| report.0.rows)
     };
-    let levels = |group_by: &str| ServiceLevelParams {
-        from: Some(f.dal.clone()),
-        to: Some(f.al.clone()),
-        group_by: Some(group_by.to_owned()),
-        comune: f.comune(),
-        kind: None,
-        min_position: None,
+    let levels = |group_by: &'static str| async move {
+        let params = ServiceLevelParams {
+            from: Some(f.dal.clone()),
+            to: Some(f.al.clone()),
+            group_by: Some(group_by.to_owned()),
+            comune: f.comune(),
+            kind: None,
+            min_position: None,
+        };
+        let staff = Staff(staff.0.clone());
+        api::service_levels(
+            State(state.clone()),
+            staff,
+            HeaderMap::new(),
+            Params(params),
+        )
+        .await
+        .map(|report| report.0.rows)
     };
-    let staff = || Staff(staff.0.clone());
-    let none = HeaderMap::new;
-    let by_month = api::satisfaction(
-        State(state.clone()),
-        staff(),
-        none(),
-        Params(satisfaction("month,scale")),
-    )
-    .await?
-    .0;
-    let by_channel = api::satisfaction(
-        State(state.clone()),
-        staff(),
-        none(),
-        Params(satisfaction("channel,scale")),
-    )
-    .await?
-    .0;
-    let term = api::service_levels(
-        State(state.clone()),
-        staff(),
-        none(),
-        Params(levels("month")),
-    )
-    .await?
-    .0;
-    let kinds = api::service_levels(
-        State(state.clone()),
-        staff(),
-        none(),
-        Params(levels("kind")),
-    )
-    .await?
-    .0;
-    Ok(vec![
-        satisfaction_table(
+    Ok(Some(match id {
+        "soddisfazione-per-mese" => satisfaction_table(
             "soddisfazione-per-mese",
             "Soddisfazione per mese",
             "month",
-            &by_month.rows,
+            &satisfaction("month,scale").await?,
         ),
-        satisfaction_table(
+        "soddisfazione-per-canale" => satisfaction_table(
             "soddisfazione-per-canale",
             "Soddisfazione per canale",
             "channel",
-            &by_channel.rows,
+            &satisfaction("channel,scale").await?,
         ),
-        within_term_table(&term.rows),
-        volumes_table(&kinds.rows),
-    ])
+        "termini-per-mese" => within_term_table(&levels("month").await?),
+        "volumi-per-tipo" => volumes_table(&levels("kind").await?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Every table of the page.
+async fn tables(state: &Shared, staff: &Staff, f: &StatsFilters) -> Result<Vec<Table>, ApiError> {
+    let mut tables = Vec::with_capacity(TABLES.len());
+    for id in TABLES {
+        tables.extend(table(state, staff, f, id).await?);
+    }
+    Ok(tables)
 }
 
 #[derive(Template)]
@@ -405,18 +416,17 @@ pub async fn csv(
     query: Result<axum::extract::Query<StatsFilters>, QueryRejection>,
 ) -> Response {
     let filters = query.map(|q| q.0).unwrap_or_default().with_defaults();
-    let tables = match tables(&state, &signed_in.staff, &filters).await {
-        Ok(tables) => tables,
+    // Only the table asked for: the CSV of one chart does not pay for the others.
+    let id = name.strip_suffix(".csv").unwrap_or_default();
+    let table = match table(&state, &signed_in.staff, &filters, id).await {
+        Ok(Some(table)) => table,
+        Ok(None) => {
+            return error_page(
+                &state,
+                ApiError::not_found("table_not_found", "Questa tabella non esiste."),
+            );
+        }
         Err(e) => return error_page(&state, e),
-    };
-    let Some(table) = name
-        .strip_suffix(".csv")
-        .and_then(|id| tables.into_iter().find(|t| t.id == id))
-    else {
-        return error_page(
-            &state,
-            ApiError::not_found("table_not_found", "Questa tabella non esiste."),
-        );
     };
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     let written = writer

@@ -75,6 +75,17 @@ fn valid_username(username: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
+/// A password to hand over once: 20 characters from 120 random bits.
+pub fn generated_password() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 15];
+    argon2::password_hash::rand_core::RngCore::fill_bytes(
+        &mut argon2::password_hash::rand_core::OsRng,
+        &mut bytes,
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 async fn hash(password: String) -> Result<String, UserError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(UserError::WeakPassword);
