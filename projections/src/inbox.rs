@@ -1,6 +1,7 @@
 //! The URP staff's inbox: one row per case, filtered and sorted by due date.
 
 use crate::model::{Column, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
+use crate::service_levels;
 use crate::subject_texts::{SubjectTexts, like_pattern};
 use crate::views::{Views, ViewsError};
 use chrono::NaiveDate;
@@ -40,6 +41,11 @@ pub struct InboxRow {
 }
 
 impl InboxRow {
+    /// Not yet answered or closed: it can be late.
+    pub fn is_open(&self) -> bool {
+        !matches!(self.status.as_str(), "answered" | "closed")
+    }
+
     /// The case's place in the shared state machine, as this row keeps it.
     fn lifecycle(&self) -> Lifecycle {
         let parse = |s: Option<&str>| s.and_then(CaseStatus::parse);
@@ -149,8 +155,9 @@ impl Projection for Inbox {
     type Row = InboxRow;
     const NAME: &'static str = "inbox";
     /// 2: `text_subject`, for the subject search. 3: `resumes_to`, so that the status after a
-    /// suspension comes from the case's own state machine.
-    const VERSION: u32 = 3;
+    /// suspension comes from the case's own state machine. 4: the service levels' counters.
+    const VERSION: u32 = 4;
+    const TALLY_DIMENSIONS: &'static [&'static str] = service_levels::TALLY_DIMENSIONS;
 
     fn columns() -> &'static [Column] {
         COLUMNS
@@ -158,6 +165,10 @@ impl Projection for Inbox {
 
     fn indexes() -> &'static [IndexDef] {
         INDEXES
+    }
+
+    fn tallies(row: &InboxRow) -> Vec<Vec<String>> {
+        service_levels::tallies(row)
     }
 
     fn filter() -> ReadAll {
@@ -428,9 +439,10 @@ pub async fn query(
     let entries = rows
         .into_iter()
         .map(|row| {
-            let open = !matches!(row.status.as_str(), "answered" | "closed");
             let due = NaiveDate::parse_from_str(&row.due_on, "%Y-%m-%d").ok();
-            let days_left = due.filter(|_| open).map(|d| (d - today).num_days());
+            let days_left = due
+                .filter(|_| row.is_open())
+                .map(|d| (d - today).num_days());
             InboxEntry {
                 overdue: days_left.is_some_and(|d| d < 0),
                 days_left,

@@ -77,6 +77,11 @@ impl ConsumerId {
     pub fn table(&self) -> String {
         format!("rm_{}_v{}", self.name, self.version)
     }
+
+    /// The table of its counters ([`Projection::TALLY_DIMENSIONS`]).
+    pub fn tallies_table(&self) -> String {
+        format!("{}_tallies", self.table())
+    }
 }
 
 /// The WHERE clause of a read-model query: conditions written with one `?` for their value,
@@ -195,6 +200,16 @@ pub trait Projection: Send + Sync + 'static {
         false
     }
 
+    /// Dimensions of counters kept beside the rows (none by default): a statistic over every row
+    /// then reads a few counters instead of the rows.
+    const TALLY_DIMENSIONS: &'static [&'static str] = &[];
+
+    /// The counters a row counts in, one value per dimension each. Kept in the same transaction
+    /// as the rows: a row's change takes its old counts off and adds its new ones.
+    fn tallies(_row: &Self::Row) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+
     /// Indexes beyond the single-column ones of `indexed` columns.
     fn indexes() -> &'static [IndexDef] {
         &[]
@@ -209,5 +224,9 @@ pub trait Projection: Send + Sync + 'static {
 
     fn table() -> String {
         Self::id().table()
+    }
+
+    fn tallies_table() -> String {
+        Self::id().tallies_table()
     }
 }

@@ -322,12 +322,24 @@ impl Views {
                 format!("{} {}{key}", c.name, sql_type(c.sql_type))
             })
             .collect();
-        self.execute_batch(format!(
+        let mut sql = format!(
             "CREATE TABLE IF NOT EXISTS {} ({});",
             P::table(),
             columns.join(", ")
-        ))
-        .await?;
+        );
+        if !P::TALLY_DIMENSIONS.is_empty() {
+            let dimensions = P::TALLY_DIMENSIONS.join(", ");
+            let typed: Vec<String> = P::TALLY_DIMENSIONS
+                .iter()
+                .map(|d| format!("{d} TEXT NOT NULL"))
+                .collect();
+            sql.push_str(&format!(
+                "\nCREATE TABLE IF NOT EXISTS {} ({}, n BIGINT NOT NULL, PRIMARY KEY ({dimensions}));",
+                P::tallies_table(),
+                typed.join(", ")
+            ));
+        }
+        self.execute_batch(sql).await?;
         self.ensure_checkpoint(P::id()).await
     }
 
@@ -354,8 +366,12 @@ impl Views {
     /// Drops the projection's rows and checkpoint, to build it again from the start; the
     /// indexes come back with [`Views::create_indexes`].
     pub async fn reset<P: Projection>(&self) -> Result<(), ViewsError> {
-        self.execute_batch(format!("DROP TABLE IF EXISTS {};", P::table()))
-            .await?;
+        self.execute_batch(format!(
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+            P::table(),
+            P::tallies_table()
+        ))
+        .await?;
         self.reset_checkpoint(P::id()).await?;
         self.create_table::<P>().await
     }
@@ -713,9 +729,10 @@ impl Views {
             };
             let table = old.table();
             let drop_sql = format!(
-                "DROP TABLE IF EXISTS {table}; \
+                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {}; \
                  DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version}; \
                  DELETE FROM projection_leases WHERE name = '{table}';",
+                old.tallies_table(),
                 id.name
             );
             let free = match self {
@@ -914,6 +931,60 @@ fn fold_batch<P: Projection>(
     rows
 }
 
+/// Counter changes: each row's counters moved by `sign`, added to `deltas`.
+fn count_tallies<P: Projection>(
+    rows: &HashMap<String, Option<P::Row>>,
+    sign: i64,
+    deltas: &mut HashMap<Vec<String>, i64>,
+) {
+    if P::TALLY_DIMENSIONS.is_empty() {
+        return;
+    }
+    for row in rows.values().flatten() {
+        for cell in P::tallies(row) {
+            *deltas.entry(cell).or_default() += sign;
+        }
+    }
+}
+
+/// Net changes of counters: (a counter's dimension values, how much it moved).
+type TallyChanges = Vec<(Vec<String>, i64)>;
+
+/// Folds the batch into `rows` (as loaded) and returns them with the net change of the counters
+/// (cells whose count did not move are left out).
+fn fold_with_tallies<P: Projection>(
+    rows: HashMap<String, Option<P::Row>>,
+    events: &[RecordedEvent],
+) -> (HashMap<String, Option<P::Row>>, TallyChanges) {
+    let mut deltas = HashMap::new();
+    count_tallies::<P>(&rows, -1, &mut deltas);
+    let rows = fold_batch::<P>(rows, events);
+    count_tallies::<P>(&rows, 1, &mut deltas);
+    (rows, deltas.into_iter().filter(|(_, n)| *n != 0).collect())
+}
+
+/// Adds a change to a counter; then deletes the counter if that brought it to zero (both with
+/// `param(n)` for the n-th value: the dimensions, then the change).
+fn tally_sql<P: Projection>(param: impl Fn(usize) -> String) -> (String, String) {
+    let table = P::tallies_table();
+    let dimensions = P::TALLY_DIMENSIONS;
+    let marks: Vec<String> = (1..=dimensions.len() + 1).map(&param).collect();
+    let same: Vec<String> = dimensions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("{d} = {}", param(i + 1)))
+        .collect();
+    (
+        format!(
+            "INSERT INTO {table} ({}, n) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET n = {table}.n + excluded.n",
+            dimensions.join(", "),
+            marks.join(", "),
+            dimensions.join(", ")
+        ),
+        format!("DELETE FROM {table} WHERE {} AND n = 0", same.join(" AND ")),
+    )
+}
+
 fn apply_sqlite<P: Projection>(
     conn: &mut rusqlite::Connection,
     owner: &str,
@@ -958,7 +1029,23 @@ fn apply_sqlite<P: Projection>(
             rows.insert(key, row);
         }
     }
-    let rows = fold_batch::<P>(rows, &fresh);
+    let (rows, tallies) = fold_with_tallies::<P>(rows, &fresh);
+    if !tallies.is_empty() {
+        let (add, drop_zero) = tally_sql::<P>(|i| format!("?{i}"));
+        let mut add = tx.prepare_cached(&add).map_err(db)?;
+        let mut drop_zero = tx.prepare_cached(&drop_zero).map_err(db)?;
+        for (cell, n) in &tallies {
+            let mut values: Vec<Value> = cell.iter().map(|v| Value::Text(v.clone())).collect();
+            values.push(Value::Integer(*n));
+            add.execute(rusqlite::params_from_iter(&values))
+                .map_err(db)?;
+            if *n < 0 {
+                drop_zero
+                    .execute(rusqlite::params_from_iter(&values[..cell.len()]))
+                    .map_err(db)?;
+            }
+        }
+    }
     {
         let mut upsert = tx
             .prepare_cached(&upsert_sql::<P>(|i| format!("?{i}")))
@@ -1033,7 +1120,22 @@ async fn apply_postgres<P: Projection>(
             rows.insert(id, P::from_values(values));
         }
     }
-    let rows = fold_batch::<P>(rows, &fresh);
+    let (rows, tallies) = fold_with_tallies::<P>(rows, &fresh);
+    let (add, drop_zero) = tally_sql::<P>(|i| format!("${i}"));
+    for (cell, n) in &tallies {
+        let mut q = sqlx::query(AssertSqlSafe(add.clone()));
+        for value in cell {
+            q = q.bind(value);
+        }
+        q.bind(n).execute(&mut *tx).await.map_err(db)?;
+        if *n < 0 {
+            let mut q = sqlx::query(AssertSqlSafe(drop_zero.clone()));
+            for value in cell {
+                q = q.bind(value);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+    }
     let upsert = upsert_sql::<P>(|i| format!("${i}"));
     for (key, row) in &rows {
         match row {

@@ -628,6 +628,19 @@ async fn satisfaction_statistics_group_ratings_and_give_the_participation_rate()
     .await;
 }
 
+/// The service levels of one comune in a report grouped by comune (and more).
+fn level_of(
+    report: &sportello_projections::service_levels::ServiceLevelReport,
+    comune: &str,
+) -> sportello_projections::service_levels::ServiceLevelRow {
+    report
+        .rows
+        .iter()
+        .find(|r| r.keys["comune"] == comune)
+        .cloned()
+        .unwrap_or_else(|| panic!("no row of {comune} in {:?}", report.rows))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overdue() {
     use sportello_projections::service_levels::{ServiceLevelQuery, query as levels};
@@ -650,14 +663,7 @@ async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overd
         )
         .await
         .unwrap();
-        let row = |comune: &str| {
-            report
-                .rows
-                .iter()
-                .find(|r| r.keys["comune"] == comune)
-                .cloned()
-                .unwrap()
-        };
+        let row = |comune: &str| level_of(&report, comune);
         let statte = row("073029");
         // Its own case (answered in 3 days, closed in term) and the one transferred to it.
         assert_eq!(
@@ -698,6 +704,88 @@ async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overd
         .await
         .unwrap();
         assert!(april.rows.is_empty(), "nothing happened after March");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_level_counters_follow_every_change_of_a_case_and_equal_a_rebuild() {
+    use sportello_projections::service_levels::{ServiceLevelQuery, query as levels};
+    on_both(|b| async move {
+        let ids = history(&b.urp).await;
+        let staff = Actor {
+            name: "staff:test".into(),
+            ..Actor::default()
+        };
+        // Statte's case (answered on the 8th, closed on the 9th) is reopened, answered again on
+        // the 12th and closed past its term; Massafra's is answered in term.
+        for (id, command) in [
+            (
+                ids[3],
+                CaseCommand::Reopen {
+                    reason: "Il lampione è di nuovo spento".into(),
+                    at: day(10),
+                },
+            ),
+            (
+                ids[3],
+                CaseCommand::Answer {
+                    text: "Sostituito".into(),
+                    at: day(12),
+                },
+            ),
+            (
+                ids[0],
+                CaseCommand::Answer {
+                    text: "Fatto".into(),
+                    at: day(9),
+                },
+            ),
+        ] {
+            b.urp
+                .act(&staff, id, Uuid::now_v7(), command)
+                .await
+                .unwrap();
+        }
+        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+            .await
+            .unwrap();
+        // One event a batch: the counters go through every state of every case.
+        let events: Vec<_> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
+                .await
+                .unwrap();
+        for event in &events {
+            b.views
+                .apply_batch::<Inbox>(&guard, vec![event.clone()])
+                .await
+                .unwrap();
+        }
+        let q = ServiceLevelQuery {
+            group_by: vec!["comune".into(), "kind".into(), "month".into()],
+            ..ServiceLevelQuery::default()
+        };
+        let may = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let incremental = levels(&b.views, &q, may).await.unwrap();
+        let row = |comune: &str| level_of(&incremental, comune);
+        let statte = row("073029");
+        assert_eq!(
+            (statte.opened, statte.closed, statte.closed_within_term),
+            (2, 0, 0),
+            "reopened: no longer closed"
+        );
+        assert_eq!(
+            (statte.median_days_to_answer, statte.currently_overdue),
+            (Some(7.0), 1),
+            "the second answer counts, from the day received; answered is not overdue"
+        );
+        assert_eq!(row("073015").median_days_to_answer, Some(7.0));
+
+        rebuild(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
+            .await
+            .unwrap();
+        let rebuilt = levels(&b.views, &q, may).await.unwrap();
+        assert_eq!(rebuilt.rows, incremental.rows);
     })
     .await;
 }

@@ -1,5 +1,5 @@
-//! `sportello bench queries`: how long the staff wait for the inbox and the satisfaction
-//! statistics when the read models hold N cases and M ratings over 24 months.
+//! `sportello bench queries`: how long the staff wait for the inbox, the satisfaction statistics
+//! and the service levels when the read models hold N cases and M ratings over 24 months.
 //!
 //! The read models are filled by applying synthetic events straight to the projections (the
 //! same code a runner uses), not through the log: what is measured is the query, not the load.
@@ -12,6 +12,7 @@ use sportello_engine::domain::feedback::{FeedbackEvent, Scale, Target as RatedTa
 use sportello_engine::{Metadata, NewEvent, RecordedEvent, StreamId};
 use sportello_projections::inbox::{self, Inbox, InboxQuery};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
+use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::{Projection, Views};
 use std::time::Instant;
 
@@ -266,6 +267,21 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         satisfaction_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(report);
     }
+    // The statistics page's other half: opened, closed within term, days to answer, overdue.
+    let mut service_levels_ms = Vec::new();
+    for i in 0..args.queries * 2 {
+        let q = ServiceLevelQuery {
+            from: Some("2025-01".into()),
+            to: Some("2026-12".into()),
+            comune: Some(COMUNI[(i % 3) as usize].to_owned()),
+            group_by: vec![if i % 2 == 0 { "month" } else { "kind" }.into()],
+            ..ServiceLevelQuery::default()
+        };
+        let t = Instant::now();
+        let report = service_levels::query(&views, &q, today).await?;
+        service_levels_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(report);
+    }
     inbox_ms.sort_by(f64::total_cmp);
     for (name, mut times) in [
         "default",
@@ -288,6 +304,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         );
     }
     satisfaction_ms.sort_by(f64::total_cmp);
+    service_levels_ms.sort_by(f64::total_cmp);
     if args.pages {
         let deep = cursors[1]
             .clone()
@@ -297,7 +314,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     drop(views);
     scratch.finish().await?;
     println!(
-        "measure=queries store={} cases={} ratings={} inbox_p50_ms={:.2} inbox_p99_ms={:.2} satisfaction_p50_ms={:.2} satisfaction_p99_ms={:.2}",
+        "measure=queries store={} cases={} ratings={} inbox_p50_ms={:.2} inbox_p99_ms={:.2} satisfaction_p50_ms={:.2} satisfaction_p99_ms={:.2} service_levels_p50_ms={:.2} service_levels_p99_ms={:.2}",
         scratch.backend,
         args.cases,
         args.ratings,
@@ -305,6 +322,8 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         percentile(&inbox_ms, 0.99),
         percentile(&satisfaction_ms, 0.5),
         percentile(&satisfaction_ms, 0.99),
+        percentile(&service_levels_ms, 0.5),
+        percentile(&service_levels_ms, 0.99),
     );
     Ok(())
 }
