@@ -138,6 +138,37 @@ impl App {
         (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
+    /// Posts a multipart form as a browser does: text fields, then files (name, content).
+    async fn upload(
+        &self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let boundary = "----sportello-test-boundary";
+        let mut body = String::new();
+        for (name, value) in fields {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        for (file_name, content) in files {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: application/pdf\r\n\r\n{content}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let request = request("POST", uri, &[], Some((&content_type, body)));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Runs the inbox's projection in the background, as `serve` does (what finds a case by its
     /// code), for as long as the test runs.
     async fn follow_inbox(&self) {
@@ -594,6 +625,7 @@ async fn every_demo_case_has_the_same_status_in_the_aggregate_the_inbox_and_the_
             at: now,
             suspended_days: 0,
             due_on: chrono::NaiveDate::MIN,
+            documents: Vec::new(),
         },
     ] {
         urp.act(&staff, opened.case_id, Uuid::now_v7(), command)
@@ -931,19 +963,28 @@ async fn a_citizen_sends_the_documents_asked_for_and_rates_the_closed_case_once_
         "{html}"
     );
     let form_token = field_value(&html, "token");
-    let empty = format!("{follow}&token={form_token}&documents=+");
-    let (status, _, html) = app
-        .page("POST", "/pratiche/documenti", &[], Some(&empty))
+    assert!(html.contains("enctype=\"multipart/form-data\""), "{html}");
+    let fields = [
+        ("code", code.as_str()),
+        ("key", key.as_str()),
+        ("token", form_token.as_str()),
+    ];
+    let (status, html) = app
+        .upload("/pratiche/documenti", &fields, &[("", "")])
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no file: {html}");
     assert!(html.contains("id=\"errore-documenti\""));
-    let sent = format!("{follow}&token={form_token}&documents=Planimetria+in+PDF");
+    let disguised = [("planimetria.pdf", "<html><script>alert(1)</script>")];
+    let (status, html) = app.upload("/pratiche/documenti", &fields, &disguised).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("non è un PDF"), "{html}");
+    let plan = "%PDF-1.4\n% planimetria di via Roma 12, Statte\n%%EOF\n";
     for _ in 0..2 {
-        let (status, _, html) = app
-            .page("POST", "/pratiche/documenti", &[], Some(&sent))
+        let (status, html) = app
+            .upload("/pratiche/documenti", &fields, &[("planimetria.pdf", plan)])
             .await;
         assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(html.contains("id=\"fatto\""));
+        assert!(html.contains("id=\"fatto\"") && html.contains("planimetria.pdf"));
     }
     let received = app
         .log
@@ -955,11 +996,65 @@ async fn a_citizen_sends_the_documents_asked_for_and_rates_the_closed_case_once_
         .await
         .unwrap();
     assert_eq!(received.len(), 1, "the same form posted twice acts once");
-    let wrong = format!("code={code}&key=sbagliata&token={form_token}&documents=X");
-    let (status, _, _) = app
-        .page("POST", "/pratiche/documenti", &[], Some(&wrong))
+    let raw = String::from_utf8_lossy(&serde_json::to_vec(&received[0].data).unwrap()).into_owned();
+    assert!(
+        !raw.contains("planimetria") && raw.contains("application/pdf"),
+        "the file's name is sealed in the log, its type is not: {raw}"
+    );
+    let (status, _) = app
+        .upload(
+            "/pratiche/documenti",
+            &[
+                ("code", &code),
+                ("key", "sbagliata"),
+                ("token", &form_token),
+            ],
+            &[("x.pdf", plan)],
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Staff see the file on the case and download exactly what was sent.
+    let detail = app
+        .send(
+            "GET",
+            &format!("/api/v1/staff/cases/{id}"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    let document = &detail.body["documents"][0];
+    assert_eq!(document["name"], "planimetria.pdf", "{}", detail.body);
+    assert_eq!(document["bytes"], plan.len());
+    let download = format!(
+        "/api/v1/staff/cases/{id}/documents/{}",
+        document["id"].as_str().unwrap()
+    );
+    let (status, headers, body) = app
+        .page("GET", &download, &[("authorization", &bearer)], None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, plan);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/pdf");
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"planimetria.pdf\"")
+    );
+    let elsewhere = staff::issue(&app.log, "Lucia", Role::Operator, "073029")
+        .await
+        .unwrap()
+        .token;
+    let (status, _, _) = app
+        .page(
+            "GET",
+            &download,
+            &[("authorization", &format!("Bearer {elsewhere}"))],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another comune's staff");
 
     // Closed, the case is rated on its page: two stars ask where it went wrong; once only.
     act("answer", json!({"text": "Autorizzato"})).await;

@@ -133,7 +133,7 @@ fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_sqlite(
         dir: Some(dir.path().to_owned()),
     };
     let report = drive(&store, "staff.cjs", "staff-sqlite");
-    assert_eq!(report["pages"].as_array().unwrap().len(), 14, "{report}");
+    assert_eq!(report["pages"].as_array().unwrap().len(), 15, "{report}");
 }
 
 #[test]
@@ -144,6 +144,6 @@ fn an_operator_signs_in_works_a_case_and_another_comune_cannot_see_it_on_postgre
             dir: None,
         };
         let report = drive(&store, "staff.cjs", "staff-postgresql");
-        assert_eq!(report["pages"].as_array().unwrap().len(), 14, "{report}");
+        assert_eq!(report["pages"].as_array().unwrap().len(), 15, "{report}");
     });
 }

@@ -133,6 +133,7 @@ async fn a_case_goes_from_receipt_to_closing_with_a_suspension_that_moves_its_du
         at: at(16),
         suspended_days: 0,
         due_on: NaiveDate::MIN,
+        documents: Vec::new(),
     })
     .await
     .unwrap();

@@ -1,4 +1,5 @@
-//! Sealed personal data on PostgreSQL: the clear text is in no table, and erasure leaves no key.
+//! Sealed personal data on PostgreSQL: the clear text is in no table, and erasure leaves no key
+//! and no document.
 
 use sportello_engine::store::postgres::{PostgresStore, with_scratch_database};
 use sportello_engine::vault::{MasterKey, PostgresKeyStore, Unsealed, Vault};
@@ -37,7 +38,30 @@ async fn erasure_on_postgres_leaves_neither_clear_text_nor_key() {
         assert_eq!(rows_with_name, 0, "the name is never stored in clear");
         assert_eq!(vault.unseal(&sealed).await.unwrap().clear(), Some(citizen));
 
+        let document = vault
+            .keep_document(subject, b"carta d'identita di Pasqualina Carrieri")
+            .await
+            .unwrap();
+        assert_eq!(
+            vault.document(document).await.unwrap().as_deref(),
+            Some(&b"carta d'identita di Pasqualina Carrieri"[..])
+        );
+        let documents_with_name: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM subject_documents WHERE position(convert_to($1, 'UTF8') in sealed) > 0",
+        )
+        .bind(citizen)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(documents_with_name, 0, "documents are kept sealed");
+
         assert!(vault.erase(subject).await.unwrap());
+        let documents_left: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_documents")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(documents_left, 0, "the subject's documents go with the key");
+        assert_eq!(vault.document(document).await.unwrap(), None);
         let keys_left: i64 =
             sqlx::query_scalar("SELECT count(*) FROM subject_keys WHERE wrapped IS NOT NULL")
                 .fetch_one(&pool)

@@ -91,6 +91,10 @@ pub fn app(state: Shared) -> Router {
         .route("/me", get(staff::me))
         .route("/cases", get(staff::inbox).post(staff::open_case))
         .route("/cases/{id}", get(staff::case_detail))
+        .route(
+            "/cases/{id}/documents/{document}",
+            get(staff::case_document),
+        )
         .route("/cases/{id}/{action}", post(staff::act))
         .route("/stats/satisfaction", get(staff::satisfaction))
         .route("/stats/service-levels", get(staff::service_levels))

@@ -493,6 +493,7 @@ pub async fn send_documents(
         at: Utc::now(),
         suspended_days: 0,
         due_on: NaiveDate::default(),
+        documents: Vec::new(),
     };
     let id = command_id(&headers, case_id, "documents")?;
     Ok(Json(

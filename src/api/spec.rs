@@ -48,7 +48,7 @@ impl utoipa::Modify for BearerAuth {
     paths(
         public::open_case, public::follow_case, public::send_documents, public::withdraw,
         public::services, public::service, public::form, public::submit, public::feedback,
-        staff::me, staff::inbox, staff::case_detail, staff::open_case, staff::act,
+        staff::me, staff::inbox, staff::case_detail, staff::case_document, staff::open_case, staff::act,
         staff::satisfaction, staff::service_levels, staff::erase_subject,
         ops::healthz, ops::readyz, ops::openapi, super::metrics::metrics,
     ),

@@ -11,6 +11,7 @@ use super::{AppState, Shared, spec};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Europe::Rome;
 use serde::{Deserialize, Serialize};
@@ -241,7 +242,21 @@ pub struct CaseDetail {
     pub citizen: Option<CitizenView>,
     /// The reason of the legal hold in force: while held, retention erases nothing of the case.
     pub legal_hold: Option<String>,
+    /// The files the citizen sent, oldest first.
+    pub documents: Vec<DocumentView>,
     pub timeline: Vec<TimelineEntry>,
+}
+
+/// A file sent for a case, as staff see it (its content at `…/documents/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: Uuid,
+    /// The file's name, unsealed (null once the citizen's data were erased: the file is gone too).
+    pub name: Option<String>,
+    pub media_type: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub received_at: DateTime<Utc>,
 }
 
 fn details(event: &CaseEvent) -> Value {
@@ -278,9 +293,14 @@ fn details(event: &CaseEvent) -> Value {
         CaseEvent::DocumentsReceived {
             suspended_days,
             due_on,
+            documents,
             ..
         } => {
-            json!({ "suspended_days": suspended_days, "due_on": due_on })
+            let files: Vec<Value> = documents
+                .iter()
+                .map(|d| json!({ "id": d.id, "media_type": d.media_type, "bytes": d.bytes }))
+                .collect();
+            json!({ "suspended_days": suspended_days, "due_on": due_on, "documents": files })
         }
         CaseEvent::CaseAnswered { text, .. } => json!({ "text": text }),
         CaseEvent::CaseClosed { outcome, .. } => json!({ "outcome": outcome }),
@@ -340,6 +360,7 @@ pub async fn case_detail(
         personal_data_erased: false,
         citizen: None,
         legal_hold: None,
+        documents: Vec::new(),
         timeline: Vec::with_capacity(events.len()),
     };
     for (recorded, event) in &events {
@@ -385,6 +406,18 @@ pub async fn case_detail(
             CaseEvent::CaseTransferred { from_comune, .. } => {
                 detail.transferred_from = Some(from_comune.clone());
             }
+            CaseEvent::DocumentsReceived { documents, at, .. } => {
+                for d in documents {
+                    detail.documents.push(DocumentView {
+                        id: d.id,
+                        name: unseal(&state, &Some(d.name.clone())).await?,
+                        media_type: d.media_type.clone(),
+                        bytes: d.bytes,
+                        sha256: d.sha256.clone(),
+                        received_at: *at,
+                    });
+                }
+            }
             _ => {}
         }
         detail.timeline.push(TimelineEntry {
@@ -412,6 +445,83 @@ pub async fn case_detail(
         .map(|d| (d - today()).num_days());
     detail.outcome = case.outcome.as_ref().map(name_of);
     Ok(Json(detail))
+}
+
+#[utoipa::path(get, path = "/api/v1/staff/cases/{id}/documents/{document}", tag = "staff",
+    security(("bearer" = [])), params(("id" = Uuid, Path), ("document" = Uuid, Path)),
+    responses((status = 200, description = "The file as sent (PDF, JPEG or PNG), to download"),
+              (status = 404, body = super::problem::Problem)))]
+pub async fn case_document(
+    State(state): State<Shared>,
+    staff: Staff,
+    PathParams((id, document)): PathParams<(String, String)>,
+) -> Result<Response, ApiError> {
+    document_download(&state, &staff, &id, &document).await
+}
+
+/// A file sent for one of the staff member's cases, to download: never shown inline (a sandbox
+/// besides), under its unsealed name. 404 for another comune's case, another case's file, or a
+/// file whose citizen was erased.
+pub async fn document_download(
+    state: &AppState,
+    staff: &Staff,
+    case_id: &str,
+    document: &str,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("document_not_found", "Il documento non esiste.");
+    let own = own_case(state, staff, case_id).await?;
+    let file = own
+        .timeline
+        .iter()
+        .filter_map(|(_, event)| match event {
+            CaseEvent::DocumentsReceived { documents, .. } => Some(documents),
+            _ => None,
+        })
+        .flatten()
+        .find(|d| d.id.to_string() == document)
+        .ok_or_else(not_found)?;
+    let name = unseal(state, &Some(file.name.clone()))
+        .await?
+        .ok_or_else(not_found)?;
+    let content = match state.urp.vault().document(file.id).await {
+        Ok(Some(content)) => content,
+        Ok(None) => return Err(not_found()),
+        Err(e) => return Err(AppError::from(e).into()),
+    };
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let header = |v: &str| axum::http::HeaderValue::from_str(v).map_err(|_| ApiError::internal());
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, header(&file.media_type)?),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                header(&disposition)?,
+            ),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                header("sandbox; default-src 'none'")?,
+            ),
+            (
+                axum::http::header::CACHE_CONTROL,
+                header("private, no-store")?,
+            ),
+        ],
+        content,
+    )
+        .into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])),
@@ -564,6 +674,7 @@ pub async fn act(
             at: now,
             suspended_days: 0,
             due_on: NaiveDate::default(),
+            documents: Vec::new(),
         },
         "answer" => CaseCommand::Answer {
             text: required(request.text, "text")?,

@@ -748,6 +748,7 @@ fn plan_case(
                     at: now,
                     suspended_days: 0,
                     due_on: NaiveDate::MIN,
+                    documents: Vec::new(),
                 },
             ),
         );

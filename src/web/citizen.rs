@@ -14,6 +14,7 @@ use crate::api::public::{
 };
 use askama::Template;
 use axum::Form;
+use axum::extract::Multipart;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,8 +23,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sportello_config::UrpContacts;
+use sportello_engine::app::documents::{MAX_DOCUMENT_BYTES, MAX_DOCUMENTS, NewDocument};
+use sportello_engine::app::{AppError, Refusal};
 use sportello_engine::domain::Aggregate;
-use sportello_engine::domain::case::{Case, CaseCommand, CaseKind, Channel};
+use sportello_engine::domain::case::{Case, CaseCommand, CaseError, CaseKind, Channel};
 use sportello_projections::catalogue::{self, CatalogueEntry};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -556,7 +559,7 @@ pub struct CaseStatusPage {
     pub can_withdraw: bool,
     pub rating: Option<RatingBox>,
     /// What was just done.
-    pub done: Option<&'static str>,
+    pub done: Option<String>,
     /// A refusal, next to the form of the action it concerns: (action, message).
     pub refused: Option<(&'static str, String)>,
     pub token: String,
@@ -576,7 +579,7 @@ async fn status_page(
     state: &Shared,
     case_id: Uuid,
     key: &str,
-    done: Option<&'static str>,
+    done: Option<String>,
     refused: Option<(&'static str, ApiError)>,
 ) -> Response {
     let events = match case_timeline(state, case_id).await {
@@ -669,23 +672,46 @@ pub async fn follow_case(
     }
 }
 
-/// What the case page's forms post: the code and key again, and the action's own fields.
+/// What the withdrawal form posts: the code and key again, the form's token and the confirmation.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct CaseActionInput {
     pub code: String,
     pub key: String,
     pub token: String,
-    /// One document a line.
-    pub documents: String,
     pub confirm: Option<String>,
 }
 
-/// `POST /pratiche/documenti` and `POST /pratiche/ritiro`: the citizen's two actions on a case.
-pub async fn case_action(
+/// The same form posted twice is one action: its token names the command.
+fn form_command_id(case_id: Uuid, name: &str, token: &str) -> Uuid {
+    Uuid::parse_str(token)
+        .map(|t| Uuid::new_v5(&case_id, format!("{name}|{t}").as_bytes()))
+        .unwrap_or_else(|_| Uuid::now_v7())
+}
+
+/// Acts for the citizen and shows the case again, with what was done or the refusal.
+async fn citizen_act(
+    state: &Shared,
+    case_id: Uuid,
+    key: &str,
+    (name, token): (&'static str, &str),
+    command: CaseCommand,
+    done: String,
+) -> Response {
+    let command_id = form_command_id(case_id, name, token);
+    match act_on_case(state, &citizen_actor(), case_id, command_id, command).await {
+        Ok(_) => status_page(state, case_id, key, Some(done), None).await,
+        Err(e) if e.status.is_client_error() => {
+            status_page(state, case_id, key, None, Some((name, e))).await
+        }
+        Err(e) => error_page(state, e),
+    }
+}
+
+/// `POST /pratiche/ritiro`: the citizen withdraws the request.
+pub async fn withdraw(
     State(state): State<Shared>,
     ClientAddr(address): ClientAddr,
-    Path(action): Path<String>,
     Form(input): Form<CaseActionInput>,
 ) -> Response {
     if let Err(e) = state.limiter.check(address) {
@@ -696,66 +722,144 @@ pub async fn case_action(
         Err(page) => return page,
     };
     let key = input.key.trim();
-    let (name, done, command) = match action.as_str() {
-        "documenti" => {
-            let documents: Vec<String> = input
-                .documents
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if documents.is_empty() {
-                let e = ApiError::invalid(
-                    "documents",
-                    "required",
-                    "Indica i documenti che stai inviando, uno per riga.",
-                );
+    if input.confirm.is_none() {
+        let e = ApiError::invalid(
+            "confirm",
+            "confirmation_required",
+            "Per ritirare la richiesta conferma di volerlo fare.",
+        );
+        return status_page(&state, case_id, key, None, Some(("withdraw", e))).await;
+    }
+    let done = "La richiesta è stata ritirata: l'ufficio non la tratterà più.".to_owned();
+    let command = CaseCommand::Withdraw { at: Utc::now() };
+    citizen_act(
+        &state,
+        case_id,
+        key,
+        ("withdraw", &input.token),
+        command,
+        done,
+    )
+    .await
+}
+
+/// The upload form as it arrived: the code, key and token, and the files.
+#[derive(Default)]
+struct DocumentsUpload {
+    code: String,
+    key: String,
+    token: String,
+    files: Vec<NewDocument>,
+}
+
+/// Reads the upload, a file at a time, refusing one larger than the limit as soon as it is
+/// (the request's own limit bounds the whole).
+async fn read_upload(mut form: Multipart) -> Result<DocumentsUpload, ApiError> {
+    let broken = || {
+        ApiError::invalid(
+            "documents",
+            "upload_failed",
+            "Il caricamento dei file non è riuscito: riprova. Ogni file può essere al massimo di 10 MB.",
+        )
+    };
+    let mut upload = DocumentsUpload::default();
+    while let Some(mut field) = form.next_field().await.map_err(|_| broken())? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let file_name = field.file_name().unwrap_or_default().to_owned();
+            let mut content = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|_| broken())? {
+                if content.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                    return Err(ApiError::invalid(
+                        "documents",
+                        "too_large",
+                        format!(
+                            "Il file «{file_name}» supera i {} MB.",
+                            MAX_DOCUMENT_BYTES / 1024 / 1024
+                        ),
+                    ));
+                }
+                content.extend_from_slice(&chunk);
+            }
+            // A file input left empty still sends a part, with no name and no bytes.
+            if !(file_name.is_empty() && content.is_empty()) {
+                upload.files.push(NewDocument {
+                    name: file_name,
+                    content,
+                });
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(|_| broken())?;
+        match name.as_str() {
+            "code" => upload.code = text,
+            "key" => upload.key = text,
+            "token" => upload.token = text,
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
+/// The request limit of an upload: every file at its largest, and room for the other fields.
+pub const UPLOAD_LIMIT: usize = MAX_DOCUMENTS * MAX_DOCUMENT_BYTES + 64 * 1024;
+
+/// `POST /pratiche/documenti`: the citizen sends the files the office asked for; they are kept
+/// sealed and the case's term starts again.
+pub async fn send_documents(
+    State(state): State<Shared>,
+    ClientAddr(address): ClientAddr,
+    form: Multipart,
+) -> Response {
+    if let Err(e) = state.limiter.check(address) {
+        return error_page(&state, e);
+    }
+    let upload = match read_upload(form).await {
+        Ok(upload) => upload,
+        Err(e) => return error_page(&state, e),
+    };
+    let case_id = match followed(&state, &upload.code, &upload.key).await {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    let key = upload.key.trim();
+    let names: Vec<String> = upload.files.iter().map(|f| f.name.clone()).collect();
+    let documents = match state.urp.keep_documents(case_id, upload.files).await {
+        Ok(documents) => documents,
+        // The form sent again after it went through: the act below finds it done (or refuses).
+        Err(AppError::Refused(Refusal::Case(CaseError::NotSuspended))) => Vec::new(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status.is_client_error() {
                 return status_page(&state, case_id, key, None, Some(("documents", e))).await;
             }
-            (
-                "documents",
-                "Abbiamo registrato l'invio dei documenti: il termine della pratica riprende a decorrere.",
-                CaseCommand::ReceiveDocuments {
-                    at: Utc::now(),
-                    suspended_days: 0,
-                    due_on: NaiveDate::default(),
-                },
-            )
-        }
-        "ritiro" => {
-            if input.confirm.is_none() {
-                let e = ApiError::invalid(
-                    "confirm",
-                    "confirmation_required",
-                    "Per ritirare la richiesta conferma di volerlo fare.",
-                );
-                return status_page(&state, case_id, key, None, Some(("withdraw", e))).await;
-            }
-            (
-                "withdraw",
-                "La richiesta è stata ritirata: l'ufficio non la tratterà più.",
-                CaseCommand::Withdraw { at: Utc::now() },
-            )
-        }
-        _ => {
-            return error_page(
-                &state,
-                ApiError::not_found("not_found", "La risorsa richiesta non esiste."),
-            );
+            return error_page(&state, e);
         }
     };
-    // The form's token makes the same form posted twice one action.
-    let command_id = Uuid::parse_str(&input.token)
-        .map(|t| Uuid::new_v5(&case_id, format!("{name}|{t}").as_bytes()))
-        .unwrap_or_else(|_| Uuid::now_v7());
-    match act_on_case(&state, &citizen_actor(), case_id, command_id, command).await {
-        Ok(_) => status_page(&state, case_id, key, Some(done), None).await,
-        Err(e) if e.status.is_client_error() => {
-            status_page(&state, case_id, key, None, Some((name, e))).await
-        }
-        Err(e) => error_page(&state, e),
-    }
+    let done = format!(
+        "Abbiamo ricevuto {} ({}): il termine della pratica riprende a decorrere.",
+        if names.len() == 1 {
+            "il documento".to_owned()
+        } else {
+            format!("{} documenti", names.len())
+        },
+        names.join(", ")
+    );
+    let command = CaseCommand::ReceiveDocuments {
+        at: Utc::now(),
+        suspended_days: 0,
+        due_on: NaiveDate::default(),
+        documents,
+    };
+    citizen_act(
+        &state,
+        case_id,
+        key,
+        ("documents", &upload.token),
+        command,
+        done,
+    )
+    .await
 }
 
 #[derive(Template)]

@@ -52,7 +52,12 @@ pub fn routes() -> Router<Shared> {
             "/pratiche",
             get(citizen::follow_form).post(citizen::follow_case),
         )
-        .route("/pratiche/{action}", post(citizen::case_action))
+        .route(
+            "/pratiche/documenti",
+            post(citizen::send_documents)
+                .layer(axum::extract::DefaultBodyLimit::max(citizen::UPLOAD_LIMIT)),
+        )
+        .route("/pratiche/ritiro", post(citizen::withdraw))
         .route("/moduli/{id}", get(forms::show).post(forms::send))
         .route("/privacy", get(citizen::privacy))
         .route("/valutazione", post(rating::rate))
@@ -65,6 +70,10 @@ pub fn routes() -> Router<Shared> {
         .route(session::HOME, get(staff::inbox).post(staff::inbox_search))
         .route("/ufficio/pratiche/{id}", get(staff::case_page))
         .route("/ufficio/pratiche/{id}/{action}", post(staff::act))
+        .route(
+            "/ufficio/pratiche/{id}/documenti/{document}",
+            get(staff::document),
+        )
         .route("/ufficio/amministrazione", get(admin::overview))
         .route("/ufficio/amministrazione/{action}", post(admin::act))
         .route("/ufficio/statistiche", get(stats::statistics))

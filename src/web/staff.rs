@@ -13,7 +13,7 @@ use crate::api::guard::Staff;
 use crate::api::problem::{ApiError, Body, OptionalBody, PathParams};
 use crate::api::public::{CitizenRequest, NewCaseRequest, status_label};
 use crate::api::staff::{
-    self as api, ActionRequest, CaseDetail, InboxParams, TimelineEntry, today,
+    self as api, ActionRequest, CaseDetail, DocumentView, InboxParams, TimelineEntry, today,
 };
 use askama::Template;
 use axum::Form;
@@ -514,6 +514,11 @@ fn entry_view(state: &Shared, entry: TimelineEntry) -> EntryView {
             let text = match value {
                 serde_json::Value::Null => continue,
                 serde_json::Value::String(s) => detail_text(state, &key, s),
+                // Files sent are listed on their own, with their names.
+                serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                    format!("{} file", items.len())
+                }
+                serde_json::Value::Array(items) if items.is_empty() => continue,
                 serde_json::Value::Array(items) => items
                     .iter()
                     .filter_map(|i| i.as_str())
@@ -594,6 +599,55 @@ const ACTIONS: [(&str, &str, &str, bool); 10] = [
     ),
 ];
 
+/// A file the citizen sent, as the case page lists it.
+pub struct DocumentLink {
+    /// Where to download it; none once the citizen's data were erased.
+    pub href: Option<String>,
+    pub name: String,
+    /// Type, size and when it arrived.
+    pub about: String,
+}
+
+fn document_link(case_id: Uuid, d: &DocumentView) -> DocumentLink {
+    let kind = match d.media_type.as_str() {
+        "application/pdf" => "PDF",
+        "image/jpeg" => "immagine JPEG",
+        "image/png" => "immagine PNG",
+        other => other,
+    };
+    let size = if d.bytes >= 1024 * 1024 {
+        format!("{:.1} MB", d.bytes as f64 / (1024.0 * 1024.0)).replace('.', ",")
+    } else {
+        format!("{} KB", d.bytes.div_ceil(1024))
+    };
+    let about = format!("{kind}, {size}, ricevuto il {}", datetime_it(d.received_at));
+    match &d.name {
+        Some(name) => DocumentLink {
+            href: Some(format!("/ufficio/pratiche/{case_id}/documenti/{}", d.id)),
+            name: name.clone(),
+            about,
+        },
+        None => DocumentLink {
+            href: None,
+            name: "Dati cancellati".into(),
+            about,
+        },
+    }
+}
+
+/// `GET /ufficio/pratiche/{id}/documenti/{document}`: a file the citizen sent, to download.
+pub async fn document(
+    State(state): State<Shared>,
+    signed_in: SignedIn,
+    PathParams((id, document)): PathParams<(String, String)>,
+) -> Response {
+    let staff = Staff(signed_in.member().clone());
+    match api::document_download(&state, &staff, &id, &document).await {
+        Ok(file) => file,
+        Err(e) => error_page(&state, e),
+    }
+}
+
 pub struct ActionView {
     pub name: &'static str,
     pub title: &'static str,
@@ -616,6 +670,7 @@ pub struct CasePage {
     pub transferred_from: String,
     pub outcome: String,
     pub timeline: Vec<EntryView>,
+    pub documents: Vec<DocumentLink>,
     pub actions: Vec<ActionView>,
     pub done: Option<&'static str>,
     pub offices: Vec<String>,
@@ -724,6 +779,11 @@ async fn case_page_for(
                 .map(|o| detail_text(state, "outcome", o))
                 .unwrap_or_default(),
             timeline,
+            documents: case
+                .documents
+                .iter()
+                .map(|d| document_link(case.id, d))
+                .collect(),
             case,
             actions,
             done,

@@ -1,9 +1,10 @@
 // An URP operator's morning in a real browser: signing in (a wrong password first), the inbox
 // and its filters, a citizen registered at the counter, the subject search, the case worked from
-// taken in charge to closed with a refusal of the domain on the way — the citizen sending the
-// documents asked for on the case's page, then rating the closed case, which the statistics
-// count — the statistics, signing out; then a supervisor of another comune who must not see that
-// case, and an administrator.
+// taken in charge to closed with a refusal of the domain on the way — the citizen uploading the
+// documents asked for on the case's page (a disguised file refused), the operator downloading
+// them, then the citizen rating the closed case, which the statistics count — the statistics,
+// signing out; then a supervisor of another comune who must not see that case nor its document,
+// and an administrator.
 // harness.cjs checks every page with axe-core and fails on any console error.
 //
 // Credentials come in SPORTELLO_TEST_OPERATOR, SPORTELLO_TEST_OTHER and SPORTELLO_TEST_ADMIN as
@@ -88,20 +89,46 @@ visit(async ({ base, page, context, check }) => {
   await act('request-documents', () => page.fill('#documents', "Documento d'identità"));
   expect((await page.textContent('#stato')).trim() === 'In attesa di documenti', 'no documents asked for');
 
-  // The citizen follows the case with its code and key and says which documents were sent.
+  // The citizen follows the case with its code and key and uploads the documents asked for:
+  // first a file that only claims to be a PDF, refused beside the form; then a real one.
   async function follow() {
     await page.goto(`${base}/pratiche`);
     await page.fill('#code', code);
     await page.fill('#key', key);
     await page.click('form[action="/pratiche"] button[type=submit]');
   }
+  async function upload(files) {
+    await page.setInputFiles('#documents', files);
+    await page.click('form[action="/pratiche/documenti"] button[type=submit]');
+  }
   await follow();
-  await page.fill('#documents', "Documento d'identità, inviato per PEC");
-  await page.click('form[action="/pratiche/documenti"] button[type=submit]');
+  await upload([{ name: 'nota.pdf', mimeType: 'application/pdf', buffer: Buffer.from('solo testo') }]);
+  expect(await page.locator('#errore-documenti').isVisible(), 'a file that is not a PDF was accepted');
+  expect((await page.textContent('#errore-documenti')).includes('nota.pdf'), 'the refusal does not name the file');
+  await check('pratica-cittadino-file-rifiutato');
+  const identity = Buffer.from('%PDF-1.4\n% carta d\'identità di prova\n%%EOF\n');
+  await upload([{ name: 'carta-identità.pdf', mimeType: 'application/pdf', buffer: identity }]);
   expect(await page.locator('#fatto').isVisible(), 'the documents sent are not acknowledged');
+  expect((await page.textContent('#fatto')).includes('carta-identità.pdf'), 'the receipt does not name the file');
   await check('pratica-cittadino');
   await page.goto(caseUrl);
   expect((await page.textContent('#stato')).trim() === 'Presa in carico', 'the term did not resume');
+  // The operator finds the file on the case's page and downloads exactly what was sent.
+  const link = page.locator('#documenti a', { hasText: 'carta-identità.pdf' });
+  expect(await link.isVisible(), 'the document is not listed on the case page');
+  // Fetched from the page (the session's cookie is Secure: the browser sends it to localhost,
+  // Playwright's own request client would not).
+  const documentUrl = await link.getAttribute('href');
+  const fetchFile = (url) => page.evaluate(async (u) => {
+    const r = await fetch(u);
+    return { status: r.status, disposition: r.headers.get('content-disposition') || '',
+      bytes: [...new Uint8Array(await r.arrayBuffer())] };
+  }, url);
+  const downloaded = await fetchFile(documentUrl);
+  expect(downloaded.status === 200, `the document did not download: ${downloaded.status}`);
+  expect(Buffer.compare(Buffer.from(downloaded.bytes), identity) === 0,
+    `the downloaded file differs from the one sent: ${Buffer.from(downloaded.bytes).toString('utf8').slice(0, 80)}`);
+  expect(downloaded.disposition.startsWith('attachment'), 'the document is not a download');
   await act('assign', () => page.fill('#operator', 'Mario Rossi'));
   await act('answer', () => page.fill('#text', 'Il cantiere lavorerà solo di giorno da lunedì.'));
   await act('close', () => page.selectOption('#outcome', 'accolta'));
@@ -163,6 +190,8 @@ visit(async ({ base, page, context, check }) => {
   await check('pratiche-altro-comune');
   const answer = await page.goto(caseUrl);
   expect(answer.status() === 404, `another comune opens the case (${answer.status()})`);
+  const theirs = await page.goto(`${base}${documentUrl}`);
+  expect(theirs.status() === 404, `another comune downloads the document (${theirs.status()})`);
 
   // An administrator creates an account; its password is shown once, on that page.
   await page.goto(`${base}/ufficio`);

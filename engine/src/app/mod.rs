@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`urp`]: [`Urp`], the service itself (open a case, act on it, publish and submit forms,
 //!   rate, erase).
+//! - [`documents`]: files a citizen sends for a case, checked and kept sealed beside the keys.
 //! - [`handler`]: load a stream, decide, append with the expected version; retry on conflict.
 //! - [`register`]: gap-free progressive numbers per comune and year (case codes, submissions).
 //! - [`staff`]: staff access tokens (role, comune), stored hashed in the log.
@@ -13,6 +14,7 @@
 //! - [`error`]: [`AppError`] = [`Refusal`] (the caller's to fix) or [`Failure`] (ours, and maybe
 //!   transient).
 
+pub mod documents;
 pub mod error;
 pub mod handler;
 pub mod register;

@@ -193,6 +193,11 @@ fn once(id: Uuid, what: &str) -> Uuid {
     Uuid::new_v5(&id, what.as_bytes())
 }
 
+/// The data subject a case without a citizen seals its texts (and files) under.
+pub(crate) fn case_text_subject(case_id: Uuid) -> Uuid {
+    once(case_id, "text")
+}
+
 impl Urp {
     pub fn new(log: EventLog, vault: Vault, settings: &Settings) -> Self {
         Self {
@@ -330,7 +335,7 @@ impl Urp {
             .as_ref()
             .map(|c| c.subject_id.unwrap_or_else(Uuid::now_v7));
         // Without a citizen, the text is still sealed, under a subject of its own.
-        let text_subject = subject_id.unwrap_or_else(|| once(contact.case_id, "text"));
+        let text_subject = subject_id.unwrap_or_else(|| case_text_subject(contact.case_id));
         // A subject made just now has no key to look up: it is created with the first seal.
         let new_subject = subject_id.is_some() && given_subject.is_none();
         let none = CitizenInput::default();
@@ -531,7 +536,7 @@ impl Urp {
                     .due_on
                     .unwrap_or_else(|| at.with_timezone(&Rome).date_naive()),
             },
-            CaseCommand::ReceiveDocuments { at, .. } => {
+            CaseCommand::ReceiveDocuments { at, documents, .. } => {
                 let received = case
                     .received_at
                     .unwrap_or(at)
@@ -555,6 +560,7 @@ impl Urp {
                     at,
                     suspended_days,
                     due_on,
+                    documents,
                 }
             }
             other => other,

@@ -3,7 +3,7 @@
 use super::{StoredKey, VaultError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -13,8 +13,18 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get(&self, subject: Uuid) -> Result<Option<StoredKey>, VaultError>;
     /// Stores `wrapped` unless the subject already has a row; returns the stored wrapped key.
     async fn create(&self, subject: Uuid, wrapped: Vec<u8>) -> Result<Vec<u8>, VaultError>;
-    /// Destroys the key so that no byte of it remains in the database files.
+    /// Destroys the key, and the subject's documents, so that no byte of either remains in the
+    /// database files.
     async fn destroy(&self, subject: Uuid) -> Result<bool, VaultError>;
+    /// Keeps a document's content, sealed already under `subject`'s key.
+    async fn put_document(
+        &self,
+        id: Uuid,
+        subject: Uuid,
+        sealed: Vec<u8>,
+    ) -> Result<(), VaultError>;
+    /// A kept document's subject and sealed content.
+    async fn get_document(&self, id: Uuid) -> Result<Option<(Uuid, Vec<u8>)>, VaultError>;
 }
 
 fn failed(e: impl std::fmt::Display) -> VaultError {
@@ -35,7 +45,13 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
     subject    BLOB PRIMARY KEY,
     wrapped    BLOB,            -- NULL once the subject is erased
     erased_at  INTEGER
-) WITHOUT ROWID;";
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subject_documents (
+    id       BLOB PRIMARY KEY,
+    subject  BLOB NOT NULL,
+    sealed   BLOB NOT NULL      -- nonce, then the content sealed under the subject's key
+);
+CREATE INDEX IF NOT EXISTS subject_documents_by_subject ON subject_documents (subject);";
 
 /// Keys in the SQLite file of the event store.
 ///
@@ -186,12 +202,18 @@ impl KeyStore for SqliteKeyStore {
 
     async fn destroy(&self, subject: Uuid) -> Result<bool, VaultError> {
         self.with(move |c| {
-            let changed = c.execute(
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
                 "INSERT INTO subject_keys (subject, wrapped, erased_at) VALUES (?1, NULL, unixepoch()) \
                  ON CONFLICT (subject) DO UPDATE SET wrapped = NULL, erased_at = unixepoch() \
                  WHERE subject_keys.wrapped IS NOT NULL",
                 [subject.as_bytes().as_slice()],
             )?;
+            tx.execute(
+                "DELETE FROM subject_documents WHERE subject = ?1",
+                [subject.as_bytes().as_slice()],
+            )?;
+            tx.commit()?;
             // The old page with the wrapped key may still sit in the WAL: copy the WAL back (the
             // page is zeroed there by secure_delete) and truncate it.
             if !crate::store::sqlite::truncate_wal(c)? {
@@ -200,6 +222,48 @@ impl KeyStore for SqliteKeyStore {
             Ok(changed > 0)
         })
         .await
+    }
+
+    async fn put_document(
+        &self,
+        id: Uuid,
+        subject: Uuid,
+        sealed: Vec<u8>,
+    ) -> Result<(), VaultError> {
+        // No fsync of its own, as for keys: the event that names the document is appended to
+        // the same file afterwards, and its commit makes this one durable.
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO subject_documents (id, subject, sealed) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                params![
+                    id.as_bytes().as_slice(),
+                    subject.as_bytes().as_slice(),
+                    sealed
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_document(&self, id: Uuid) -> Result<Option<(Uuid, Vec<u8>)>, VaultError> {
+        let row = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT subject, sealed FROM subject_documents WHERE id = ?1",
+                    [id.as_bytes().as_slice()],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        row.map(|(subject, sealed)| {
+            Uuid::from_slice(&subject)
+                .map(|s| (s, sealed))
+                .map_err(failed)
+        })
+        .transpose()
     }
 }
 
@@ -215,7 +279,13 @@ impl PostgresKeyStore {
                 subject UUID PRIMARY KEY,
                 wrapped BYTEA,
                 erased_at TIMESTAMPTZ
-            )",
+            );
+            CREATE TABLE IF NOT EXISTS subject_documents (
+                id UUID PRIMARY KEY,
+                subject UUID NOT NULL,
+                sealed BYTEA NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS subject_documents_by_subject ON subject_documents (subject);",
         )
         .execute(&pool)
         .await
@@ -252,21 +322,58 @@ impl KeyStore for PostgresKeyStore {
     }
 
     async fn destroy(&self, subject: Uuid) -> Result<bool, VaultError> {
+        let mut tx = self.pool.begin().await.map_err(db_failed)?;
         let changed = sqlx::query(
             "INSERT INTO subject_keys (subject, wrapped, erased_at) VALUES ($1, NULL, now()) \
              ON CONFLICT (subject) DO UPDATE SET wrapped = NULL, erased_at = now() \
              WHERE subject_keys.wrapped IS NOT NULL",
         )
         .bind(subject)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_failed)?
         .rows_affected();
-        // Remove the dead row version that still holds the wrapped key.
-        sqlx::query("VACUUM subject_keys")
-            .execute(&self.pool)
+        sqlx::query("DELETE FROM subject_documents WHERE subject = $1")
+            .bind(subject)
+            .execute(&mut *tx)
             .await
             .map_err(db_failed)?;
+        tx.commit().await.map_err(db_failed)?;
+        // Remove the dead row versions that still hold the wrapped key and the documents.
+        // One statement each: a VACUUM cannot run inside a (multi-statement) transaction.
+        for table in ["subject_keys", "subject_documents"] {
+            sqlx::raw_sql(AssertSqlSafe(format!("VACUUM {table}")))
+                .execute(&self.pool)
+                .await
+                .map_err(db_failed)?;
+        }
         Ok(changed > 0)
+    }
+
+    async fn put_document(
+        &self,
+        id: Uuid,
+        subject: Uuid,
+        sealed: Vec<u8>,
+    ) -> Result<(), VaultError> {
+        sqlx::query(
+            "INSERT INTO subject_documents (id, subject, sealed) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(subject)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(db_failed)?;
+        Ok(())
+    }
+
+    async fn get_document(&self, id: Uuid) -> Result<Option<(Uuid, Vec<u8>)>, VaultError> {
+        sqlx::query_as("SELECT subject, sealed FROM subject_documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_failed)
     }
 }

@@ -100,6 +100,15 @@ pub enum VaultError {
     KeyStoreUnavailable(String),
 }
 
+/// What a document's content is bound to: its subject and its id (a sealed content moved to
+/// another document's row does not open).
+fn document_aad(subject: Uuid, id: Uuid) -> [u8; 32] {
+    let mut aad = [0; 32];
+    aad[..16].copy_from_slice(subject.as_bytes());
+    aad[16..].copy_from_slice(id.as_bytes());
+    aad
+}
+
 /// Seals and unseals personal data; cheap to clone.
 #[derive(Clone)]
 pub struct Vault {
@@ -235,6 +244,54 @@ impl Vault {
         String::from_utf8(clear)
             .map(Unsealed::Clear)
             .map_err(|_| tampered())
+    }
+
+    /// Seals a document's content under `subject`'s key and keeps it beside the keys, never in
+    /// the log; returns its id. The subject's erasure deletes it.
+    pub async fn keep_document(&self, subject: Uuid, content: &[u8]) -> Result<Uuid, VaultError> {
+        let key = self.key_for(subject, false).await?;
+        let id = Uuid::now_v7();
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            Aes256Gcm::new(&key)
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: content,
+                        aad: &document_aad(subject, id),
+                    },
+                )
+                .map_err(|_| VaultError::KeyStore("a document too large to seal".into()))?,
+        );
+        self.keys.put_document(id, subject, sealed).await?;
+        Ok(id)
+    }
+
+    /// A kept document's content; `None` when there is none: never kept, or its subject erased.
+    pub async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, VaultError> {
+        let Some((subject, sealed)) = self.keys.get_document(id).await? else {
+            return Ok(None);
+        };
+        let key = match self.keys.get(subject).await? {
+            Some(StoredKey::Wrapped(wrapped)) => self.unwrap_key(subject, &wrapped)?,
+            Some(StoredKey::Destroyed) | None => return Ok(None),
+        };
+        if sealed.len() < 12 {
+            return Err(VaultError::Tampered(subject));
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
+        Aes256Gcm::new(&key)
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &document_aad(subject, id),
+                },
+            )
+            .map(Some)
+            .map_err(|_| VaultError::Tampered(subject))
     }
 
     /// Destroys `subject`'s data key. Returns false when there was nothing left to destroy.

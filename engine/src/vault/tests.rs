@@ -131,3 +131,42 @@ async fn no_byte_of_the_sqlite_files_holds_the_clear_text_or_an_erased_key() {
     );
     assert_eq!(vault.unseal(&sealed).await.unwrap(), Unsealed::Erased);
 }
+
+#[tokio::test]
+async fn a_kept_document_reads_back_whole_and_is_gone_with_its_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, keys) = sqlite_vault(dir.path());
+    let (subject, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let content = b"%PDF-1.7 planimetria dell'immobile di Giuseppina Lentini".repeat(200);
+    let id = vault.keep_document(subject, &content).await.unwrap();
+    let kept = vault.keep_document(other, b"altro").await.unwrap();
+    assert_eq!(vault.document(id).await.unwrap(), Some(content.clone()));
+    assert!(
+        !contains(&file_bytes(dir.path()), b"Giuseppina Lentini"),
+        "the content is stored sealed"
+    );
+    // Sealed content moved under another id does not open.
+    let (_, sealed) = keys.get_document(id).await.unwrap().unwrap();
+    let moved = Uuid::now_v7();
+    keys.put_document(moved, subject, sealed.clone())
+        .await
+        .unwrap();
+    assert!(matches!(
+        vault.document(moved).await,
+        Err(VaultError::Tampered(_))
+    ));
+
+    vault.erase(subject).await.unwrap();
+    assert_eq!(vault.document(id).await.unwrap(), None);
+    assert!(keys.get_document(id).await.unwrap().is_none(), "deleted");
+    assert!(
+        !contains(&file_bytes(dir.path()), &sealed[12..200]),
+        "no sealed byte of it survives in the files"
+    );
+    assert_eq!(vault.document(kept).await.unwrap(), Some(b"altro".to_vec()));
+    assert!(matches!(
+        vault.keep_document(subject, b"again").await,
+        Err(VaultError::SubjectErased(_))
+    ));
+    assert_eq!(vault.document(Uuid::now_v7()).await.unwrap(), None);
+}

@@ -188,6 +188,20 @@ impl Lifecycle {
     }
 }
 
+/// A file sent for a case: its content is kept sealed beside the data keys under the same
+/// subject as its name ([`crate::vault::Vault::keep_document`]), gone with an erasure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentFile {
+    /// The kept content's id.
+    pub id: Uuid,
+    /// The file's name as sent (it may name the citizen).
+    pub name: Sealed,
+    pub media_type: String,
+    pub bytes: u64,
+    /// SHA-256 of the content, hex: what was received, provably.
+    pub sha256: String,
+}
+
 /// The citizen behind a case; every field of theirs is sealed under their subject id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Citizen {
@@ -242,6 +256,9 @@ pub enum CaseEvent {
         at: DateTime<Utc>,
         suspended_days: u32,
         due_on: NaiveDate,
+        /// The files that came with them (none when they came on paper or by PEC).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        documents: Vec<DocumentFile>,
     },
     CaseAnswered {
         text: String,
@@ -377,6 +394,7 @@ pub enum CaseCommand {
         at: DateTime<Utc>,
         suspended_days: u32,
         due_on: NaiveDate,
+        documents: Vec<DocumentFile>,
     },
     Answer {
         text: String,
@@ -736,6 +754,7 @@ impl Aggregate for Case {
                 at,
                 suspended_days,
                 due_on,
+                documents,
             } => {
                 self.ensure_open()?;
                 if self.status != CaseStatus::Suspended {
@@ -745,6 +764,7 @@ impl Aggregate for Case {
                     at: *at,
                     suspended_days: *suspended_days,
                     due_on: *due_on,
+                    documents: documents.clone(),
                 }
             }
             C::Answer { text, at } => {

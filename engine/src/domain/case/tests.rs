@@ -216,16 +216,25 @@ fn documents_suspend_the_case_and_their_arrival_moves_the_due_date() {
             at: at(4),
         })
         .then(&[requested()]);
+    let plan = DocumentFile {
+        id: Uuid::from_u128(7),
+        name: sealed("planimetria.pdf"),
+        media_type: "application/pdf".into(),
+        bytes: 48_213,
+        sha256: "ab".repeat(32),
+    };
     let received = CaseEvent::DocumentsReceived {
         at: at(14),
         suspended_days: 10,
         due_on: date(13),
+        documents: vec![plan.clone()],
     };
     given::<Case>(&[opened(), taken(), requested()])
         .when(&CaseCommand::ReceiveDocuments {
             at: at(14),
             suspended_days: 10,
             due_on: date(13),
+            documents: vec![plan],
         })
         .then(std::slice::from_ref(&received));
     let state: Case = crate::domain::fold(&[opened(), taken(), requested(), received]);
@@ -241,6 +250,7 @@ fn it_rejects_a_second_suspension() {
         at: at(14),
         suspended_days: 10,
         due_on: date(13),
+        documents: Vec::new(),
     };
     given::<Case>(&[opened(), taken(), requested(), received])
         .when(&CaseCommand::RequestDocuments {
@@ -267,8 +277,21 @@ fn it_rejects_documents_that_were_not_requested() {
             at: at(5),
             suspended_days: 1,
             due_on: date(2),
+            documents: Vec::new(),
         })
         .then_refused(CaseError::NotSuspended);
+}
+
+#[test]
+fn documents_received_before_files_were_kept_still_read() {
+    let old: CaseEvent = serde_json::from_value(serde_json::json!({
+        "type": "DocumentsReceived",
+        "at": "2026-03-14T09:00:00Z",
+        "suspended_days": 10,
+        "due_on": "2026-04-13"
+    }))
+    .unwrap();
+    assert!(matches!(old, CaseEvent::DocumentsReceived { documents, .. } if documents.is_empty()));
 }
 
 #[test]
