@@ -1,5 +1,6 @@
 // A citizen's visit in a real browser: the pages they read, a contact form sent with errors and
-// then right, the case followed with its code and key; the first load's weight is measured.
+// then right, the case followed with its code and key (with the keyboard alone); the first load's
+// weight is measured.
 // harness.cjs checks every page with axe-core and fails on any console error.
 
 const path = require('path');
@@ -100,9 +101,27 @@ visit(async ({ base, page, check, every, shots }) => {
   await page.click('button[type=submit]');
   expect(await page.locator('.alert-danger').isVisible(), 'a wrong key shows no error');
   await check('pratica-non-trovata');
-  await page.fill('#code', code.toLowerCase());
-  await page.fill('#key', key);
-  await page.click('button[type=submit]');
+  // The right key, with the keyboard alone: the first Tab reaches the skip link, which leads to
+  // the form; its fields come in order, each with a visible focus, and Enter sends it.
+  await page.goto(`${base}/pratiche`);
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    const style = getComputedStyle(e);
+    return { id: e.id, text: e.textContent.trim(),
+      ring: style.outlineStyle !== 'none' || style.boxShadow !== 'none' };
+  });
+  await page.keyboard.press('Tab');
+  const skip = await focused();
+  expect(skip.text === 'Vai al contenuto principale' && skip.ring, `the first Tab reaches ${JSON.stringify(skip)}`);
+  await page.keyboard.press('Enter');
+  for (const [id, text] of [['code', code.toLowerCase()], ['key', key]]) {
+    await page.keyboard.press('Tab');
+    const field = await focused();
+    expect(field.id === id && field.ring, `Tab reaches ${JSON.stringify(field)} instead of #${id} with a visible focus`);
+    await page.keyboard.type(text);
+  }
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#stato-pratica');
   expect((await page.textContent('#stato-pratica')).trim() === 'Ricevuta', 'the case is not shown as received');
   expect(!page.url().includes(key), 'the key is in the URL');
   await check('pratica');
