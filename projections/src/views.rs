@@ -5,8 +5,9 @@
 //! A batch of events is applied in one transaction that also moves the projection's checkpoint:
 //! a crash at any point leaves rows and checkpoint agreeing, so no event is applied twice or
 //! skipped. One runner per projection at a time: on PostgreSQL a session advisory lock (released by
-//! the server if the runner dies); on SQLite a lease row renewed by every batch (taken over once it
-//! expires).
+//! the server if the runner dies); on SQLite an exclusive lock on a file of the consumer's beside
+//! the database (released by the system if the runner's process dies). Neither writes anything to
+//! hold it: an idle server does not wear its disk renewing leases.
 
 use crate::model::{ConsumerId, Filter, Projection, SqlType, SqlValue};
 use rusqlite::OptionalExtension;
@@ -28,12 +29,8 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
     status     TEXT    NOT NULL, -- building | live
     PRIMARY KEY (name, version)
 );
--- One lease per projection version (its table name): a new version builds beside the old one.
-CREATE TABLE IF NOT EXISTS projection_leases (
-    name       TEXT   PRIMARY KEY,
-    owner      TEXT   NOT NULL,
-    expires_at BIGINT NOT NULL -- unix milliseconds
-);
+-- Runners held SQLite leases in a table here until they took lock files (nothing written to hold
+-- them); a database that still has it keeps it, unused.
 -- Idempotency-Key of public requests: the fingerprint of the first body sent with each key.
 CREATE TABLE IF NOT EXISTS api_idempotency (
     key         TEXT   PRIMARY KEY,
@@ -51,7 +48,8 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
     expires_at BIGINT NOT NULL, -- unix milliseconds, however active the session
     idle_until BIGINT NOT NULL  -- unix milliseconds, moved on by activity
 );";
-/// How long a SQLite runner's lease lasts without a renewal.
+/// How often a runner checks that its guard still holds (on PostgreSQL, that the lock's session
+/// still answers), while it waits for events.
 pub const LEASE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +123,12 @@ fn sql_type(t: SqlType) -> &'static str {
 
 /// Proof that this process is a consumer's only runner; dropping it lets another take over.
 pub enum RunnerGuard {
-    /// SQLite: a lease renewed by every batch and while idle, checked inside every transaction
-    /// that writes for the consumer.
-    Lease { id: ConsumerId, owner: String },
+    /// SQLite: the consumer's lock file, held locked.
+    Lease {
+        id: ConsumerId,
+        owner: String,
+        lock: RunnerLock,
+    },
     /// PostgreSQL: a session advisory lock. Batches and checkpoints are written through the
     /// session that holds it, so a runner whose session ended (and so lost the lock to another
     /// runner) can commit nothing more.
@@ -161,6 +162,14 @@ impl RunnerGuard {
         }
     }
 
+    /// The SQLite lock file this guard holds (a PostgreSQL guard cannot write SQLite read models).
+    fn lock(&self) -> Result<&RunnerLock, ViewsError> {
+        match self {
+            RunnerGuard::Lease { lock, .. } => Ok(lock),
+            RunnerGuard::Advisory { id, .. } => Err(ViewsError::LeaseLost(id.name)),
+        }
+    }
+
     fn session(&self) -> Result<&tokio::sync::Mutex<sqlx::PgConnection>, ViewsError> {
         match self {
             RunnerGuard::Advisory { session, .. } => Ok(session),
@@ -171,7 +180,34 @@ impl RunnerGuard {
     }
 }
 
-/// The key an advisory lock is taken on: one per consumer version, like the SQLite leases.
+/// An exclusive lock (`flock`) on `<read models' file>.locks/<consumer's table>`: held while the
+/// runner runs, let go by the system when its process ends. Only [`Views::try_acquire`] makes one,
+/// so a guard always stands for a lock actually held.
+pub struct RunnerLock(std::fs::File);
+
+/// Locks the runner file of `table` beside the SQLite database `conn` if nobody holds it. The lock
+/// belongs to the open file, so two runners in one process exclude each other as two processes do.
+fn lock_runner(conn: &rusqlite::Connection, table: &str) -> Result<Option<RunnerLock>, ViewsError> {
+    let db = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ViewsError::Database("read models in memory have no runner locks".into()))?;
+    let dir = std::path::PathBuf::from(format!("{db}.locks"));
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(table))
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(RunnerLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
+    }
+}
+
+/// The key an advisory lock is taken on: one per consumer version, like the SQLite lock files.
 const ADVISORY_KEY: &str = "hashtext('sportello-projection:' || $1)";
 
 pub(crate) type SqliteConn = Arc<Mutex<rusqlite::Connection>>;
@@ -398,14 +434,14 @@ impl Views {
         owner: &str,
     ) -> Result<Option<RunnerGuard>, ViewsError> {
         match self {
-            Views::Sqlite(..) => {
-                Ok(self
-                    .take_lease(id, owner)
-                    .await?
-                    .then(|| RunnerGuard::Lease {
-                        id,
-                        owner: owner.to_owned(),
-                    }))
+            Views::Sqlite(conn, _) => {
+                let table = id.table();
+                let lock = blocking(conn, move |c| lock_runner(c, &table)).await?;
+                Ok(lock.map(|lock| RunnerGuard::Lease {
+                    id,
+                    owner: owner.to_owned(),
+                    lock,
+                }))
             }
             Views::Postgres(..) => {
                 let mut session = sqlx::PgConnection::connect(store_url).await?;
@@ -425,13 +461,11 @@ impl Views {
         }
     }
 
-    /// Renews a guard: the SQLite lease is taken again (false once another runner has it); on
-    /// PostgreSQL the lock's session must still answer.
+    /// Renews a guard: on PostgreSQL the lock's session must still answer; a SQLite lock file
+    /// stays locked as long as the process holds it.
     pub async fn renew(&self, guard: &RunnerGuard) -> Result<bool, ViewsError> {
         match (self, guard) {
-            (Views::Sqlite(..), RunnerGuard::Lease { id, owner }) => {
-                self.take_lease(*id, owner).await
-            }
+            (Views::Sqlite(..), RunnerGuard::Lease { .. }) => Ok(true),
             (_, RunnerGuard::Advisory { session, .. }) => {
                 sqlx::query("SELECT 1")
                     .execute(&mut *session.lock().await)
@@ -442,30 +476,12 @@ impl Views {
         }
     }
 
-    /// Takes (or renews) the SQLite lease of a consumer; always true on PostgreSQL, where the
-    /// runner holds an advisory lock instead.
-    async fn take_lease(&self, id: ConsumerId, owner: &str) -> Result<bool, ViewsError> {
-        let Views::Sqlite(conn, _) = self else {
-            return Ok(true);
-        };
-        let owner = owner.to_owned();
-        blocking(conn, move |c| take_lease_sqlite(c, &id.table(), &owner)).await
-    }
-
-    /// Lets another runner take over at once (a runner that stops cleanly), instead of letting
-    /// the SQLite lease expire; a PostgreSQL lock goes with the guard's session.
+    /// Lets another runner take over at once (a runner that stops cleanly), before the guard is
+    /// dropped; a PostgreSQL lock goes with the guard's session.
     pub async fn release(&self, guard: &RunnerGuard) -> Result<(), ViewsError> {
-        let (Views::Sqlite(conn, _), RunnerGuard::Lease { id, owner }) = (self, guard) else {
-            return Ok(());
-        };
-        let (id, owner) = (*id, owner.clone());
-        blocking(conn, move |c| {
-            c.execute(
-                "DELETE FROM projection_leases WHERE name = ?1 AND owner = ?2",
-                rusqlite::params![id.table(), owner],
-            )
-        })
-        .await?;
+        if let RunnerGuard::Lease { lock, .. } = guard {
+            lock.0.unlock().map_err(failed)?;
+        }
         Ok(())
     }
 
@@ -481,8 +497,8 @@ impl Views {
         let scrub = P::scrub_after(&events);
         let applied = match self {
             Views::Sqlite(conn, _) => {
-                let owner = guard.owner().to_owned();
-                blocking(conn, move |c| apply_sqlite::<P>(c, &owner, &events)).await?
+                guard.lock()?;
+                blocking(conn, move |c| apply_sqlite::<P>(c, &events)).await?
             }
             Views::Postgres(..) => {
                 let mut session = guard.session()?.lock().await;
@@ -638,15 +654,10 @@ impl Views {
         let id = guard.id();
         match self {
             Views::Sqlite(conn, _) => {
-                let owner = guard.owner().to_owned();
+                guard.lock()?;
                 blocking(conn, move |conn| -> Result<(), ViewsError> {
-                    let tx =
-                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    if !take_lease_sqlite(&tx, &id.table(), &owner)? {
-                        return Err(ViewsError::LeaseLost(id.name));
-                    }
-                    tx.execute(update, rusqlite::params![head as i64, id.name, id.version])?;
-                    Ok(tx.commit()?)
+                    conn.execute(update, rusqlite::params![head as i64, id.name, id.version])?;
+                    Ok(())
                 })
                 .await
             }
@@ -730,14 +741,16 @@ impl Views {
             let table = old.table();
             let drop_sql = format!(
                 "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {}; \
-                 DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version}; \
-                 DELETE FROM projection_leases WHERE name = '{table}';",
+                 DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version};",
                 old.tallies_table(),
                 id.name
             );
             let free = match self {
-                // Free when no lease is live: take it under a retiring owner, then drop.
-                Views::Sqlite(..) => self.take_lease(old, "retiring").await?,
+                // Free when no runner holds its lock file: lock it, drop, let go.
+                Views::Sqlite(conn, _) => {
+                    let table = table.clone();
+                    blocking(conn, move |c| lock_runner(c, &table)).await?
+                }
                 Views::Postgres(pool, _) => {
                     let mut conn = pool.acquire().await?;
                     let locked: bool = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -761,9 +774,10 @@ impl Views {
                     continue;
                 }
             };
-            if free {
+            if let Some(lock) = free {
                 self.execute_batch(drop_sql).await?;
                 dropped.push(old.version);
+                drop(lock);
             }
         }
         Ok(dropped)
@@ -800,24 +814,6 @@ impl Views {
         };
         Ok(stored == fingerprint)
     }
-}
-
-fn take_lease_sqlite(
-    conn: &rusqlite::Connection,
-    name: &str,
-    owner: &str,
-) -> Result<bool, ViewsError> {
-    let now = now_ms();
-    let expires = now + LEASE.as_millis() as i64;
-    let changed = conn
-        .execute(
-            "INSERT INTO projection_leases (name, owner, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE projection_leases.owner = excluded.owner OR projection_leases.expires_at < ?4",
-            rusqlite::params![name, owner, expires, now],
-        )
-        .map_err(db)?;
-    Ok(changed > 0)
 }
 
 fn to_sqlite(v: &SqlValue) -> Value {
@@ -985,17 +981,14 @@ fn tally_sql<P: Projection>(param: impl Fn(usize) -> String) -> (String, String)
     )
 }
 
+/// Runs under the runner's lock file ([`RunnerGuard::Lease`]), which no other runner can hold.
 fn apply_sqlite<P: Projection>(
     conn: &mut rusqlite::Connection,
-    owner: &str,
     events: &[RecordedEvent],
 ) -> Result<u64, ViewsError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db)?;
-    if !take_lease_sqlite(&tx, &P::table(), owner)? {
-        return Err(ViewsError::LeaseLost(P::NAME));
-    }
     let checkpoint: i64 = tx
         .query_row(
             "SELECT position FROM projection_checkpoints WHERE name = ?1 AND version = ?2",
