@@ -476,11 +476,21 @@ impl Views {
         }
     }
 
-    /// Lets another runner take over at once (a runner that stops cleanly), before the guard is
-    /// dropped; a PostgreSQL lock goes with the guard's session.
+    /// Lets another runner take over at once (a runner that stops cleanly); the guard is not to
+    /// be used afterwards. On PostgreSQL the lock is let go on its session explicitly: closing a
+    /// dropped session happens in the background, and a runner started just after would find
+    /// the lock still held.
     pub async fn release(&self, guard: &RunnerGuard) -> Result<(), ViewsError> {
-        if let RunnerGuard::Lease { lock, .. } = guard {
-            lock.0.unlock().map_err(failed)?;
+        match guard {
+            RunnerGuard::Lease { lock, .. } => lock.0.unlock().map_err(failed)?,
+            RunnerGuard::Advisory { id, session, .. } => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT pg_advisory_unlock({ADVISORY_KEY})"
+                )))
+                .bind(id.table())
+                .execute(&mut *session.lock().await)
+                .await?;
+            }
         }
         Ok(())
     }
