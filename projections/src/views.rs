@@ -1124,19 +1124,21 @@ async fn apply_postgres<P: Projection>(
         }
     }
     let (rows, tallies) = fold_with_tallies::<P>(rows, &fresh);
-    let (add, drop_zero) = tally_sql::<P>(|i| format!("${i}"));
-    for (cell, n) in &tallies {
-        let mut q = sqlx::query(AssertSqlSafe(add.clone()));
-        for value in cell {
-            q = q.bind(value);
-        }
-        q.bind(n).execute(&mut *tx).await.map_err(db)?;
-        if *n < 0 {
-            let mut q = sqlx::query(AssertSqlSafe(drop_zero.clone()));
+    if !tallies.is_empty() {
+        let (add, drop_zero) = tally_sql::<P>(|i| format!("${i}"));
+        for (cell, n) in &tallies {
+            let mut q = sqlx::query(AssertSqlSafe(add.clone()));
             for value in cell {
                 q = q.bind(value);
             }
-            q.execute(&mut *tx).await.map_err(db)?;
+            q.bind(n).execute(&mut *tx).await.map_err(db)?;
+            if *n < 0 {
+                let mut q = sqlx::query(AssertSqlSafe(drop_zero.clone()));
+                for value in cell {
+                    q = q.bind(value);
+                }
+                q.execute(&mut *tx).await.map_err(db)?;
+            }
         }
     }
     let upsert = upsert_sql::<P>(|i| format!("${i}"));

@@ -110,13 +110,16 @@ impl Urp {
             .citizen_subject
             .unwrap_or_else(|| super::urp::case_text_subject(case_id));
         let mut kept = Vec::with_capacity(files.len());
-        for file in files {
-            let name = clean_name(&file.name);
+        // Every name sealed with one look-up of the subject's key.
+        let names: Vec<String> = files.iter().map(|f| clean_name(&f.name)).collect();
+        let names: Vec<Option<&str>> = names.iter().map(|n| Some(n.as_str())).collect();
+        let sealed = self.vault().seal_all(subject, false, &names).await?;
+        for (file, name) in files.into_iter().zip(sealed) {
             let media_type = media_type_of(&file.content).unwrap_or_default();
             let id = self.vault().keep_document(subject, &file.content).await?;
             kept.push(DocumentFile {
                 id,
-                name: self.vault().seal(subject, &name).await?,
+                name: name.ok_or(CaseError::Empty("nome del documento"))?,
                 media_type: media_type.to_owned(),
                 bytes: file.content.len() as u64,
                 sha256: hex::encode(Sha256::digest(&file.content)),
