@@ -18,6 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
+use crate::liveness::Liveness;
+
 /// The queue of notices to citizens, after the installation's namespace (`sportello-notices`).
 pub const NOTICES: &str = "notices";
 /// The queue of scheduled work (reminders, retention, publication), one job per period.
@@ -51,6 +53,9 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (30 s × 10 on Redis) would leave such a job waiting five minutes.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const MISSED_HEARTBEATS: usize = 3;
+/// On SQLite a worker's lock file tells that it is alive ([`Liveness`]); the heartbeat, a write
+/// each time, is kept only for a worker without one.
+const SQLITE_HEARTBEAT: Duration = Duration::from_secs(600);
 
 /// A notice the reactor asks for. Its id and idempotency key come from `cause`, the event that
 /// called for it, so pushing it twice queues it once.
@@ -143,6 +148,8 @@ pub enum Connection {
         /// it in a power cut only runs a job again, and what a job records makes that a no-op.
         /// Sparing them a sync at every commit is most of what the SQLite queue costs.
         relaxed: SqlitePool,
+        /// The workers' lock files, beside the file.
+        liveness: Liveness,
     },
     Redis(redis::aio::ConnectionManager),
 }
@@ -161,7 +168,13 @@ impl Connection {
                 let relaxed = sqlite_pool(path, SqliteSynchronous::Normal)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                Ok(Connection::Sqlite { durable, relaxed })
+                let liveness =
+                    Liveness::beside(path, relaxed.clone()).map_err(|e| unavailable(&e))?;
+                Ok(Connection::Sqlite {
+                    durable,
+                    relaxed,
+                    liveness,
+                })
             }
             QueueLocation::Redis(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
@@ -209,6 +222,8 @@ pub struct Queue<J: Job = NoticeJob> {
     pub backend: Backend<J>,
     /// For the job workers (on SQLite, on the relaxed connections).
     pub workers: Backend<J>,
+    /// On SQLite, where the workers hold their lock files.
+    pub liveness: Option<Liveness>,
 }
 
 // Not derived: a derive would ask `J: Clone` of the marker, not of the storage.
@@ -218,6 +233,7 @@ impl<J: Job> Clone for Queue<J> {
             name: self.name.clone(),
             backend: self.backend.clone(),
             workers: self.workers.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 }
@@ -258,13 +274,17 @@ impl<J: Job> Queue<J> {
         let sqlite = |pool: &SqlitePool| {
             let config = apalis_sqlite::Config::default()
                 .queue(&name)
-                .heartbeat_interval(HEARTBEAT)
+                .heartbeat_interval(SQLITE_HEARTBEAT)
                 .missed_heartbeats(MISSED_HEARTBEATS)
                 .batch_size(100);
             Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
         };
-        let (backend, workers) = match connection {
-            Connection::Sqlite { durable, relaxed } => (sqlite(durable), sqlite(relaxed)),
+        let (backend, workers, liveness) = match connection {
+            Connection::Sqlite {
+                durable,
+                relaxed,
+                liveness,
+            } => (sqlite(durable), sqlite(relaxed), Some(liveness.clone())),
             Connection::Redis(manager) => {
                 let config = apalis_redis::Config::default()
                     .queue(&name)
@@ -274,13 +294,14 @@ impl<J: Job> Queue<J> {
                     .batch_size(100);
                 let backend =
                     Backend::Redis(RedisStorage::new(manager.clone()).with_config(config));
-                (backend.clone(), backend)
+                (backend.clone(), backend, None)
             }
         };
         Queue {
             name,
             backend,
             workers,
+            liveness,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The job workers of one process, on an apalis `Monitor`: started together, restarted when one
 //! fails, and stopped together with the jobs in flight allowed to finish.
 
+use crate::liveness::{Liveness, WorkerLock};
 use crate::notices::{Delivered, NoticeContext, NoticeError, deliver};
 use crate::queue::{Backend, DueJobs, NoticeJob, Queue};
 use crate::schedule::{Duties, DutyError, Performed, Schedule, ScheduledJob, Scheduler, Ticks};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 /// How often an idle worker looks for jobs pushed by another process or come due (without a
 /// poll strategy it would only wake on its 30 s heartbeat).
 const POLL: Duration = Duration::from_millis(100);
+/// How often the workers of the SQLite queue look for a worker gone with jobs in hand.
+const SWEEP: Duration = Duration::from_secs(5);
 /// How long a stop waits for the jobs in flight.
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
@@ -27,10 +30,14 @@ macro_rules! queue_worker {
                 let storage = $storage.clone();
                 let data = $data.clone();
                 let name = $queue.name().to_owned();
+                let liveness = $queue.liveness.clone();
                 move |restarts: usize| {
-                    WorkerBuilder::new(worker_name(&name, restarts))
+                    let name = worker_name(&name, restarts);
+                    let held = liveness.as_ref().and_then(|l| hold(l, &name));
+                    WorkerBuilder::new(name)
                         .backend(storage.clone().poll_with_interval(POLL))
                         .data(data.clone())
+                        .data(held)
                         .concurrency($concurrency)
                         .retry(RetryPolicy::retries($retries).with_backoff(backoff()))
                         .build($handler)
@@ -50,6 +57,15 @@ fn worker_name(queue: &str, restarts: usize) -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
     format!("{queue}-{host}-{}-{restarts}", std::process::id())
+}
+
+/// The lock file that tells the SQLite queue this worker is alive. Without it (the folder cannot
+/// be written) the worker still runs, and apalis's slow heartbeat stands for it.
+fn hold(liveness: &Liveness, worker: &str) -> Option<WorkerLock> {
+    liveness
+        .hold(worker)
+        .inspect_err(|error| tracing::error!(worker, %error, "cannot make the worker's lock file"))
+        .ok()
 }
 
 /// Counts a job's outcome (done, skipped, retried, dead) and its duration for `/metrics`.
@@ -135,6 +151,8 @@ pub struct JobWorkers {
     scheduler: Option<Arc<Scheduler>>,
     /// The Redis queues' due jobs, promoted every second (see [`DueJobs`]).
     due: Vec<DueJobs>,
+    /// On SQLite, the lock files swept for workers gone (see [`Liveness`]).
+    liveness: Option<Liveness>,
 }
 
 impl JobWorkers {
@@ -152,6 +170,7 @@ impl JobWorkers {
             monitor,
             scheduler: None,
             due: queue.due_jobs().into_iter().collect(),
+            liveness: queue.liveness.clone(),
         }
     }
 
@@ -193,6 +212,7 @@ impl JobWorkers {
             monitor,
             scheduler: Some(scheduler),
             due,
+            liveness: self.liveness,
         }
     }
 
@@ -229,6 +249,21 @@ impl JobWorkers {
                 }
             }
         });
+        let sweeping = self.liveness.map(|liveness| {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SWEEP);
+                loop {
+                    every.tick().await;
+                    match liveness.sweep().await {
+                        Ok(0) => {}
+                        Ok(jobs) => {
+                            tracing::warn!(jobs, "jobs of a worker gone given back to the queue")
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot look for workers gone"),
+                    }
+                }
+            })
+        });
         if let Some(scheduler) = self.scheduler {
             tokio::spawn(async move {
                 while let Err(error) = scheduler.enqueue_due().await {
@@ -245,6 +280,9 @@ impl JobWorkers {
             })
             .await;
         promoting.abort();
+        if let Some(sweeping) = sweeping {
+            sweeping.abort();
+        }
         ran.map_err(|e| anyhow::anyhow!("job workers failed: {e}"))
     }
 }

@@ -148,3 +148,81 @@ fn the_queue_is_never_the_event_stores_file() {
     settings.workers.queue_url = Some(SecretUrl::new("amqp://127.0.0.1"));
     assert!(QueueLocation::from_settings(&settings).is_err());
 }
+
+/// On SQLite a worker's lock file tells that it is alive: the job of a worker whose lock is let go
+/// (its process killed) goes back to the queue at the next sweep, the job of a worker holding its
+/// lock stays with it, and a worker with no file at all is left to apalis's heartbeat.
+#[tokio::test]
+async fn sqlite_gives_back_the_jobs_of_a_worker_gone_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = QueueLocation::Sqlite(dir.path().join("jobs.db"));
+    let queue: Queue = Queue::connect_to(&location, &settings("sportello"))
+        .await
+        .unwrap();
+    let Backend::Sqlite(storage) = &queue.backend else {
+        unreachable!("an SQLite location")
+    };
+    let pool = storage.pool();
+    let liveness = queue
+        .liveness
+        .clone()
+        .expect("SQLite workers have lock files");
+    queue.push(jobs(3), 3).await.unwrap();
+    let live = liveness.hold("live").unwrap();
+    let gone = liveness.hold("gone").unwrap();
+    let pending = queue.list("Pending", 10).await.unwrap();
+    for (job, worker) in pending.iter().zip(["live", "gone", "no-file"]) {
+        sqlx::query(
+            "INSERT INTO Workers (id, worker_type, storage_name, last_seen) \
+             VALUES (?1, 'sportello-notices', 'SqliteStorage', strftime('%s', 'now'))",
+        )
+        .bind(worker)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE Jobs SET status = 'Running', lock_by = ?1, \
+             lock_at = strftime('%s', 'now') WHERE id = ?2",
+        )
+        .bind(worker)
+        .bind(&job.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    // The three jobs, in the order of the workers above.
+    let state = |n: usize| {
+        let id = pending[n].id.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>, i64)>(
+                "SELECT status, lock_by, attempts FROM Jobs WHERE id = ?1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    assert_eq!(
+        liveness.sweep().await.unwrap(),
+        0,
+        "both workers hold their locks"
+    );
+    drop(gone);
+    assert_eq!(liveness.sweep().await.unwrap(), 1);
+    assert_eq!(state(0).await, ("Running".into(), Some("live".into()), 0));
+    assert_eq!(state(1).await, ("Pending".into(), None, 1));
+    assert_eq!(
+        state(2).await,
+        ("Running".into(), Some("no-file".into()), 0)
+    );
+    assert!(
+        !dir.path().join("jobs.db.workers/gone").exists(),
+        "the file of a worker gone is removed"
+    );
+    assert!(dir.path().join("jobs.db.workers/live").exists());
+    assert_eq!(liveness.sweep().await.unwrap(), 0, "given back once");
+    assert_eq!(queue.waiting().await.unwrap(), 1);
+    drop(live);
+}
