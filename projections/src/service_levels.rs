@@ -9,7 +9,7 @@ use crate::Projection;
 use crate::inbox::{Inbox, InboxRow};
 use crate::model::{Filter, check_dimensions};
 use crate::views::{Views, ViewsError};
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use chrono_tz::Europe::Rome;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ pub(crate) fn tallies(row: &InboxRow) -> Vec<Vec<String>> {
         vec![
             row.comune.clone(),
             row.kind.clone(),
-            day.format("%Y-%m").to_string(),
+            format!("{:04}-{:02}", day.year(), day.month()),
             measure.to_owned(),
             bucket,
         ]
@@ -84,7 +84,11 @@ pub(crate) fn tallies(row: &InboxRow) -> Vec<Vec<String>> {
     }
     if let Some(closed) = row.closed_at.as_deref().and_then(rome_day) {
         cells.push(cell(closed, CLOSED, String::new()));
-        if NaiveDate::parse_from_str(&row.due_on, "%Y-%m-%d").is_ok_and(|due| closed <= due) {
+        if row
+            .due_on
+            .parse::<NaiveDate>()
+            .is_ok_and(|due| closed <= due)
+        {
             cells.push(cell(closed, CLOSED_WITHIN, String::new()));
         }
     }

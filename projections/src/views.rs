@@ -896,13 +896,13 @@ fn read_pg_row<P: Projection>(row: &sqlx::postgres::PgRow) -> Result<Vec<SqlValu
 }
 
 /// The events of a batch not yet applied: those past the checkpoint (a batch replayed after a
-/// crash is skipped, whole or in part).
-fn fresh_events(events: &[RecordedEvent], checkpoint: i64) -> Vec<RecordedEvent> {
-    events
-        .iter()
-        .filter(|e| e.position as i64 > checkpoint)
-        .cloned()
-        .collect()
+/// crash is skipped, whole or in part). A batch is in log order, so they are its tail.
+fn fresh_events(events: &[RecordedEvent], checkpoint: i64) -> &[RecordedEvent] {
+    debug_assert!(
+        events.is_sorted_by_key(|e| e.position),
+        "a batch in log order"
+    );
+    &events[events.partition_point(|e| e.position as i64 <= checkpoint)..]
 }
 
 /// `INSERT … ON CONFLICT (id) DO UPDATE` for every column of `P`, with `param(n)` for the n-th value.
@@ -1032,7 +1032,7 @@ fn apply_sqlite<P: Projection>(
             rows.insert(key, row);
         }
     }
-    let (rows, tallies) = fold_with_tallies::<P>(rows, &fresh);
+    let (rows, tallies) = fold_with_tallies::<P>(rows, fresh);
     if !tallies.is_empty() {
         let (add, drop_zero) = tally_sql::<P>(|i| format!("?{i}"));
         let mut add = tx.prepare_cached(&add).map_err(db)?;
@@ -1123,7 +1123,7 @@ async fn apply_postgres<P: Projection>(
             rows.insert(id, P::from_values(values));
         }
     }
-    let (rows, tallies) = fold_with_tallies::<P>(rows, &fresh);
+    let (rows, tallies) = fold_with_tallies::<P>(rows, fresh);
     if !tallies.is_empty() {
         let (add, drop_zero) = tally_sql::<P>(|i| format!("${i}"));
         for (cell, n) in &tallies {

@@ -441,13 +441,18 @@ pub(super) fn case_events(n: u64) -> Vec<NewEvent> {
 }
 
 /// [`case_events`] for a case received at `received`.
+/// The data subject case `n`'s texts are sealed under: one of its own, as an anonymous contact's.
+pub(super) fn case_subject(n: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u128(u128::from(n) + 1)
+}
+
 pub(super) fn case_events_at(n: u64, received: chrono::DateTime<chrono::Utc>) -> Vec<NewEvent> {
     use chrono::Duration;
     use sportello_engine::domain::case::{CaseEvent, CaseKind, Channel, Outcome};
     use sportello_engine::vault::Sealed;
     let comune = ["073004", "073015", "073029"][(n % 3) as usize].to_owned();
     let sealed = Sealed {
-        subject: uuid::Uuid::nil(),
+        subject: case_subject(n),
         nonce: "AAAAAAAAAAAAAAAA".into(),
         ciphertext: "c2lnaWxsYXRv".into(),
     };

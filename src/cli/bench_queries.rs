@@ -3,8 +3,9 @@
 //!
 //! The read models are filled by applying synthetic events straight to the projections (the
 //! same code a runner uses), not through the log: what is measured is the query, not the load.
+//! The subject search's texts are sealed and unsealed through the store's real vault.
 
-use super::bench::{Scratch, Target, case_events_at};
+use super::bench::{Scratch, Target, case_events_at, case_subject};
 use anyhow::Context;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use sportello_engine::domain::case::Channel;
@@ -13,6 +14,7 @@ use sportello_engine::{Metadata, NewEvent, RecordedEvent, StreamId};
 use sportello_projections::inbox::{self, Inbox, InboxQuery};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
+use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{Projection, Views};
 use std::time::Instant;
 
@@ -129,6 +131,96 @@ fn rating(n: u64) -> NewEvent {
     })
 }
 
+/// What the citizen wrote as the subject of case `n`: a kind of problem, a street, a number.
+fn subject_text(n: u64) -> String {
+    const WHAT: [&str; 8] = [
+        "buca pericolosa",
+        "lampione spento",
+        "rifiuti abbandonati",
+        "marciapiede dissestato",
+        "perdita d'acqua",
+        "segnaletica mancante",
+        "albero pericolante",
+        "rumore notturno",
+    ];
+    format!(
+        "{} in {} {}",
+        WHAT[(n % 8) as usize],
+        STREETS[(n / 8 % 16) as usize],
+        n % 997 + 1
+    )
+}
+
+const STREETS: [&str; 16] = [
+    "via roma",
+    "via garibaldi",
+    "corso vittorio emanuele",
+    "piazza municipio",
+    "via mazzini",
+    "via cavour",
+    "viale europa",
+    "via taranto",
+    "via della pace",
+    "via dante alighieri",
+    "largo san francesco",
+    "via verdi",
+    "via puccini",
+    "via leopardi",
+    "contrada lamia",
+    "via nitti",
+];
+
+/// What an operator types in the search box: a street and a number, a word, a street.
+fn text_query(i: u64) -> String {
+    match i % 3 {
+        0 => format!("{} {}", STREETS[(i % 16) as usize], i % 997 + 1),
+        1 => ["pericolosa", "lampione", "dissestato", "acqua"][(i % 4) as usize].to_owned(),
+        _ => format!("spento {}", STREETS[(i / 3 % 16) as usize]),
+    }
+}
+
+/// Fills the subject search with every case's subject, sealed under the case's data subject by
+/// the store's vault (thousands at a time, as the key store batches them) and unsealed by the
+/// projection as a runner would.
+async fn load_texts(
+    views: &Views,
+    url: &str,
+    vault: &sportello_engine::vault::Vault,
+    cases: u64,
+) -> anyhow::Result<()> {
+    views.reset::<SubjectTexts>().await?;
+    let guard = views
+        .try_acquire(url, SubjectTexts::id(), "bench")
+        .await?
+        .context("projection busy")?;
+    let received = Utc.with_ymd_and_hms(2025, 1, 1, 8, 0, 0).unwrap();
+    let mut start = 0;
+    while start < cases {
+        let end = (start + BATCH as u64).min(cases);
+        let sealed = futures::future::try_join_all(
+            (start..end)
+                .map(|n| async move { vault.seal(case_subject(n), &subject_text(n)).await }),
+        )
+        .await?;
+        let events = (start..end)
+            .zip(sealed)
+            .map(|(n, sealed)| {
+                let mut opened = case_events_at(n, received).swap_remove(0);
+                let mut data: serde_json::Value = serde_json::from_str(&opened.data)?;
+                data["subject"] = serde_json::to_value(sealed)?;
+                opened.data = data.to_string();
+                let stream = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?;
+                Ok(recorded(n + 1, &stream, 1, opened))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        views.apply_batch::<SubjectTexts>(&guard, events).await?;
+        start = end;
+    }
+    views.create_indexes::<SubjectTexts>().await?;
+    views.release(&guard).await?;
+    Ok(())
+}
+
 /// Nearest-rank percentile, in milliseconds.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
@@ -138,7 +230,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> anyhow::Result<()> {
     let scratch = Scratch::create(settings, &args.target).await?;
     let url = scratch.settings.store.url.expose().to_owned();
-    let views = Views::open(&url).await?;
+    let mut vault_settings = scratch.settings.clone();
+    if vault_settings.vault.master_key.is_none() && !url.starts_with("sqlite://") {
+        // A PostgreSQL scratch has no key of its own; its texts need only outlive the run.
+        let key = sportello_engine::vault::MasterKey::generate().to_base64();
+        vault_settings.vault.master_key = Some(sportello_config::SecretString::new(key));
+    }
+    let vault = crate::cli::open_urp(&vault_settings)
+        .await?
+        .vault()
+        .clone();
+    let views = Views::open(&url).await?.with_vault(vault.clone());
     let started = Instant::now();
     let mut position = 0;
     let total = args.cases;
@@ -170,6 +272,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         recorded(n + 1, &stream, 1, rating(n))
     });
     let rating_events = load::<Ratings>(&views, &url, ratings).await?;
+    load_texts(&views, &url, &vault, args.cases).await?;
     // Participation rates read the closures too (empty here: every rating counts alone).
     views.ensure::<Closures>().await?;
     if let Views::Sqlite(..) = views {
@@ -197,35 +300,38 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         cursors.push(last.map(|e| (e.row.due_on, e.row.code)));
     }
     let mut inbox_ms = Vec::new();
-    let mut by_kind: [Vec<f64>; 8] = Default::default();
+    let mut by_kind: [Vec<f64>; KINDS as usize] = Default::default();
     // The first pass (every comune, kind of query and month once) warms the caches as a
     // running server's are; the next ones are timed.
-    let warm_up = 8 * 24 * 3;
-    for i in 0..warm_up + args.queries * 8 {
-        let comune_index = (i / 8 / 24 % 3) as usize;
+    const KINDS: u64 = 9;
+    const TEXT: u64 = 8;
+    let warm_up = KINDS * 24 * 3;
+    for i in 0..warm_up + args.queries * KINDS {
+        let comune_index = (i / KINDS / 24 % 3) as usize;
         let comune = COMUNI[comune_index].to_owned();
         let mut q = InboxQuery {
             comune: Some(comune),
             limit: 50,
             ..InboxQuery::default()
         };
-        match i % 8 {
+        match i % KINDS {
             0 => {}
             1 => q.status = Some("received".into()),
             2 => q.overdue = Some(true),
             3 => {
-                let kind = sportello_engine::domain::case::CaseKind::ALL[(i / 8 % 6) as usize];
+                let kind = sportello_engine::domain::case::CaseKind::ALL[(i / KINDS % 6) as usize];
                 q.kind = Some(sportello_projections::name_of(&kind));
                 q.channel = Some(sportello_projections::name_of(
-                    &Channel::ALL[(i / 48 % 7) as usize],
+                    &Channel::ALL[(i / KINDS / 6 % 7) as usize],
                 ));
             }
             4 => q.code = Some(format!("BEN-2025-{:06}", (i * 7919) % args.cases)),
             6 => q.offset = DEEP,
             7 => q.after = cursors[comune_index].clone(),
+            TEXT => q.text = Some(text_query(i / KINDS)),
             _ => {
                 // A month of the two years, second page.
-                let month = (i / 8 % 24) as u32;
+                let month = (i / KINDS % 24) as u32;
                 q.received_from =
                     NaiveDate::from_ymd_opt(2025 + (month / 12) as i32, month % 12 + 1, 1);
                 q.received_until = q
@@ -240,8 +346,11 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         if i < warm_up {
             continue;
         }
-        inbox_ms.push(ms);
-        by_kind[(i % 8) as usize].push(ms);
+        // The subject search is reported apart: it does not meet the inbox's target yet.
+        if i % KINDS != TEXT {
+            inbox_ms.push(ms);
+        }
+        by_kind[(i % KINDS) as usize].push(ms);
         std::hint::black_box(page);
     }
     let groupings: [&[&str]; 4] = [
@@ -283,6 +392,8 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         std::hint::black_box(report);
     }
     inbox_ms.sort_by(f64::total_cmp);
+    let mut text_ms = by_kind[TEXT as usize].clone();
+    text_ms.sort_by(f64::total_cmp);
     for (name, mut times) in [
         "default",
         "status",
@@ -292,6 +403,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         "month+page 2",
         "page 201 offset",
         "page 201 keyset",
+        "text",
     ]
     .into_iter()
     .zip(by_kind)
@@ -314,12 +426,14 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     drop(views);
     scratch.finish().await?;
     println!(
-        "measure=queries store={} cases={} ratings={} inbox_p50_ms={:.2} inbox_p99_ms={:.2} satisfaction_p50_ms={:.2} satisfaction_p99_ms={:.2} service_levels_p50_ms={:.2} service_levels_p99_ms={:.2}",
+        "measure=queries store={} cases={} ratings={} inbox_p50_ms={:.2} inbox_p99_ms={:.2} text_p50_ms={:.2} text_p99_ms={:.2} satisfaction_p50_ms={:.2} satisfaction_p99_ms={:.2} service_levels_p50_ms={:.2} service_levels_p99_ms={:.2}",
         scratch.backend,
         args.cases,
         args.ratings,
         percentile(&inbox_ms, 0.5),
         percentile(&inbox_ms, 0.99),
+        percentile(&text_ms, 0.5),
+        percentile(&text_ms, 0.99),
         percentile(&satisfaction_ms, 0.5),
         percentile(&satisfaction_ms, 0.99),
         percentile(&service_levels_ms, 0.5),

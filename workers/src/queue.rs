@@ -48,8 +48,8 @@ pub trait Job:
 /// duplicate a no-op.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A worker beats this often; one silent for `MISSED_HEARTBEATS` beats (killed, or cut off
-/// from the queue with a job in hand) has its jobs given to a live worker. apalis's defaults
+/// A worker on Redis beats this often; one silent for `MISSED_HEARTBEATS` beats (killed, or cut
+/// off from the queue with a job in hand) has its jobs given to a live worker. apalis's defaults
 /// (30 s × 10 on Redis) would leave such a job waiting five minutes.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const MISSED_HEARTBEATS: usize = 3;
