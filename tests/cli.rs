@@ -290,6 +290,21 @@ fn bench_leaves_no_scratch_store_behind() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// `bench queries` fills read models with made-up cases and seals their texts: never in the
+/// configured store of an installation.
+#[test]
+fn bench_queries_refuses_to_run_in_an_installations_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let refused = sportello(&store, &["bench", "queries", "--in-place", "--cases", "10"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("without --in-place"));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
 #[test]
 fn a_writer_killed_mid_append_leaves_a_verifiable_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -589,6 +604,35 @@ fn the_demo_runs_on_postgres_with_a_configured_master_key_and_erasure_leaves_no_
             count("SELECT count(*) FROM subject_keys WHERE wrapped IS NULL"),
             erased
         );
+    });
+}
+
+/// The store's URL may name PostgreSQL's Unix socket (`?host=/var/run/postgresql`), as the
+/// peers of `../shared/peers/` connect: the log, the keys and the read models all go through it.
+#[test]
+fn a_postgresql_store_is_reached_through_its_unix_socket() {
+    let socket = std::env::var("SPORTELLO_TEST_POSTGRES_SOCKET")
+        .unwrap_or_else(|_| "/var/run/postgresql".into());
+    assert!(
+        Path::new(&socket).join(".s.PGSQL.5432").exists(),
+        "no PostgreSQL socket in {socket}: run PostgreSQL on this machine or set \
+         SPORTELLO_TEST_POSTGRES_SOCKET to the folder of its socket"
+    );
+    with_scratch_postgres("sportello_socket", |store| {
+        let database = store.rsplit('/').next().unwrap().split('?').next().unwrap();
+        // A host name that never resolves: only the socket can answer.
+        let url = format!("postgres://postgres@nowhere.invalid/{database}?host={socket}");
+        let demo = Command::new(env!("CARGO_BIN_EXE_sportello"))
+            .args(["--store", &url, "demo", "--cases", "20", "--seed", "3"])
+            .env("SPORTELLO__VAULT__MASTER_KEY", support::MASTER_KEY)
+            .output()
+            .unwrap();
+        assert!(stdout(&demo).contains("20 cases opened"), "{demo:?}");
+        assert!(stdout(&sportello(&url, &["verify"])).starts_with("ok: "));
+        let through_socket = json_lines(&stdout(&sportello(&url, &["replay"])));
+        let through_tcp = json_lines(&stdout(&sportello(store, &["replay"])));
+        assert!(through_socket.len() >= 20);
+        assert_eq!(through_socket, through_tcp);
     });
 }
 

@@ -94,6 +94,12 @@ pub(super) struct Target {
     keep: bool,
 }
 
+impl Target {
+    pub(super) fn in_place(&self) -> bool {
+        self.in_place
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
     Single,

@@ -228,6 +228,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> anyhow::Result<()> {
+    // It fills the inbox, the ratings and the subject search with made-up cases, and seals
+    // their texts with keys of their own: never in an installation's store.
+    anyhow::ensure!(
+        !args.target.in_place(),
+        "bench queries fills read models of its own and would replace the store's: run it on a \
+         fresh store (without --in-place)"
+    );
     let scratch = Scratch::create(settings, &args.target).await?;
     let url = scratch.settings.store.url.expose().to_owned();
     let mut vault_settings = scratch.settings.clone();
@@ -236,10 +243,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         let key = sportello_engine::vault::MasterKey::generate().to_base64();
         vault_settings.vault.master_key = Some(sportello_config::SecretString::new(key));
     }
-    let vault = crate::cli::open_urp(&vault_settings)
-        .await?
-        .vault()
-        .clone();
+    let vault = crate::cli::open_urp(&vault_settings).await?.vault().clone();
     let views = Views::open(&url).await?.with_vault(vault.clone());
     let started = Instant::now();
     let mut position = 0;
