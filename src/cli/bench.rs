@@ -446,12 +446,18 @@ pub(super) fn case_events(n: u64) -> Vec<NewEvent> {
     case_events_at(n, received)
 }
 
-/// [`case_events`] for a case received at `received`.
-/// The data subject case `n`'s texts are sealed under: one of its own, as an anonymous contact's.
+/// Case `n`'s stream.
+pub(super) fn case_stream(n: u64) -> StreamId {
+    StreamId::new("case", case_subject(n)).expect("'case' is a category")
+}
+
+/// The data subject case `n`'s texts are sealed under: one of its own, as an anonymous contact's,
+/// with its case's id.
 pub(super) fn case_subject(n: u64) -> uuid::Uuid {
     uuid::Uuid::from_u128(u128::from(n) + 1)
 }
 
+/// [`case_events`] for a case received at `received`.
 pub(super) fn case_events_at(n: u64, received: chrono::DateTime<chrono::Utc>) -> Vec<NewEvent> {
     use chrono::Duration;
     use sportello_engine::domain::case::{CaseEvent, CaseKind, Channel, Outcome};
@@ -518,11 +524,7 @@ async fn seed_cases(
     cases: u64,
     events_of: fn(u64) -> Vec<NewEvent>,
 ) -> anyhow::Result<()> {
-    seed_streams(log, cases, move |n| {
-        let id = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?;
-        Ok((id, events_of(n)))
-    })
-    .await
+    seed_streams(log, cases, move |n| Ok((case_stream(n), events_of(n)))).await
 }
 
 /// Case `n` of a log that grows with time: received `n` minutes after 2025-01-01 09:00.

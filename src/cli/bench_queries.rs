@@ -5,7 +5,7 @@
 //! same code a runner uses), not through the log: what is measured is the query, not the load.
 //! The subject search's texts are sealed and unsealed through the store's real vault.
 
-use super::bench::{Scratch, Target, case_events_at, case_subject};
+use super::bench::{Scratch, Target, case_events_at, case_stream, case_subject};
 use anyhow::Context;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use sportello_engine::domain::case::Channel;
@@ -209,8 +209,7 @@ async fn load_texts(
                 let mut data: serde_json::Value = serde_json::from_str(&opened.data)?;
                 data["subject"] = serde_json::to_value(sealed)?;
                 opened.data = data.to_string();
-                let stream = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1))?;
-                Ok(recorded(n + 1, &stream, 1, opened))
+                Ok(recorded(n + 1, &case_stream(n), 1, opened))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         views.apply_batch::<SubjectTexts>(&guard, events).await?;
@@ -252,7 +251,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         // Spread evenly over the 24 months from January 2025.
         let received = Utc.with_ymd_and_hms(2025, 1, 1, 8, 0, 0).unwrap()
             + Duration::minutes((n * 24 * 30 * 24 * 60 / total.max(1)) as i64);
-        let stream = StreamId::new("case", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
+        let stream = case_stream(n);
         // 70% closed; the others stopped in each open state.
         let keep = match n % 10 {
             0 => 1,
