@@ -1,8 +1,9 @@
 //! The URP staff's inbox: one row per case, filtered and sorted by due date.
 
 use crate::model::{Column, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
+use crate::search::Words;
 use crate::service_levels;
-use crate::subject_texts::{SubjectTexts, like_pattern};
+use crate::subject_texts::SubjectTexts;
 use crate::views::{Views, ViewsError};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -89,7 +90,7 @@ const COLUMNS: &[Column] = &[
     col("outcome", false),
     col("transferred_from", false),
     col("citizen_subject", true),
-    col("text_subject", true),
+    col("text_subject", false),
     col("resumes_to", false),
 ];
 
@@ -101,8 +102,16 @@ const OPEN: &str = "status NOT IN ('answered', 'closed')";
 /// open cases alone (for "overdue").
 const INDEXES: &[IndexDef] = &[
     IndexDef {
+        name: "by_text_subject",
+        // The subject search's matches, counted and filtered by comune without reading rows.
+        columns: "text_subject, comune, due_on, code",
+        partial: None,
+    },
+    IndexDef {
         name: "by_comune_due",
-        columns: "comune, due_on, code",
+        // With the searched texts' key: a subject search walking a comune's inbox tests each
+        // case before reading its row.
+        columns: "comune, due_on, code, text_subject",
         partial: None,
     },
     IndexDef {
@@ -156,7 +165,9 @@ impl Projection for Inbox {
     const NAME: &'static str = "inbox";
     /// 2: `text_subject`, for the subject search. 3: `resumes_to`, so that the status after a
     /// suspension comes from the case's own state machine. 4: the service levels' counters.
-    const VERSION: u32 = 4;
+    /// 5: indexes for the subject search (`text_subject` in the comune's due-date index, and
+    /// `text_subject` with the comune, the due date and the code).
+    const VERSION: u32 = 5;
     const TALLY_DIMENSIONS: &'static [&'static str] = service_levels::TALLY_DIMENSIONS;
 
     fn columns() -> &'static [Column] {
@@ -348,7 +359,8 @@ pub struct InboxQuery {
     pub received_from: Option<NaiveDate>,
     /// Exclusive.
     pub received_until: Option<NaiveDate>,
-    /// Words of the subject, in this order (case-insensitive).
+    /// Words the subject has a word beginning with, in any order; case and accents do not count
+    /// ([`crate::search`]). Nothing but punctuation: no filter.
     pub text: Option<String>,
     pub limit: u64,
     pub offset: u64,
@@ -405,14 +417,10 @@ pub async fn query(
     if let Some(until) = q.received_until {
         filter.and("received_at < ?", SqlValue::Text(until.to_string()));
     }
-    if let Some(words) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
-        filter.and(
-            &format!(
-                "text_subject IN (SELECT id FROM {} WHERE text LIKE ? ESCAPE '\\')",
-                SubjectTexts::table()
-            ),
-            SqlValue::Text(like_pattern(words)),
-        );
+    if let Some(words) = q.text.as_deref().and_then(Words::parse) {
+        views
+            .text_match::<SubjectTexts>(&mut filter, "text_subject", &words)
+            .await?;
     }
     let limit = if q.limit == 0 { 50 } else { q.limit.min(1000) };
     // With a date range, the range index is the way in and the page is sorted afterwards; an

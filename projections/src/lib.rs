@@ -14,6 +14,7 @@
 //! - [`satisfaction`]: ratings per comune, target, channel, month and scale, with closures for the
 //!   participation rate.
 //! - [`catalogue`]: the public catalogue of active services and their usable forms.
+//! - [`search`]: a read model's text searched by words (FTS5 on SQLite, trigrams on PostgreSQL).
 //! - [`subject_texts`]: the unsealed subjects staff search the inbox by, gone with an erasure.
 //! - [`retention`]: each case's subject, kind, closing day and legal hold, for the retention job.
 //! - [`opendata`]: the open-data datasets of a month, with small counts suppressed.
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod retention;
 pub mod runner;
 pub mod satisfaction;
+pub mod search;
 pub mod service_levels;
 pub mod sessions;
 pub mod subject_texts;
@@ -36,7 +38,7 @@ mod views;
 pub use model::{Column, ConsumerId, Filter, IndexDef, Projection, SqlType, SqlValue, name_of};
 pub use registry::{Registry, read_models};
 pub use runner::{Consumer, read_model};
-pub use views::{LEASE, RunnerGuard, Views, ViewsError, sqlite_views_path};
+pub use views::{LEASE, RunnerGuard, SearchPlan, Views, ViewsError, sqlite_views_path};
 
 /// [`sqlite_views_path`] of a store file given as text.
 pub fn views_path_of(store_file: &str) -> String {

@@ -78,6 +78,21 @@ impl ConsumerId {
         format!("rm_{}_v{}", self.name, self.version)
     }
 
+    /// The full-text index of its searched column ([`Projection::SEARCHED`]), on SQLite.
+    pub fn search_table(&self) -> String {
+        format!("{}_search", self.table())
+    }
+
+    /// Drops every table of this version: rows, counters, full-text index.
+    pub(crate) fn drop_sql(&self) -> String {
+        format!(
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+            self.search_table(),
+            self.table(),
+            self.tallies_table()
+        )
+    }
+
     /// The table of its counters ([`Projection::TALLY_DIMENSIONS`]).
     pub fn tallies_table(&self) -> String {
         format!("{}_tallies", self.table())
@@ -209,6 +224,10 @@ pub trait Projection: Send + Sync + 'static {
     fn tallies(_row: &Self::Row) -> Vec<Vec<String>> {
         Vec::new()
     }
+
+    /// A text column searched by words ([`crate::search`]), its values [`crate::search::normalize`]d:
+    /// it gets a full-text index.
+    const SEARCHED: Option<&'static str> = None;
 
     /// Indexes beyond the single-column ones of `indexed` columns.
     fn indexes() -> &'static [IndexDef] {

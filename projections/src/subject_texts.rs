@@ -6,6 +6,7 @@
 //! Its runner needs the vault ([`crate::Views::with_vault`]) to unseal.
 
 use crate::model::{Column, Projection, SqlType, SqlValue};
+use crate::search::normalize;
 use crate::views::{Views, ViewsError};
 use sportello_engine::domain::case::CaseEvent;
 use sportello_engine::vault::Unsealed;
@@ -18,7 +19,7 @@ const CLEAR: &str = "subject_clear";
 pub struct SubjectTextRow {
     /// The data subject the texts are sealed under.
     pub id: String,
-    /// Lower-case subjects of the subject's cases, one per line.
+    /// The words of the subject's cases' subjects ([`normalize`]d), one case after another.
     pub text: String,
 }
 
@@ -51,8 +52,10 @@ fn sealed_under(event: &RecordedEvent) -> Option<String> {
 impl Projection for SubjectTexts {
     type Row = SubjectTextRow;
     const NAME: &'static str = "subject_texts";
-    const VERSION: u32 = 1;
+    /// 2: the texts are kept as words ([`normalize`]), with a full-text index.
+    const VERSION: u32 = 2;
     const UNSEALS: bool = true;
+    const SEARCHED: Option<&'static str> = Some("text");
 
     fn columns() -> &'static [Column] {
         COLUMNS
@@ -75,10 +78,10 @@ impl Projection for SubjectTexts {
         if event.event_type == "SubjectErased" {
             return None;
         }
-        let clear = serde_json::from_str::<serde_json::Value>(&event.data)
+        let words = serde_json::from_str::<serde_json::Value>(&event.data)
             .ok()
-            .and_then(|v| v.get(CLEAR).and_then(|c| c.as_str()).map(str::to_lowercase));
-        let Some(clear) = clear else {
+            .and_then(|v| v.get(CLEAR).and_then(|c| c.as_str()).map(normalize));
+        let Some(words) = words else {
             // Erased before it could be read: nothing to search.
             return row;
         };
@@ -86,10 +89,7 @@ impl Projection for SubjectTexts {
             id,
             text: String::new(),
         });
-        if !row.text.is_empty() {
-            row.text.push('\n');
-        }
-        row.text.push_str(&clear);
+        row.text.push_str(&words);
         Some(row)
     }
 
@@ -131,31 +131,5 @@ impl Projection for SubjectTexts {
             id: v.next()?.as_text()?.to_owned(),
             text: v.next()?.as_text()?.to_owned(),
         })
-    }
-}
-
-/// `LIKE` pattern that finds `words` (all of them, in order) in a lower-case text, with the
-/// wildcards of the words themselves escaped (`\`).
-pub fn like_pattern(words: &str) -> String {
-    let escaped: Vec<String> = words
-        .split_whitespace()
-        .map(|w| {
-            w.to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        })
-        .collect();
-    format!("%{}%", escaped.join("%"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pattern_escapes_wildcards_and_joins_words() {
-        assert_eq!(like_pattern("Buca  VIA"), "%buca%via%");
-        assert_eq!(like_pattern("100% _x"), "%100\\%%\\_x%");
     }
 }

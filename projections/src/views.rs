@@ -10,6 +10,7 @@
 //! hold it: an idle server does not wear its disk renewing leases.
 
 use crate::model::{ConsumerId, Filter, Projection, SqlType, SqlValue};
+use crate::search::{INDEXED_PREFIX, Words};
 use rusqlite::OptionalExtension;
 use rusqlite::types::{Value, ValueRef};
 use sportello_engine::RecordedEvent;
@@ -48,6 +49,25 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
     expires_at BIGINT NOT NULL, -- unix milliseconds, however active the session
     idle_until BIGINT NOT NULL  -- unix milliseconds, moved on by activity
 );";
+
+/// Below this many candidates found by the full-text index, a query starts from them (see
+/// [`Views::text_match`]). Gathering a match costs about what walking ten rows does, and a walk
+/// finds a page of 50 among N rows after 50·N/M of them: at a million rows the two plans cost the
+/// same near 2,000 matches.
+const FEW_MATCHES: i64 = 2_000;
+
+/// How many of a term's texts the index lists to estimate its share of them all.
+const SAMPLE: i64 = 256;
+
+/// How a query finds the rows whose searched text has the words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPlan {
+    /// Gather the matches from the full-text index first (SQLite; elsewhere as `Walk`).
+    FromMatches,
+    /// Test each row the query walks.
+    Walk,
+}
+
 /// How often a runner checks that its guard still holds (on PostgreSQL, that the lock's session
 /// still answers), while it waits for events.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -346,7 +366,207 @@ impl Views {
                 index.name, index.columns
             ));
         }
-        self.execute_batch(sql).await
+        self.execute_batch(sql).await?;
+        match P::SEARCHED {
+            Some(column) => self.create_search_index::<P>(column).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The full-text index of `column`: on SQLite an FTS5 table over the table's rows, kept by
+    /// triggers and filled once; on PostgreSQL a trigram index, when the `pg_trgm` extension can
+    /// be had (without it the search scans, and says so in the log).
+    async fn create_search_index<P: Projection>(&self, column: &str) -> Result<(), ViewsError> {
+        let (table, search) = (P::table(), P::id().search_table());
+        match self {
+            Views::Sqlite(conn, _) => {
+                // Only the words are kept (detail=none), split where `normalize` put spaces,
+                // with lists of the words' beginnings too (prefix); an entry deleted is scrubbed
+                // from the index's pages (secure-delete), so an erased text leaves no word behind.
+                let prefixes: Vec<String> = (1..=INDEXED_PREFIX).map(|n| n.to_string()).collect();
+                let prefixes = prefixes.join(" ");
+                let sql = format!(
+                    "CREATE VIRTUAL TABLE {search} USING fts5({column}, content='{table}', \
+                         detail='none', tokenize='ascii', prefix='{prefixes}');
+                     INSERT INTO {search}({search}, rank) VALUES ('secure-delete', 1);
+                     CREATE TRIGGER {search}_insert AFTER INSERT ON {table} BEGIN
+                         INSERT INTO {search}(rowid, {column}) VALUES (new.rowid, new.{column});
+                     END;
+                     CREATE TRIGGER {search}_delete AFTER DELETE ON {table} BEGIN
+                         INSERT INTO {search}({search}, rowid, {column}) VALUES ('delete', old.rowid, old.{column});
+                     END;
+                     CREATE TRIGGER {search}_update AFTER UPDATE OF {column} ON {table} BEGIN
+                         INSERT INTO {search}({search}, rowid, {column}) VALUES ('delete', old.rowid, old.{column});
+                         INSERT INTO {search}(rowid, {column}) VALUES (new.rowid, new.{column});
+                     END;
+                     INSERT INTO {search}({search}) VALUES ('rebuild');"
+                );
+                blocking(conn, move |c| {
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    if !sqlite_table_exists(&tx, &search)? {
+                        tx.execute_batch(&sql)?;
+                    }
+                    tx.commit()
+                })
+                .await
+            }
+            Views::Postgres(pool, _) => {
+                if sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                    .execute(pool)
+                    .await
+                    .is_err()
+                    && !pg_trigrams(pool).await?
+                {
+                    tracing::warn!(
+                        table = %table,
+                        "the pg_trgm extension cannot be created here: the text search scans the \
+                         table (ask the database's owner for CREATE EXTENSION pg_trgm)"
+                    );
+                    return Ok(());
+                }
+                // Not named `{search}`: that name is SQLite's table, which resets drop.
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE INDEX IF NOT EXISTS {search}_trigrams ON {table} \
+                     USING gin ({column} gin_trgm_ops)"
+                )))
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds to `filter` that the row of `P` whose id is in `key` has a searched text with every
+    /// one of `words`, by the plan that suits them. On SQLite, when the full-text index finds
+    /// fewer than [`FEW_MATCHES`] candidates, they are gathered and the query starts from them;
+    /// words in more texts are tested on each row the query walks anyway, in its own order, which
+    /// fills a page sooner than gathering every match. PostgreSQL's planner chooses for itself.
+    pub async fn text_match<P: Projection>(
+        &self,
+        filter: &mut Filter,
+        key: &str,
+        words: &Words,
+    ) -> Result<(), ViewsError> {
+        self.text_match_by::<P>(filter, key, words, None).await
+    }
+
+    /// [`Views::text_match`] by the plan given, or by its own choice; the rows are the same.
+    pub async fn text_match_by<P: Projection>(
+        &self,
+        filter: &mut Filter,
+        key: &str,
+        words: &Words,
+        plan: Option<SearchPlan>,
+    ) -> Result<(), ViewsError> {
+        let Some(column) = P::SEARCHED else {
+            return Err(ViewsError::Database(format!(
+                "{} has no searched text",
+                P::table()
+            )));
+        };
+        let gathered = match plan {
+            Some(SearchPlan::Walk) => None,
+            Some(SearchPlan::FromMatches) => self.gather_matches::<P>(words, i64::MAX).await?,
+            None => self.gather_matches::<P>(words, FEW_MATCHES).await?,
+        };
+        if let Some(ids) = gathered {
+            let marks = vec!["?"; ids.len()].join(", ");
+            filter.and_each(
+                &format!("{key} IN ({marks})"),
+                ids.into_iter().map(SqlValue::Text).collect(),
+            );
+            return Ok(());
+        }
+        let patterns = words.like_patterns();
+        let likes = vec![format!("s.{column} LIKE ?"); patterns.len()].join(" AND ");
+        filter.and_each(
+            &format!(
+                "EXISTS (SELECT 1 FROM {} s WHERE s.id = {key} AND {likes})",
+                P::table()
+            ),
+            patterns.into_iter().map(SqlValue::Text).collect(),
+        );
+        Ok(())
+    }
+
+    /// On SQLite with a full-text index, the ids of the rows of `P` whose text has every word,
+    /// when the index finds fewer than `cap` candidates; none otherwise. A term in more than a
+    /// quarter of the texts (its share estimated from how far into the rowids the index goes to
+    /// find [`SAMPLE`] of them: rowids follow insertion, so a word's texts are spread over them)
+    /// is left to the check of each candidate: the index would walk most of its list.
+    async fn gather_matches<P: Projection>(
+        &self,
+        words: &Words,
+        cap: i64,
+    ) -> Result<Option<Vec<String>>, ViewsError> {
+        let Views::Sqlite(conn, _) = self else {
+            return Ok(None);
+        };
+        let (table, search) = (P::table(), P::id().search_table());
+        let column = P::SEARCHED.unwrap_or("text");
+        let terms = words.terms().to_vec();
+        blocking(conn, move |c| {
+            // One snapshot: a row erased meanwhile is not half seen.
+            let c = c.transaction()?;
+            if !sqlite_table_exists(&c, &search)? {
+                return Ok(None);
+            }
+            let rows: Option<i64> =
+                c.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))?;
+            let rows = rows.unwrap_or(0).max(1) as f64;
+            let mut probe = c.prepare_cached(&format!(
+                "SELECT count(*), max(rowid) FROM \
+                 (SELECT rowid FROM {search} WHERE {search} MATCH ?1 LIMIT {SAMPLE})"
+            ))?;
+            let mut shares = Vec::new();
+            for term in &terms {
+                let term = Words::fts_term(term);
+                let (n, last): (i64, Option<i64>) =
+                    probe.query_row([&term], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let share = match last {
+                    Some(last) if n >= SAMPLE => n as f64 / last.max(1) as f64,
+                    _ => n as f64 / rows,
+                };
+                shares.push((term, share));
+            }
+            shares.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let query: Vec<String> = shares
+                .into_iter()
+                .enumerate()
+                .filter(|(i, (_, share))| *i == 0 || *share <= 0.25)
+                .map(|(_, (term, _))| term)
+                .collect();
+            // The candidates' rowids first: only when they are few are their rows read.
+            let mut candidates = c.prepare_cached(&format!(
+                "SELECT rowid FROM {search} WHERE {search} MATCH ?1 LIMIT ?2"
+            ))?;
+            let rowids = candidates
+                .query_map(rusqlite::params![query.join(" AND "), cap], |r| {
+                    r.get::<_, i64>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            if rowids.len() as i64 >= cap {
+                return Ok(None);
+            }
+            let mut read = c.prepare_cached(&format!(
+                "SELECT id, {column} FROM {table} WHERE rowid = ?1"
+            ))?;
+            let needles: Vec<String> = terms.iter().map(|t| format!(" {t}")).collect();
+            let mut ids = Vec::new();
+            for rowid in rowids {
+                let row: Option<(String, String)> = read
+                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((id, text)) = row
+                    && needles.iter().all(|n| text.contains(n.as_str()))
+                {
+                    ids.push(id);
+                }
+            }
+            Ok::<_, rusqlite::Error>(Some(ids))
+        })
+        .await
     }
 
     async fn create_table<P: Projection>(&self) -> Result<(), ViewsError> {
@@ -402,12 +622,7 @@ impl Views {
     /// Drops the projection's rows and checkpoint, to build it again from the start; the
     /// indexes come back with [`Views::create_indexes`].
     pub async fn reset<P: Projection>(&self) -> Result<(), ViewsError> {
-        self.execute_batch(format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-            P::table(),
-            P::tallies_table()
-        ))
-        .await?;
+        self.execute_batch(P::id().drop_sql()).await?;
         self.reset_checkpoint(P::id()).await?;
         self.create_table::<P>().await
     }
@@ -750,9 +965,8 @@ impl Views {
             };
             let table = old.table();
             let drop_sql = format!(
-                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {}; \
-                 DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version};",
-                old.tallies_table(),
+                "{} DELETE FROM projection_checkpoints WHERE name = '{}' AND version = {version};",
+                old.drop_sql(),
                 id.name
             );
             let free = match self {
@@ -988,6 +1202,19 @@ fn tally_sql<P: Projection>(param: impl Fn(usize) -> String) -> (String, String)
             dimensions.join(", ")
         ),
         format!("DELETE FROM {table} WHERE {} AND n = 0", same.join(" AND ")),
+    )
+}
+
+fn sqlite_table_exists(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)")?
+        .query_row([name], |r| r.get(0))
+}
+
+async fn pg_trigrams(pool: &sqlx::PgPool) -> Result<bool, ViewsError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')")
+            .fetch_one(pool)
+            .await?,
     )
 }
 

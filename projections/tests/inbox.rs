@@ -1017,3 +1017,183 @@ async fn retention_finds_subjects_whose_cases_closed_unheld_and_ran_out() {
     })
     .await;
 }
+
+/// Opens a case in `comune` about `subject`, for a citizen of its own.
+async fn open_about(urp: &Urp, comune: &str, subject: &str) -> sportello_engine::app::OpenedCase {
+    let staff = Actor {
+        name: "staff:test".into(),
+        ..Actor::default()
+    };
+    let contact = NewContact {
+        case_id: Uuid::now_v7(),
+        comune: comune.into(),
+        kind: CaseKind::Segnalazione,
+        channel: Channel::Email,
+        service: None,
+        subject: subject.into(),
+        description: None,
+        citizen: Some(CitizenInput {
+            name: Some("Anna Russo".into()),
+            ..CitizenInput::default()
+        }),
+        received_at: day(2),
+        privacy_consent: true,
+    };
+    urp.open_case(&staff, contact).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_and_after_an_erasure()
+ {
+    use sportello_projections::SearchPlan;
+    use sportello_projections::search::Words;
+    use sportello_projections::subject_texts::SubjectTexts;
+    // Gathered from the full-text index, tested row by row, or as the query chooses.
+    const PLANS: [Option<SearchPlan>; 3] =
+        [Some(SearchPlan::FromMatches), Some(SearchPlan::Walk), None];
+
+    on_both(|b| async move {
+        let views = b.views.with_vault(b.urp.vault().clone());
+        let subjects = [
+            ("073015", "Buca pericolosa in via Roma 12"),
+            ("073015", "Perdita d'acqua in Via Città Vecchia"),
+            ("073029", "Lampione spento, via Roma 120"),
+            ("073015", "Rumore notturno"),
+        ];
+        let mut cases = Vec::new();
+        for (comune, subject) in subjects {
+            cases.push(open_about(&b.urp, comune, subject).await);
+        }
+        let inbox = acquire(&views, &b.url, read_model::<Inbox>(), "test")
+            .await
+            .unwrap();
+        let texts = acquire(&views, &b.url, read_model::<SubjectTexts>(), "test")
+            .await
+            .unwrap();
+        catch_up(&b.log, &views, read_model::<Inbox>(), &inbox, |_, _| {})
+            .await
+            .unwrap();
+        // Kept up batch by batch: on SQLite the full-text index follows the rows.
+        catch_up(
+            &b.log,
+            &views,
+            read_model::<SubjectTexts>(),
+            &texts,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        let case = |i: usize| cases[i].case_id.to_string();
+        let found = |typed: &'static str, plan: Option<SearchPlan>| {
+            let views = &views;
+            async move {
+                let mut filter = Filter::new();
+                let words = Words::parse(typed).unwrap();
+                views
+                    .text_match_by::<SubjectTexts>(&mut filter, "text_subject", &words, plan)
+                    .await
+                    .unwrap();
+                let mut ids: Vec<String> = views
+                    .select::<Inbox>(&filter, "id", 100, 0)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        let expect = |indices: &[usize]| {
+            let mut ids: Vec<String> = indices.iter().map(|i| case(*i)).collect();
+            ids.sort();
+            ids
+        };
+        let searches: [(&str, &[usize]); 6] = [
+            ("roma 12", &[0, 2]),
+            ("CITTÀ, acqua", &[1]),
+            ("vecchia citta d", &[1]),
+            ("via", &[0, 1, 2]),
+            ("oma", &[]),
+            ("rumore via", &[]),
+        ];
+        for plan in PLANS {
+            for (typed, indices) in searches {
+                assert_eq!(
+                    found(typed, plan).await,
+                    expect(indices),
+                    "{typed:?} by {plan:?}"
+                );
+            }
+        }
+        // The query picks a plan itself and pages as usual.
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let page = query(
+            &views,
+            &InboxQuery {
+                comune: Some("073015".into()),
+                text: Some("via".into()),
+                ..InboxQuery::default()
+            },
+            today,
+        )
+        .await
+        .unwrap();
+        let mut ids: Vec<String> = page.entries.iter().map(|e| e.row.id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, expect(&[0, 1]));
+        assert_eq!(page.total, 2);
+        let punctuation_only = InboxQuery {
+            text: Some(" ,;% ".into()),
+            ..InboxQuery::default()
+        };
+        assert_eq!(
+            query(&views, &punctuation_only, today).await.unwrap().total,
+            4
+        );
+
+        // Rebuilt from the log: the index is made again, whole.
+        rebuild(
+            &b.log,
+            &views,
+            read_model::<SubjectTexts>(),
+            &texts,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        for plan in PLANS {
+            for (typed, indices) in searches {
+                assert_eq!(
+                    found(typed, plan).await,
+                    expect(indices),
+                    "rebuilt: {typed:?} by {plan:?}"
+                );
+            }
+        }
+
+        // An erased citizen's words are gone from either plan.
+        let staff = Actor {
+            name: "staff:test".into(),
+            ..Actor::default()
+        };
+        b.urp
+            .erase_subject(&staff, cases[1].subject_id.unwrap(), "prot. 1/2026")
+            .await
+            .unwrap();
+        catch_up(
+            &b.log,
+            &views,
+            read_model::<SubjectTexts>(),
+            &texts,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        for plan in PLANS {
+            assert_eq!(found("acqua", plan).await, expect(&[]), "{plan:?}");
+            assert_eq!(found("via", plan).await, expect(&[0, 2]), "{plan:?}");
+        }
+    })
+    .await;
+}

@@ -78,7 +78,7 @@ pub struct InboxParams {
     pub received_from: Option<NaiveDate>,
     /// YYYY-MM-DD, exclusive.
     pub received_until: Option<NaiveDate>,
-    /// Words of the subject, in this order (case-insensitive).
+    /// Words the subject has, or their beginnings, in any order; case and accents ignored.
     pub text: Option<String>,
     /// 50 by default.
     #[param(minimum = 1, maximum = 1000)]

@@ -243,7 +243,8 @@ pub struct CasesArgs {
     received_from: Option<NaiveDate>,
     #[arg(long, value_name = "YYYY-MM-DD")]
     received_until: Option<NaiveDate>,
-    /// Words of the subject (case-insensitive, in this order); reads the subject search.
+    /// Words the subject has, or their beginnings, in any order (case and accents ignored);
+    /// reads the subject search.
     #[arg(long)]
     text: Option<String>,
     /// The day that "days left" and "overdue" are counted from (default: today).
