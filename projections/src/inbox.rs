@@ -4,7 +4,7 @@ use crate::model::{Column, Filter, IndexDef, Projection, SqlType, SqlValue, name
 use crate::search::Words;
 use crate::service_levels;
 use crate::subject_texts::SubjectTexts;
-use crate::views::{Views, ViewsError};
+use crate::views::{SearchPlan, Views, ViewsError};
 use chrono::NaiveDate;
 use serde::Serialize;
 use sportello_engine::domain::case::{CaseEvent, CaseStatus, Lifecycle};
@@ -155,7 +155,8 @@ const INDEXES: &[IndexDef] = &[
 /// Totals are counted up to this many rows; past it the page says "at least".
 pub const COUNT_CAP: u64 = 10_000;
 /// A count that needs longer than this (a combination of filters no index serves, over a large
-/// comune) stops and reports what it has counted as a lower bound.
+/// comune) stops and reports what it has counted as a lower bound; after a subject search that
+/// walked the inbox for its page, a quarter of this. A page that runs out needs no count.
 pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(4);
 
 pub struct Inbox;
@@ -417,11 +418,14 @@ pub async fn query(
     if let Some(until) = q.received_until {
         filter.and("received_at < ?", SqlValue::Text(until.to_string()));
     }
-    if let Some(words) = q.text.as_deref().and_then(Words::parse) {
-        views
-            .text_match::<SubjectTexts>(&mut filter, "text_subject", &words)
-            .await?;
-    }
+    let search = match q.text.as_deref().and_then(Words::parse) {
+        Some(words) => Some(
+            views
+                .text_match::<SubjectTexts>(&mut filter, "text_subject", &words)
+                .await?,
+        ),
+        None => None,
+    };
     let limit = if q.limit == 0 { 50 } else { q.limit.min(1000) };
     // With a date range, the range index is the way in and the page is sorted afterwards; an
     // expression keeps a planner from walking the due-date index instead, row by row, as
@@ -441,9 +445,22 @@ pub async fn query(
     let rows = views
         .select_page::<Inbox>(&page, order, limit, q.offset)
         .await?;
-    let (counted, complete) = views
-        .count::<Inbox>(&filter, COUNT_CAP + 1, COUNT_BUDGET)
-        .await?;
+    let shown = rows.len() as u64;
+    let (counted, complete) = if q.after.is_none() && shown < limit && (shown > 0 || q.offset == 0)
+    {
+        // The page ran out: it and the pages before it are all there is.
+        (q.offset + shown, true)
+    } else {
+        // A search that walks the inbox has spent its time on the page already.
+        let budget = match search {
+            Some(SearchPlan::Walk) => COUNT_BUDGET / 4,
+            _ => COUNT_BUDGET,
+        };
+        let (counted, complete) = views.count::<Inbox>(&filter, COUNT_CAP + 1, budget).await?;
+        // A count cut short may not have reached the rows the page shows.
+        let at_least = if complete { 0 } else { q.offset + shown };
+        (counted.max(at_least), complete)
+    };
     let entries = rows
         .into_iter()
         .map(|row| {

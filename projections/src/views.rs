@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
     idle_until BIGINT NOT NULL  -- unix milliseconds, moved on by activity
 );";
 
+/// How much of the read models' file is read through a memory map (SQLite's `mmap_size`).
+const MMAP_BYTES: i64 = 4 << 30;
+
 /// Below this many candidates found by the full-text index, a query starts from them (see
 /// [`Views::text_match`]). Gathering a match costs about what walking ten rows does, and a walk
 /// finds a page of 50 among N rows after 50·N/M of them: at a million rows the two plans cost the
@@ -66,6 +69,16 @@ pub enum SearchPlan {
     FromMatches,
     /// Test each row the query walks.
     Walk,
+}
+
+/// What the full-text index gave a search (SQLite).
+enum Gathered {
+    /// No index to ask (PostgreSQL, or a table still being built).
+    Unindexed,
+    /// As many candidates as the cap, or more.
+    Many,
+    /// The ids of the rows that match.
+    Ids(Vec<String>),
 }
 
 /// How often a runner checks that its guard still holds (on PostgreSQL, that the lock's session
@@ -280,6 +293,9 @@ impl Views {
                 conn.pragma_update(None, "secure_delete", "ON")?;
                 // Read models are rebuilt from the log: NORMAL is enough and halves the fsyncs.
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
+                // Queries read pages where the file is mapped instead of copying each one in:
+                // a search reads hundreds of rows spread over the file.
+                conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
                 Ok(conn)
             })
             .await
@@ -383,6 +399,7 @@ impl Views {
                 // Only the words are kept (detail=none), split where `normalize` put spaces,
                 // with lists of the words' beginnings too (prefix); an entry deleted is scrubbed
                 // from the index's pages (secure-delete), so an erased text leaves no word behind.
+                // Beside it, the texts by key: a walk tests a row's text in one lookup.
                 let prefixes: Vec<String> = (1..=INDEXED_PREFIX).map(|n| n.to_string()).collect();
                 let prefixes = prefixes.join(" ");
                 let sql = format!(
@@ -399,7 +416,8 @@ impl Views {
                          INSERT INTO {search}({search}, rowid, {column}) VALUES ('delete', old.rowid, old.{column});
                          INSERT INTO {search}(rowid, {column}) VALUES (new.rowid, new.{column});
                      END;
-                     INSERT INTO {search}({search}) VALUES ('rebuild');"
+                     INSERT INTO {search}({search}) VALUES ('rebuild');
+                     CREATE INDEX IF NOT EXISTS {search}_keys ON {table} (id, {column});"
                 );
                 blocking(conn, move |c| {
                     let tx =
@@ -447,51 +465,55 @@ impl Views {
         filter: &mut Filter,
         key: &str,
         words: &Words,
-    ) -> Result<(), ViewsError> {
+    ) -> Result<SearchPlan, ViewsError> {
         self.text_match_by::<P>(filter, key, words, None).await
     }
 
     /// [`Views::text_match`] by the plan given, or by its own choice; the rows are the same.
+    /// Returns the plan taken.
     pub async fn text_match_by<P: Projection>(
         &self,
         filter: &mut Filter,
         key: &str,
         words: &Words,
         plan: Option<SearchPlan>,
-    ) -> Result<(), ViewsError> {
+    ) -> Result<SearchPlan, ViewsError> {
         let Some(column) = P::SEARCHED else {
             return Err(ViewsError::Database(format!(
                 "{} has no searched text",
                 P::table()
             )));
         };
-        let gathered = match plan {
-            Some(SearchPlan::Walk) => None,
-            Some(SearchPlan::FromMatches) => self.gather_matches::<P>(words, i64::MAX).await?,
-            None => self.gather_matches::<P>(words, FEW_MATCHES).await?,
+        let cap = match plan {
+            Some(SearchPlan::Walk) => 0,
+            Some(SearchPlan::FromMatches) => i64::MAX,
+            None => FEW_MATCHES,
         };
-        if let Some(ids) = gathered {
-            let marks = vec!["?"; ids.len()].join(", ");
-            filter.and_each(
-                &format!("{key} IN ({marks})"),
-                ids.into_iter().map(SqlValue::Text).collect(),
-            );
-            return Ok(());
-        }
+        let table = P::table();
+        // SQLite's planner prefers the key's own index, which leaves the text in the row.
+        let read_by = match self.gather_matches::<P>(words, cap).await? {
+            Gathered::Ids(ids) => {
+                let marks = vec!["?"; ids.len()].join(", ");
+                filter.and_each(
+                    &format!("{key} IN ({marks})"),
+                    ids.into_iter().map(SqlValue::Text).collect(),
+                );
+                return Ok(SearchPlan::FromMatches);
+            }
+            Gathered::Many => format!("INDEXED BY {}_keys", P::id().search_table()),
+            Gathered::Unindexed => String::new(),
+        };
         let patterns = words.like_patterns();
         let likes = vec![format!("s.{column} LIKE ?"); patterns.len()].join(" AND ");
         filter.and_each(
-            &format!(
-                "EXISTS (SELECT 1 FROM {} s WHERE s.id = {key} AND {likes})",
-                P::table()
-            ),
+            &format!("EXISTS (SELECT 1 FROM {table} s {read_by} WHERE s.id = {key} AND {likes})"),
             patterns.into_iter().map(SqlValue::Text).collect(),
         );
-        Ok(())
+        Ok(SearchPlan::Walk)
     }
 
     /// On SQLite with a full-text index, the ids of the rows of `P` whose text has every word,
-    /// when the index finds fewer than `cap` candidates; none otherwise. A term in more than a
+    /// when the index finds fewer than `cap` candidates. A term in more than a
     /// quarter of the texts (its share estimated from how far into the rowids the index goes to
     /// find [`SAMPLE`] of them: rowids follow insertion, so a word's texts are spread over them)
     /// is left to the check of each candidate: the index would walk most of its list.
@@ -499,9 +521,9 @@ impl Views {
         &self,
         words: &Words,
         cap: i64,
-    ) -> Result<Option<Vec<String>>, ViewsError> {
+    ) -> Result<Gathered, ViewsError> {
         let Views::Sqlite(conn, _) = self else {
-            return Ok(None);
+            return Ok(Gathered::Unindexed);
         };
         let (table, search) = (P::table(), P::id().search_table());
         let column = P::SEARCHED.unwrap_or("text");
@@ -510,7 +532,10 @@ impl Views {
             // One snapshot: a row erased meanwhile is not half seen.
             let c = c.transaction()?;
             if !sqlite_table_exists(&c, &search)? {
-                return Ok(None);
+                return Ok(Gathered::Unindexed);
+            }
+            if cap == 0 {
+                return Ok(Gathered::Many);
             }
             let rows: Option<i64> =
                 c.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))?;
@@ -537,17 +562,25 @@ impl Views {
                 .filter(|(i, (_, share))| *i == 0 || *share <= 0.25)
                 .map(|(_, (term, _))| term)
                 .collect();
+            let query = query.join(" AND ");
+            // The same estimate for the whole query, before gathering up to `cap` of them.
+            let (n, last): (i64, Option<i64>) =
+                probe.query_row([&query], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if let Some(last) = last
+                && n >= SAMPLE
+                && n as f64 * rows / last.max(1) as f64 >= cap as f64
+            {
+                return Ok(Gathered::Many);
+            }
             // The candidates' rowids first: only when they are few are their rows read.
             let mut candidates = c.prepare_cached(&format!(
                 "SELECT rowid FROM {search} WHERE {search} MATCH ?1 LIMIT ?2"
             ))?;
             let rowids = candidates
-                .query_map(rusqlite::params![query.join(" AND "), cap], |r| {
-                    r.get::<_, i64>(0)
-                })?
+                .query_map(rusqlite::params![query, cap], |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             if rowids.len() as i64 >= cap {
-                return Ok(None);
+                return Ok(Gathered::Many);
             }
             let mut read = c.prepare_cached(&format!(
                 "SELECT id, {column} FROM {table} WHERE rowid = ?1"
@@ -564,7 +597,7 @@ impl Views {
                     ids.push(id);
                 }
             }
-            Ok::<_, rusqlite::Error>(Some(ids))
+            Ok::<_, rusqlite::Error>(Gathered::Ids(ids))
         })
         .await
     }
@@ -809,7 +842,8 @@ impl Views {
                     let mut counted = 0u64;
                     while rows.next()?.is_some() {
                         counted += 1;
-                        if counted % 256 == 0 && std::time::Instant::now() > deadline {
+                        // Every row: a sparse filter walks many rows between two matches.
+                        if std::time::Instant::now() > deadline {
                             return Ok((counted, false));
                         }
                     }

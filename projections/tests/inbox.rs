@@ -1142,7 +1142,28 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
         let mut ids: Vec<String> = page.entries.iter().map(|e| e.row.id.clone()).collect();
         ids.sort();
         assert_eq!(ids, expect(&[0, 1]));
-        assert_eq!(page.total, 2);
+        assert_eq!((page.total, page.total_exact), (2, true));
+        // A full page is counted past itself; one past the end counts what is before it.
+        for (limit, offset) in [(1, 0), (1, 5)] {
+            let page = query(
+                &views,
+                &InboxQuery {
+                    comune: Some("073015".into()),
+                    text: Some("via".into()),
+                    limit,
+                    offset,
+                    ..InboxQuery::default()
+                },
+                today,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                (page.total, page.total_exact),
+                (2, true),
+                "limit {limit} offset {offset}"
+            );
+        }
         let punctuation_only = InboxQuery {
             text: Some(" ,;% ".into()),
             ..InboxQuery::default()
