@@ -54,9 +54,10 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
 const MMAP_BYTES: i64 = 4 << 30;
 
 /// Below this many candidates found by the full-text index, a query starts from them (see
-/// [`Views::text_match`]). Gathering a match costs about what walking ten rows does, and a walk
-/// finds a page of 50 among N rows after 50·N/M of them: at a million rows the two plans cost the
-/// same near 2,000 matches.
+/// [`Views::text_match`]). Gathering a match costs about what walking six rows does (4 µs and
+/// 0.7 µs at a million cases), and a walk finds a page of 50 among N rows after 50·N/M of them:
+/// at a million rows the two plans cost the same near 3,000 matches, and gathering fewer is the
+/// safer side.
 const FEW_MATCHES: i64 = 2_000;
 
 /// How many of a term's texts the index lists to estimate its share of them all.
@@ -491,7 +492,7 @@ impl Views {
         };
         let table = P::table();
         // SQLite's planner prefers the key's own index, which leaves the text in the row.
-        let read_by = match self.gather_matches::<P>(words, cap).await? {
+        let read_by = match self.gather_matches::<P>(column, words, cap).await? {
             Gathered::Ids(ids) => {
                 let marks = vec!["?"; ids.len()].join(", ");
                 filter.and_each(
@@ -512,13 +513,14 @@ impl Views {
         Ok(SearchPlan::Walk)
     }
 
-    /// On SQLite with a full-text index, the ids of the rows of `P` whose text has every word,
-    /// when the index finds fewer than `cap` candidates. A term in more than a
-    /// quarter of the texts (its share estimated from how far into the rowids the index goes to
+    /// On SQLite with a full-text index, the ids of the rows of `P` whose `column` has every
+    /// word, when the index finds fewer than `cap` candidates. A term in more than a quarter of
+    /// the texts (its share estimated from how far into the rowids the index goes to
     /// find [`SAMPLE`] of them: rowids follow insertion, so a word's texts are spread over them)
     /// is left to the check of each candidate: the index would walk most of its list.
     async fn gather_matches<P: Projection>(
         &self,
+        column: &'static str,
         words: &Words,
         cap: i64,
     ) -> Result<Gathered, ViewsError> {
@@ -526,7 +528,6 @@ impl Views {
             return Ok(Gathered::Unindexed);
         };
         let (table, search) = (P::table(), P::id().search_table());
-        let column = P::SEARCHED.unwrap_or("text");
         let terms = words.terms().to_vec();
         blocking(conn, move |c| {
             // One snapshot: a row erased meanwhile is not half seen.
