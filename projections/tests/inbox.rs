@@ -1020,10 +1020,6 @@ async fn retention_finds_subjects_whose_cases_closed_unheld_and_ran_out() {
 
 /// Opens a case in `comune` about `subject`, for a citizen of its own.
 async fn open_about(urp: &Urp, comune: &str, subject: &str) -> sportello_engine::app::OpenedCase {
-    let staff = Actor {
-        name: "staff:test".into(),
-        ..Actor::default()
-    };
     let contact = NewContact {
         case_id: Uuid::now_v7(),
         comune: comune.into(),
@@ -1039,7 +1035,14 @@ async fn open_about(urp: &Urp, comune: &str, subject: &str) -> sportello_engine:
         received_at: day(2),
         privacy_consent: true,
     };
-    urp.open_case(&staff, contact).await.unwrap()
+    urp.open_case(&test_staff(), contact).await.unwrap()
+}
+
+fn test_staff() -> Actor {
+    Actor {
+        name: "staff:test".into(),
+        ..Actor::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1073,16 +1076,19 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
         catch_up(&b.log, &views, read_model::<Inbox>(), &inbox, |_, _| {})
             .await
             .unwrap();
+        let catch_up_texts = || async {
+            catch_up(
+                &b.log,
+                &views,
+                read_model::<SubjectTexts>(),
+                &texts,
+                |_, _| {},
+            )
+            .await
+            .unwrap()
+        };
         // Kept up batch by batch: on SQLite the full-text index follows the rows.
-        catch_up(
-            &b.log,
-            &views,
-            read_model::<SubjectTexts>(),
-            &texts,
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        catch_up_texts().await;
         let case = |i: usize| cases[i].case_id.to_string();
         let found = |typed: &'static str, plan: Option<SearchPlan>| {
             let views = &views;
@@ -1194,23 +1200,11 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
         }
 
         // An erased citizen's words are gone from either plan.
-        let staff = Actor {
-            name: "staff:test".into(),
-            ..Actor::default()
-        };
         b.urp
-            .erase_subject(&staff, cases[1].subject_id.unwrap(), "prot. 1/2026")
+            .erase_subject(&test_staff(), cases[1].subject_id.unwrap(), "prot. 1/2026")
             .await
             .unwrap();
-        catch_up(
-            &b.log,
-            &views,
-            read_model::<SubjectTexts>(),
-            &texts,
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        catch_up_texts().await;
         for plan in PLANS {
             assert_eq!(found("acqua", plan).await, expect(&[]), "{plan:?}");
             assert_eq!(found("via", plan).await, expect(&[0, 2]), "{plan:?}");
