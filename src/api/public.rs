@@ -28,7 +28,7 @@ use uuid::Uuid;
 pub struct CitizenRequest {
     #[schema(max_length = 200)]
     pub name: Option<String>,
-    #[schema(max_length = 254, pattern = r"^[^\s@]+@[^\s@]+$")]
+    #[schema(max_length = 254, pattern = r"^[^\s\u0085@]+@[^\s\u0085@]+$")]
     pub email: Option<String>,
     #[schema(max_length = 200)]
     pub phone: Option<String>,
