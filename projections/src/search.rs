@@ -64,6 +64,12 @@ impl Words {
         format!("\"{prefix}\"*")
     }
 
+    /// Whether a [`normalize`]d text has a word beginning with each term: what
+    /// [`Words::like_patterns`] say in SQL.
+    pub fn matches(&self, text: &str) -> bool {
+        self.0.iter().all(|t| text.contains(&format!(" {t}")))
+    }
+
     /// One `LIKE` pattern per term over a [`normalize`]d text; no term holds a wildcard.
     pub fn like_patterns(&self) -> Vec<String> {
         self.0.iter().map(|t| format!("% {t}%")).collect()
@@ -93,5 +99,7 @@ mod tests {
         assert_eq!(words.like_patterns(), ["% 12%", "% roma%", "% via%"]);
         assert_eq!(Words::parse("100% _"), Words::parse("100"));
         assert_eq!(Words::parse(" %_\"' "), None);
+        assert!(words.matches(" via roma 120"));
+        assert!(!words.matches(" via groma 12"));
     }
 }

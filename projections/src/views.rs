@@ -528,7 +528,7 @@ impl Views {
             return Ok(Gathered::Unindexed);
         };
         let (table, search) = (P::table(), P::id().search_table());
-        let terms = words.terms().to_vec();
+        let words = words.clone();
         blocking(conn, move |c| {
             // One snapshot: a row erased meanwhile is not half seen.
             let c = c.transaction()?;
@@ -546,7 +546,7 @@ impl Views {
                  (SELECT rowid FROM {search} WHERE {search} MATCH ?1 LIMIT {SAMPLE})"
             ))?;
             let mut shares = Vec::new();
-            for term in &terms {
+            for term in words.terms() {
                 let term = Words::fts_term(term);
                 let (n, last): (i64, Option<i64>) =
                     probe.query_row([&term], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -586,14 +586,13 @@ impl Views {
             let mut read = c.prepare_cached(&format!(
                 "SELECT id, {column} FROM {table} WHERE rowid = ?1"
             ))?;
-            let needles: Vec<String> = terms.iter().map(|t| format!(" {t}")).collect();
             let mut ids = Vec::new();
             for rowid in rowids {
                 let row: Option<(String, String)> = read
                     .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 if let Some((id, text)) = row
-                    && needles.iter().all(|n| text.contains(n.as_str()))
+                    && words.matches(&text)
                 {
                     ids.push(id);
                 }

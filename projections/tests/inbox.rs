@@ -1123,15 +1123,21 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
             ("oma", &[]),
             ("rumore via", &[]),
         ];
-        for plan in PLANS {
-            for (typed, indices) in searches {
-                assert_eq!(
-                    found(typed, plan).await,
-                    expect(indices),
-                    "{typed:?} by {plan:?}"
-                );
+        let every_search_finds_its_cases = |when: &'static str| {
+            let (found, expect) = (&found, &expect);
+            async move {
+                for plan in PLANS {
+                    for (typed, indices) in searches {
+                        assert_eq!(
+                            found(typed, plan).await,
+                            expect(indices),
+                            "{when}: {typed:?} by {plan:?}"
+                        );
+                    }
+                }
             }
-        }
+        };
+        every_search_finds_its_cases("kept up").await;
         // The query picks a plan itself and pages as usual.
         let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
         let page = query(
@@ -1189,15 +1195,7 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
         )
         .await
         .unwrap();
-        for plan in PLANS {
-            for (typed, indices) in searches {
-                assert_eq!(
-                    found(typed, plan).await,
-                    expect(indices),
-                    "rebuilt: {typed:?} by {plan:?}"
-                );
-            }
-        }
+        every_search_finds_its_cases("rebuilt").await;
 
         // An erased citizen's words are gone from either plan.
         b.urp
