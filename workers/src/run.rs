@@ -184,6 +184,8 @@ impl JobWorkers {
     ) -> Self {
         let settings = duties.settings.schedules.clone();
         let clock = duties.clock;
+        // Before the catch-up that `run` starts: every tick worker looks for its first tick after it.
+        let started = clock.now();
         let scheduler = Arc::new(Scheduler {
             log: duties.urp.log().clone(),
             queue: queue.clone(),
@@ -198,8 +200,10 @@ impl JobWorkers {
             let scheduler = scheduler.clone();
             let settings = settings.clone();
             monitor = monitor.register(move |restarts: usize| {
-                let ticks = apalis_cron::CronScheduler::new(Ticks::new(schedule, &settings, clock))
-                    .with_timezone(chrono_tz::Europe::Rome);
+                let ticks = apalis_cron::CronScheduler::new(Ticks::new(
+                    schedule, &settings, clock, started,
+                ))
+                .with_timezone(chrono_tz::Europe::Rome);
                 WorkerBuilder::new(worker_name(&format!("tick-{}", schedule.name()), restarts))
                     .backend(ticks)
                     .data(scheduler.clone())

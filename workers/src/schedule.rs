@@ -287,25 +287,38 @@ impl Scheduler {
 pub struct Ticks {
     cron: cron::Schedule,
     clock: Clock,
+    /// Where the first tick is looked for: the instant before the start-up catch-up, not the
+    /// first poll, which may come after a time that the catch-up was too early for.
+    since: Option<DateTime<Utc>>,
 }
 
 impl Ticks {
-    pub fn new(schedule: Schedule, settings: &ScheduleSettings, clock: Clock) -> Self {
+    pub fn new(
+        schedule: Schedule,
+        settings: &ScheduleSettings,
+        clock: Clock,
+        since: DateTime<Utc>,
+    ) -> Self {
         let cron = schedule
             .cron(settings)
             .parse()
             .expect("a cron expression built from a checked time");
-        Self { cron, clock }
+        Self {
+            cron,
+            clock,
+            since: Some(since),
+        }
     }
 }
 
 impl apalis_cron::Schedule<chrono_tz::Tz> for Ticks {
     fn next_tick(&mut self, tz: &chrono_tz::Tz) -> Option<apalis_cron::Tick<chrono_tz::Tz>> {
-        let next = self
-            .cron
-            .after(&self.clock.now().with_timezone(tz))
-            .next()?;
-        let real = self.clock.real(next.with_timezone(&Utc));
+        let now = self.clock.now();
+        let from = self.since.take().map_or(now, |since| since.min(now));
+        let next = self.cron.after(&from.with_timezone(tz)).next()?;
+        // A tick already passed fires at once (apalis-cron refuses a tick in the past); the
+        // queueing it starts is idempotent, so one the catch-up also covered costs nothing.
+        let real = self.clock.real(next.with_timezone(&Utc).max(now));
         // Rounded up: a tick a moment early would find its period not yet due.
         let seconds = real.timestamp() + i64::from(real.timestamp_subsec_nanos() > 0);
         Some(apalis_cron::Tick::new(u64::try_from(seconds).ok()?))
@@ -505,14 +518,37 @@ mod tests {
         assert_eq!(day("2026-03").to_string(), "2026-03");
     }
 
-    #[test]
-    fn ticks_come_when_a_set_clock_reads_the_schedule_time() {
+    /// How many seconds from now the first tick of a worker started at `since` comes, when its
+    /// first poll is at `clock`'s now.
+    fn first_tick_in(clock: Clock, since: DateTime<Utc>) -> i64 {
         use apalis_cron::Schedule as _;
         let settings = ScheduleSettings::default();
-        let clock = Clock::starting_at(rome("2027-01-15T06:59:50+01:00"));
-        let mut ticks = Ticks::new(Schedule::Reminders, &settings, clock);
+        let mut ticks = Ticks::new(Schedule::Reminders, &settings, clock, since);
         let tick = ticks.next_tick(&Rome).unwrap();
-        let wait = tick.get_timestamp() as i64 - Utc::now().timestamp();
+        tick.get_timestamp() as i64 - Utc::now().timestamp()
+    }
+
+    #[test]
+    fn ticks_come_when_a_set_clock_reads_the_schedule_time() {
+        let clock = Clock::starting_at(rome("2027-01-15T06:59:50+01:00"));
+        let wait = first_tick_in(clock, clock.now());
         assert!((9..=11).contains(&wait), "the 07:00 tick is {wait} s away");
+    }
+
+    #[test]
+    fn a_tick_passed_between_the_start_and_the_first_poll_fires_at_once() {
+        // The start-up catch-up looked at 06:59:55, too early; the first poll is at 07:00:05.
+        let clock = Clock::starting_at(rome("2027-01-15T07:00:05+01:00"));
+        let wait = first_tick_in(clock, rome("2027-01-15T06:59:55+01:00"));
+        assert!(
+            (0..=1).contains(&wait),
+            "today's 07:00 tick is {wait} s away"
+        );
+        // Started after 07:00 (the catch-up covered today): tomorrow's.
+        let wait = first_tick_in(clock, clock.now());
+        assert!(
+            (86_394..=86_396).contains(&wait),
+            "the next tick is {wait} s away"
+        );
     }
 }
