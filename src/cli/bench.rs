@@ -35,6 +35,9 @@ pub enum BenchCommand {
     /// Every open-data dataset of one month from the read models of a log of N cases, one a
     /// minute (so a month holds the same cases whatever N): time and peak memory of `export`.
     Opendata(OpenDataArgs),
+    /// Bytes written to disk for each case opened (SQLite, Linux): the log, the vault's keys and
+    /// the read models, checkpoints included, at a low rate or in a burst.
+    Writes(super::bench_writes::WritesArgs),
 }
 
 #[derive(clap::Args)]
@@ -144,6 +147,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         BenchCommand::Queries(args) => super::bench_queries::run(settings, args).await,
         BenchCommand::Receipts(args) => super::bench_workers::receipts(settings, args).await,
         BenchCommand::ReactorLag(args) => super::bench_workers::reactor_lag(settings, args).await,
+        BenchCommand::Writes(args) => super::bench_writes::run(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

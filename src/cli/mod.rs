@@ -1,6 +1,7 @@
 pub mod bench;
 mod bench_queries;
 pub mod bench_workers;
+mod bench_writes;
 pub mod calendar;
 pub mod demo;
 pub mod export;

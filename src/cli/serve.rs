@@ -226,7 +226,7 @@ pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Res
 /// One task per consumer of the registry. They share one read-model connection of their own (on
 /// SQLite, one writer per file: taking turns on a mutex beats queueing on the file lock), apart
 /// from the connection queries use.
-async fn spawn_runners(
+pub(super) async fn spawn_runners(
     registry: &Registry,
     log: EventLog,
     vault: Vault,
@@ -265,7 +265,7 @@ struct Runner {
 }
 
 /// Lets the runners release their leases, briefly.
-async fn finish(mut runners: JoinSet<()>) {
+pub(super) async fn finish(mut runners: JoinSet<()>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while runners.join_next().await.is_some() {}
     })
