@@ -582,10 +582,10 @@ fn a_worker_stopped_mid_job_finishes_it_and_one_killed_mid_job_leaves_it_to_anot
 /// the log, and once the workers run every case gets its one receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reactor_holds_back_while_the_queue_is_full_and_the_backlog_drains_from_the_log() {
-    use sportello_projections::runner::{acquire, run};
+    use sportello_projections::runner::{acquire, has_reached, run};
     use sportello_projections::{Consumer, Views};
     use sportello_workers::queue::Queue;
-    use sportello_workers::reactor::{REACTOR, Reactor};
+    use sportello_workers::reactor::Reactor;
 
     let dir = tempfile::tempdir().unwrap();
     let mut settings = sportello_config::Settings::load_from(
@@ -636,7 +636,7 @@ async fn the_reactor_holds_back_while_the_queue_is_full_and_the_backlog_drains_f
     tokio::time::sleep(Duration::from_secs(1)).await;
     let waiting = queue.waiting().await.unwrap();
     assert!((5..=10).contains(&waiting), "{waiting} jobs waiting");
-    assert!(views.checkpoint(REACTOR).await.unwrap() < head);
+    assert!(!has_reached(urp.log(), &views, reactor, head).await.unwrap());
 
     let workers =
         sportello_workers::run::JobWorkers::from_settings(&settings, urp.clone(), &queue).unwrap();
@@ -647,7 +647,7 @@ async fn the_reactor_holds_back_while_the_queue_is_full_and_the_backlog_drains_f
         let waiting = queue.waiting().await.unwrap();
         assert!(waiting <= 10, "{waiting} jobs waiting");
         let sent = read_messages(&outbox).len();
-        if sent == 60 && views.checkpoint(REACTOR).await.unwrap() >= head {
+        if sent == 60 && has_reached(urp.log(), &views, reactor, head).await.unwrap() {
             break;
         }
         assert!(

@@ -184,9 +184,10 @@ pub async fn rebuild(
 
 /// Catches up, marks the consumer live, then follows new events until `shutdown` completes.
 ///
-/// Each pass reads up to the head as it was when the pass began and then moves the checkpoint to
-/// that head even if no event there concerned the consumer: "has seen everything up to P" is
-/// then a plain comparison, which read-your-writes needs (see [`has_reached`]).
+/// Each pass reads up to the head as it was when the pass began. The checkpoint moves with what
+/// it applies; past events that do not concern the consumer it moves only every
+/// [`IDLE_CHECKPOINT_LAG`] positions, as each move is a commit (a page written to disk for
+/// nothing): [`has_reached`] and [`lag`] find on the log that nothing in between concerns it.
 pub async fn run(
     log: &EventLog,
     views: &Views,
@@ -220,6 +221,9 @@ pub async fn run(
     }
 }
 
+/// Positions of events that do not concern a consumer it passes without recording its checkpoint.
+pub const IDLE_CHECKPOINT_LAG: u64 = 256;
+
 async fn retire_older(views: &Views, id: ConsumerId) -> Result<(), ViewsError> {
     let retired = views.retire_older(id).await?;
     if !retired.is_empty() {
@@ -228,8 +232,8 @@ async fn retire_older(views: &Views, id: ConsumerId) -> Result<(), ViewsError> {
     Ok(())
 }
 
-/// Applies what the log holds past the checkpoint up to the head read first, then records that
-/// head as seen. Returns it.
+/// Applies what the log holds past the checkpoint up to the head read first; records that head
+/// as the checkpoint when what was not applied reaches [`IDLE_CHECKPOINT_LAG`]. Returns the head.
 async fn pass(
     log: &EventLog,
     views: &Views,
@@ -240,7 +244,7 @@ async fn pass(
     if views.checkpoint(consumer.id()).await? >= head {
         return Ok(head);
     }
-    apply_from_checkpoint(
+    let applied = apply_from_checkpoint(
         log,
         views,
         consumer,
@@ -250,13 +254,31 @@ async fn pass(
         |_, _| {},
     )
     .await?;
-    views.advance_checkpoint(guard, head).await?;
+    if head - applied >= IDLE_CHECKPOINT_LAG {
+        views.advance_checkpoint(guard, head).await?;
+    }
     Ok(head)
 }
 
+/// The position of the first event `filter` reads after `checkpoint`, if any.
+async fn first_unapplied(
+    log: &EventLog,
+    filter: ReadAll,
+    checkpoint: u64,
+) -> Result<Option<u64>, ViewsError> {
+    let mut query = filter;
+    query.from = checkpoint + 1;
+    query.limit = Some(1);
+    let mut next = log.read_all(query);
+    Ok(match next.next().await {
+        Some(event) => Some(event?.position),
+        None => None,
+    })
+}
+
 /// True when `consumer` has applied every event it reads up to `position`: its checkpoint is
-/// there (a running runner moves it to every head it has seen), or no event it reads lies between
-/// its checkpoint and `position` (checked on the log, for a consumer nobody runs right now). A
+/// there, or no event it reads lies between its checkpoint and `position` (checked on the log: a
+/// runner does not record every position it passes, and nobody may be running it right now). A
 /// position past the log's head is not reached: it was not written here yet (a client's mistake,
 /// or a write on another node this one has not seen), and answering would pass stale data off as
 /// fresh.
@@ -273,13 +295,25 @@ pub async fn has_reached(
     if position > log.head().await? {
         return Ok(false);
     }
-    let mut query = consumer.filter();
-    query.from = checkpoint + 1;
-    query.limit = Some(1);
-    let mut next = log.read_all(query);
-    Ok(match next.next().await {
-        Some(event) => event?.position > position,
-        None => true,
+    Ok(first_unapplied(log, consumer.filter(), checkpoint)
+        .await?
+        .is_none_or(|next| next > position))
+}
+
+/// How far behind `head` a consumer at `checkpoint` is: the positions from the first event it
+/// reads and has not applied up to `head` (0 when none of them concerns it).
+pub async fn lag(
+    log: &EventLog,
+    filter: ReadAll,
+    checkpoint: u64,
+    head: u64,
+) -> Result<u64, ViewsError> {
+    if checkpoint >= head {
+        return Ok(0);
+    }
+    Ok(match first_unapplied(log, filter, checkpoint).await? {
+        Some(next) if next <= head => head + 1 - next,
+        _ => 0,
     })
 }
 

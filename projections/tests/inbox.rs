@@ -1210,3 +1210,79 @@ async fn the_subject_search_finds_the_same_cases_by_either_plan_kept_up_rebuilt_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_records_its_checkpoint_past_events_it_does_not_read_only_now_and_then() {
+    use sportello_engine::{ExpectedVersion, NewEvent, StreamId};
+    use sportello_projections::runner::{IDLE_CHECKPOINT_LAG, has_reached, lag, run};
+    use sportello_projections::satisfaction::Ratings;
+    on_both(|b| async move {
+        let ratings = read_model::<Ratings>();
+        let noted = |n: u64| NewEvent::new("Noted", &serde_json::json!({ "n": n })).unwrap();
+        let append = |category: &'static str, events: Vec<NewEvent>| {
+            let log = b.log.clone();
+            async move {
+                let stream = StreamId::new(category, &Uuid::now_v7().to_string()).unwrap();
+                log.append(stream, ExpectedVersion::NoStream, events)
+                    .await
+                    .unwrap()
+            }
+        };
+        let guard = acquire(&b.views, &b.url, ratings, "test").await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = {
+            let (log, views) = (b.log.clone(), b.views.clone());
+            tokio::spawn(async move {
+                run(&log, &views, ratings, &guard, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+            })
+        };
+        let checkpoint =
+            |views: Views| async move { views.checkpoint(Ratings::id()).await.unwrap() };
+
+        // Ten appends the ratings do not read, each passed by the runner: no commit for them.
+        for n in 0..10 {
+            append("other", vec![noted(n)]).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let head = b.log.head().await.unwrap();
+        assert_eq!(checkpoint(b.views.clone()).await, 0);
+        assert!(has_reached(&b.log, &b.views, ratings, head).await.unwrap());
+        assert_eq!(lag(&b.log, ratings.filter(), 0, head).await.unwrap(), 0);
+
+        // Past the lag allowed, the head passed is recorded.
+        append("other", (0..IDLE_CHECKPOINT_LAG).map(noted).collect()).await;
+        let head = b.log.head().await.unwrap();
+        let started = std::time::Instant::now();
+        while checkpoint(b.views.clone()).await < head {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "the checkpoint stays behind"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        stop.send(()).unwrap();
+        runner.await.unwrap();
+
+        // With nobody running, an event it reads is its lag, counted from that event.
+        append("other", vec![noted(0)]).await;
+        append("feedback", vec![noted(1)]).await;
+        append("other", vec![noted(2)]).await;
+        let now = b.log.head().await.unwrap();
+        assert_eq!(lag(&b.log, ratings.filter(), head, now).await.unwrap(), 2);
+        assert!(
+            has_reached(&b.log, &b.views, ratings, head + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !has_reached(&b.log, &b.views, ratings, head + 2)
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}

@@ -49,9 +49,9 @@ pub fn install() {
 pub async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiError> {
     let handle = handle();
     let head = state.urp.log().head().await?;
-    for (id, checkpoint, _) in super::ops::reported_consumers(&state).await? {
-        metrics::gauge!("sportello_consumer_lag_events", "consumer" => id.name)
-            .set(head.saturating_sub(checkpoint) as f64);
+    for consumer in super::ops::reported_consumers(&state, head).await? {
+        metrics::gauge!("sportello_consumer_lag_events", "consumer" => consumer.id.name)
+            .set(consumer.lag as f64);
     }
     metrics::gauge!("sportello_log_head_position").set(head as f64);
     if let Some(queue) = &state.queue {

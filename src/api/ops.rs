@@ -6,8 +6,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use sportello_projections::{ConsumerId, read_models};
-use sportello_workers::reactor::REACTOR;
+use sportello_engine::ReadAll;
+use sportello_projections::{ConsumerId, read_models, runner};
+use sportello_workers::reactor::{REACTOR, Reactor};
 use utoipa::ToSchema;
 
 #[utoipa::path(get, path = "/healthz", tag = "operazioni",
@@ -23,7 +24,8 @@ pub struct ProjectionLag {
     /// building (catching up for the first time) or live.
     pub status: String,
     pub checkpoint: u64,
-    /// Positions of the log not yet considered by the projection.
+    /// Positions of the log from the first event it reads and has not applied to the head (0
+    /// when none of them concerns it: its checkpoint is recorded only every so often then).
     pub lag: u64,
 }
 
@@ -34,19 +36,38 @@ pub struct Readiness {
     pub projections: Vec<ProjectionLag>,
 }
 
-/// Every consumer this installation reports, with its checkpoint and status: the read models, and
-/// the reactor once a worker has started it (while it lags, receipts wait).
+/// A consumer as reported: its checkpoint, status, and lag behind the log's head.
+pub struct Reported {
+    pub id: ConsumerId,
+    pub checkpoint: u64,
+    pub status: String,
+    pub lag: u64,
+}
+
+/// Every consumer this installation reports, at the log's `head`: the read models, and the
+/// reactor once a worker has started it (while it lags, receipts wait).
 pub async fn reported_consumers(
     state: &super::AppState,
-) -> Result<Vec<(ConsumerId, u64, String)>, ApiError> {
-    let mut ids: Vec<ConsumerId> = read_models().all().iter().map(|c| c.id()).collect();
+    head: u64,
+) -> Result<Vec<Reported>, ApiError> {
+    let mut consumers: Vec<(ConsumerId, ReadAll)> = read_models()
+        .all()
+        .iter()
+        .map(|c| (c.id(), c.filter()))
+        .collect();
     if state.views.recorded_status(REACTOR).await?.is_some() {
-        ids.push(REACTOR);
+        consumers.push((REACTOR, Reactor::events_read()));
     }
-    let mut reported = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut reported = Vec::with_capacity(consumers.len());
+    for (id, reads) in consumers {
         let (checkpoint, status) = state.views.status(id).await?;
-        reported.push((id, checkpoint, status));
+        let lag = runner::lag(state.urp.log(), reads, checkpoint, head).await?;
+        reported.push(Reported {
+            id,
+            checkpoint,
+            status,
+            lag,
+        });
     }
     Ok(reported)
 }
@@ -58,16 +79,17 @@ pub async fn readyz(
     State(state): State<Shared>,
 ) -> Result<(StatusCode, Json<Readiness>), ApiError> {
     let head = state.urp.log().head().await?;
-    let mut projections = Vec::new();
-    for (id, checkpoint, status) in reported_consumers(&state).await? {
-        projections.push(ProjectionLag {
-            name: id.name.into(),
-            version: id.version,
-            status,
-            checkpoint,
-            lag: head.saturating_sub(checkpoint),
-        });
-    }
+    let projections: Vec<ProjectionLag> = reported_consumers(&state, head)
+        .await?
+        .into_iter()
+        .map(|c| ProjectionLag {
+            name: c.id.name.into(),
+            version: c.id.version,
+            status: c.status,
+            checkpoint: c.checkpoint,
+            lag: c.lag,
+        })
+        .collect();
     let ready = projections.iter().all(|p| p.status == "live");
     let status = if ready {
         StatusCode::OK

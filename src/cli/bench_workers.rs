@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use sportello_config::{SecretUrl, Settings};
 use sportello_engine::app::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::domain::case::{CaseKind, Channel};
-use sportello_projections::runner::{acquire, run};
+use sportello_projections::runner::{acquire, has_reached, run};
 use sportello_projections::{Consumer, Views};
 use sportello_workers::queue::{Backend, Queue};
 use sportello_workers::reactor::Reactor;
@@ -239,7 +239,7 @@ async fn watch_receipts(
             watched.anon_by_tenth.push(format!("{:.1}", anonymous_mb()));
         }
         if watched.queued_by.is_none()
-            && running.views.checkpoint(running.reactor.id()).await? >= head
+            && has_reached(urp.log(), &running.views, running.reactor, head).await?
         {
             watched.queued_by = Some(started.elapsed().as_secs_f64());
         }

@@ -89,13 +89,9 @@ pub fn notice_for(event: &RecordedEvent) -> Option<NoticeJob> {
     })
 }
 
-#[async_trait]
-impl Consumer for Reactor {
-    fn id(&self) -> ConsumerId {
-        REACTOR
-    }
-
-    fn filter(&self) -> ReadAll {
+impl Reactor {
+    /// The events it turns into notices (what a reported lag counts).
+    pub fn events_read() -> ReadAll {
         ReadAll {
             categories: vec!["case".into()],
             event_types: [
@@ -108,6 +104,17 @@ impl Consumer for Reactor {
             .to_vec(),
             ..ReadAll::default()
         }
+    }
+}
+
+#[async_trait]
+impl Consumer for Reactor {
+    fn id(&self) -> ConsumerId {
+        REACTOR
+    }
+
+    fn filter(&self) -> ReadAll {
+        Reactor::events_read()
     }
 
     async fn ensure(&self, views: &Views) -> Result<(), ViewsError> {
