@@ -286,8 +286,10 @@ impl Views {
             let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
                 let conn = rusqlite::Connection::open(path)?;
                 sportello_engine::store::sqlite::wait_patiently_when_busy(&conn)?;
-                // As the log's file: 16 KiB pages (only takes effect on a new file, so first).
-                conn.pragma_update(None, "page_size", 16_384)?;
+                // 4 KiB pages (only takes effect on a new file, so first): a case opened touches
+                // one page of each index, each a frame of the WAL; 16 KiB pages wrote four times
+                // the bytes for the same queries (docs/benchmarks.md, "Bytes a case writes").
+                conn.pragma_update(None, "page_size", 4_096)?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 // Deleted rows are zeroed in the file: the subject search holds personal texts
                 // until an erasure removes them.
