@@ -46,8 +46,7 @@ use uuid::Uuid;
 const BACKEND: &str = "postgres";
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i32 = 1;
-const INSERT_EVENTS: &str = include_str!("insert_events.sql");
-const UPSERT_STREAMS: &str = include_str!("upsert_streams.sql");
+const WRITE_BATCH: &str = include_str!("write_batch.sql");
 const NOTIFY_CHANNEL: &str = "sportello_events";
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
      occurred_at, recorded_at, data, actor, comune, channel, correlation_id, causation_id, hash";
@@ -123,6 +122,7 @@ impl PostgresStore {
             .map_err(backend_error)?;
         let (head_tx, _) = watch::channel(head as u64);
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let options = writer_options(options);
         let writer_conn = PgConnection::connect_with(&options)
             .await
             .map_err(backend_error)?;
@@ -199,6 +199,13 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
             .map_err(backend_error)?;
     }
     tx.commit().await.map_err(backend_error)
+}
+
+/// The writer's session plans its prepared statements at every execution: a plan cached while
+/// the tables were small would scan them sequentially forever, and a statement that is not
+/// prepared costs a round trip more.
+fn writer_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
 async fn writer_loop(
@@ -308,10 +315,9 @@ async fn try_write_batch(
         .map(|r| r.stream.as_str())
         .filter(|s| seen.insert(*s))
         .collect();
-    // Not prepared: a plan cached while the table was empty would scan it sequentially forever.
+    // Prepared once; planned at each execution (see `writer_options`).
     let heads =
         sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
-            .persistent(false)
             .bind(&streams)
             .fetch_all(&mut *tx)
             .await?
@@ -354,8 +360,8 @@ async fn try_write_batch(
         return Ok(plan);
     };
 
-    let e = &plan.new_events;
-    sqlx::query(INSERT_EVENTS)
+    let (e, h) = (&plan.new_events, &plan.new_heads);
+    sqlx::query(WRITE_BATCH)
         .bind(e.iter().map(|e| e.position as i64).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>())
         .bind(e.iter().map(|e| e.stream.category()).collect::<Vec<_>>())
@@ -396,17 +402,9 @@ async fn try_write_batch(
                 .collect::<Vec<_>>(),
         )
         .bind(e.iter().map(|e| e.hash.to_vec()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    let h = &plan.new_heads;
-    sqlx::query(UPSERT_STREAMS)
         .bind(h.iter().map(|h| h.stream.as_str()).collect::<Vec<_>>())
         .bind(h.iter().map(|h| h.version as i64).collect::<Vec<_>>())
         .bind(h.iter().map(|h| h.hash.to_vec()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    // Moving the head and notifying in one statement saves a round trip under the lock.
-    sqlx::query("UPDATE event_log_head SET position = $1 RETURNING pg_notify($2, $1::text)")
         .bind(last_position as i64)
         .bind(NOTIFY_CHANNEL)
         .execute(&mut *tx)
