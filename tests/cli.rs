@@ -290,6 +290,39 @@ fn bench_leaves_no_scratch_store_behind() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+#[test]
+fn bench_writes_splits_a_cases_bytes_between_the_log_and_the_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("urp.db").display());
+    let out = stdout(&sportello(&store, &["bench", "writes", "--cases", "5"]));
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("measure=writes store=sqlite cases=5 concurrency=1 events=10 "),
+        "{last}"
+    );
+    let field = |name: &str| -> f64 {
+        last.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {last}"))
+            .parse()
+            .unwrap()
+    };
+    // A case is at least a page of the log and a page of each read model it touches.
+    assert!(field("log_bytes_per_case") >= 4096.0, "{last}");
+    assert!(field("views_bytes_per_case") >= 4096.0, "{last}");
+    let parts = field("log_bytes_per_case") + field("views_bytes_per_case");
+    assert!(
+        (field("total_bytes_per_case") - parts).abs() <= 1.0,
+        "{last}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("bench-"))
+        .collect();
+    assert!(left.is_empty(), "the scratch store is left: {left:?}");
+}
+
 /// `bench queries` fills read models with made-up cases and seals their texts: never in the
 /// configured store of an installation.
 #[test]

@@ -120,6 +120,7 @@ pub async fn run(settings: &sportello_config::Settings, args: WritesArgs) -> any
     if args.cases == 0 || args.concurrency == 0 {
         bail!("--cases and --concurrency must be at least 1");
     }
+    // Off Linux this fails here, before anything is written.
     Written::now()?;
     let scratch = Scratch::create(settings, &args.target).await?;
     let settings = scratch.settings.clone();
