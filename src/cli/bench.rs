@@ -340,10 +340,12 @@ impl Scratch {
                 settings.store.url = SecretUrl::new(format!("sqlite://{name}"));
                 if !target.keep {
                     let views = sportello_projections::views_path_of(&name);
+                    // The runners' lock files are a folder beside the read models.
                     cleanup = Cleanup::Files(
                         ["", "-wal", "-shm"]
                             .iter()
                             .flat_map(|s| [format!("{name}{s}"), format!("{views}{s}")])
+                            .chain([format!("{views}.locks")])
                             .map(PathBuf::from)
                             .collect(),
                     );
@@ -385,7 +387,11 @@ impl Scratch {
             Cleanup::Nothing => {}
             Cleanup::Files(files) => {
                 for file in files {
-                    let _ = std::fs::remove_file(file);
+                    if file.is_dir() {
+                        let _ = std::fs::remove_dir_all(file);
+                    } else {
+                        let _ = std::fs::remove_file(file);
+                    }
                 }
             }
             Cleanup::Database(scratch) => scratch.drop_database().await?,
