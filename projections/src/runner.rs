@@ -300,6 +300,30 @@ pub async fn has_reached(
         .is_none_or(|next| next > position))
 }
 
+/// Waits until each of `consumers` has applied the log up to `position` (see [`has_reached`]),
+/// looking again after 1 ms, then twice as long each time up to 200 ms. Returns the first one
+/// still behind once `patience` has passed, `None` when all are there.
+pub async fn wait_until_reached(
+    log: &EventLog,
+    views: &Views,
+    consumers: &[&'static dyn Consumer],
+    position: u64,
+    patience: Duration,
+) -> Result<Option<ConsumerId>, ViewsError> {
+    let started = tokio::time::Instant::now();
+    for &consumer in consumers {
+        let mut pause = Duration::from_millis(1);
+        while !has_reached(log, views, consumer, position).await? {
+            if started.elapsed() >= patience {
+                return Ok(Some(consumer.id()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+    Ok(None)
+}
+
 /// How far behind `head` a consumer at `checkpoint` is: the positions from the first event it
 /// reads and has not applied up to `head` (0 when none of them concerns it).
 pub async fn lag(

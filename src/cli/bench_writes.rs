@@ -9,7 +9,7 @@ use super::open_urp;
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use sportello_engine::app::Urp;
-use sportello_projections::runner::has_reached;
+use sportello_projections::runner::wait_until_reached;
 use sportello_projections::{Registry, Views, read_models};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -108,12 +108,11 @@ async fn caught_up(
     registry: &Registry,
     position: u64,
 ) -> anyhow::Result<()> {
-    for &consumer in registry.all() {
-        while !has_reached(urp.log(), views, consumer, position).await? {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    let patience = Duration::from_secs(60);
+    match wait_until_reached(urp.log(), views, registry.all(), position, patience).await? {
+        Some(behind) => bail!("the read model {} is behind the log", behind.name),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub async fn run(settings: &sportello_config::Settings, args: WritesArgs) -> anyhow::Result<()> {

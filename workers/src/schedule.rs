@@ -370,17 +370,22 @@ impl Duties {
         let log = self.urp.log();
         let head = log.head().await?;
         let consumer = sportello_projections::read_model::<P>();
-        let started = std::time::Instant::now();
-        while !sportello_projections::runner::has_reached(log, &self.views, consumer, head).await? {
-            if started.elapsed() > std::time::Duration::from_secs(60) {
-                return Err(DutyError::Retry(format!(
-                    "the read model {} is behind the log (is a runner running?)",
-                    P::NAME
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let patience = std::time::Duration::from_secs(60);
+        let behind = sportello_projections::runner::wait_until_reached(
+            log,
+            &self.views,
+            &[consumer],
+            head,
+            patience,
+        )
+        .await?;
+        match behind {
+            Some(_) => Err(DutyError::Retry(format!(
+                "the read model {} is behind the log (is a runner running?)",
+                P::NAME
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

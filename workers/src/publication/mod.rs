@@ -15,7 +15,7 @@ use sportello_engine::calendar::LegalCalendar;
 use sportello_engine::{EventLog, ReadAll};
 use sportello_projections::Views;
 use sportello_projections::opendata::{self, Area, Dataset, Month};
-use sportello_projections::runner::has_reached;
+use sportello_projections::runner::wait_until_reached;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,17 +89,14 @@ impl Publication {
     /// Waits (up to `patience`) until every read model the datasets use has applied the log up
     /// to `position`.
     pub async fn wait_for(&self, position: u64, patience: Duration) -> anyhow::Result<()> {
-        let started = std::time::Instant::now();
-        for consumer in opendata::sources() {
-            while !has_reached(&self.log, &self.views, consumer, position).await? {
-                if started.elapsed() >= patience {
-                    anyhow::bail!(
-                        "the read model {} has not reached position {position}",
-                        consumer.id().name
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        let sources = opendata::sources();
+        if let Some(behind) =
+            wait_until_reached(&self.log, &self.views, &sources, position, patience).await?
+        {
+            anyhow::bail!(
+                "the read model {} has not reached position {position}",
+                behind.name
+            );
         }
         Ok(())
     }
