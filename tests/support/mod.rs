@@ -63,7 +63,11 @@ pub fn command(store: &Store) -> Command {
         .env_remove("SPORTELLO__WORKERS__QUEUE_URL")
         .env_remove("SPORTELLO__MAIL__OUTBOX_DIR")
         .env("SPORTELLO__VAULT__MASTER_KEY", MASTER_KEY)
-        .env("SPORTELLO_LOG", "warn");
+        // Quiet by default; SPORTELLO_TEST_LOG (a SPORTELLO_LOG filter) to see what they do.
+        .env(
+            "SPORTELLO_LOG",
+            std::env::var("SPORTELLO_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     if store.url.starts_with("postgres") {
         let side = side_folder(&store.url);
         c.env(

@@ -10,7 +10,11 @@ use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::RetryPolicy;
 use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::{PollSnapshot, PollStrategy};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// How often an idle worker looks for jobs pushed by another process or come due (without a
@@ -35,7 +39,7 @@ macro_rules! queue_worker {
                     let name = worker_name(&name, restarts);
                     let held = liveness.as_ref().and_then(|l| hold(l, &name));
                     WorkerBuilder::new(name)
-                        .backend(storage.clone().poll_with_interval(POLL))
+                        .backend(storage.clone().poll_with_strategy(Every::new(POLL)))
                         .data(data.clone())
                         .data(held)
                         .concurrency($concurrency)
@@ -49,6 +53,37 @@ macro_rules! queue_worker {
             Backend::Redis(storage) => $monitor.register(on!(storage)),
         }
     }};
+}
+
+/// Wakes an idle worker every `interval`. apalis's own `IntervalStrategy` replaces a timer that
+/// fired with a new one it does not poll, so the new one holds no waker: when the fetch that
+/// follows comes back empty at its first poll, the worker is parked with nothing to wake it but
+/// its heartbeat (ten minutes on SQLite). A day's scheduled job was left waiting that way. This
+/// one polls the new timer before it reports the interval passed.
+struct Every {
+    interval: Duration,
+    timer: apalis_core::timer::Delay,
+}
+
+impl Every {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            timer: apalis_core::timer::Delay::new(interval),
+        }
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        if Pin::new(&mut self.timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timer.reset(self.interval);
+        // Hands `cx`'s waker to the timer just set.
+        let _ = Pin::new(&mut self.timer).poll(cx);
+        Poll::Ready(Some(()))
+    }
 }
 
 /// A name unique to this process and this start, as Redis wants for a restarted worker.
@@ -125,13 +160,18 @@ async fn scheduled_job(job: ScheduledJob, duties: Data<Arc<Duties>>) -> Result<(
     }
 }
 
-/// A tick only says "look now": the scheduler queues whatever period has come.
-async fn tick(
-    _tick: apalis_cron::Tick<chrono_tz::Tz>,
-    scheduler: Data<Arc<Scheduler>>,
-) -> Result<(), BoxDynError> {
-    scheduler.enqueue_due().await?;
-    Ok(())
+/// A tick only says "look now": the scheduler queues whatever period has come. A tick is not
+/// tried again by apalis (nor is its error logged), so it tries until the queue takes the jobs.
+async fn tick(_tick: apalis_cron::Tick<chrono_tz::Tz>, scheduler: Data<Arc<Scheduler>>) {
+    enqueue_due(&scheduler).await;
+}
+
+/// Queues the periods due, trying again every 5 s while the queue or the log is out of reach.
+async fn enqueue_due(scheduler: &Scheduler) {
+    while let Err(error) = scheduler.enqueue_due().await {
+        tracing::warn!(%error, "cannot queue the scheduled periods due yet");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 fn backoff() -> apalis::layers::retry::backoff::ExponentialBackoff<HasherRng> {
@@ -269,12 +309,7 @@ impl JobWorkers {
             })
         });
         if let Some(scheduler) = self.scheduler {
-            tokio::spawn(async move {
-                while let Err(error) = scheduler.enqueue_due().await {
-                    tracing::warn!(%error, "cannot queue the missed periods yet");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-            });
+            tokio::spawn(async move { enqueue_due(&scheduler).await });
         }
         let ran = self
             .monitor
@@ -288,5 +323,46 @@ impl JobWorkers {
             sweeping.abort();
         }
         ran.map_err(|e| anyhow::anyhow!("job workers failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::{ArcWake, waker};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Wakes(AtomicUsize);
+
+    impl ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn woken(wakes: &Wakes, times: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if wakes.0.load(Ordering::SeqCst) >= times {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn an_idle_worker_is_woken_every_interval_even_when_not_polled_in_between() {
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = waker(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::new();
+        let mut every = Every::new(Duration::from_millis(20));
+        assert!(every.poll_drive(&mut cx, &snapshot).is_pending());
+        assert!(woken(&wakes, 1), "the first interval never woke the worker");
+        assert!(every.poll_drive(&mut cx, &snapshot).is_ready());
+        // The backend parks the worker without polling the strategy again: the next interval
+        // must still wake it.
+        assert!(woken(&wakes, 2), "the worker was left parked after an interval");
     }
 }
