@@ -3,7 +3,7 @@
 //! PostgreSQL tests create a uniquely named database on `SPORTELLO_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drop it; they fail, never skip, without one.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -321,6 +321,39 @@ fn bench_writes_splits_a_cases_bytes_between_the_log_and_the_read_models() {
         .filter(|name| name.starts_with("bench-"))
         .collect();
     assert!(left.is_empty(), "the scratch store is left: {left:?}");
+}
+
+#[test]
+fn bench_peer_runs_the_peers_workload_and_checks_what_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let line = |store: &str, measure: &str| -> Value {
+        let out = stdout(&sportello(
+            store,
+            &["bench", "peer", "--measure", measure, "--streams", "20"],
+        ));
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let single = fresh("a.db");
+    let a = line(&single, "a");
+    assert_eq!(a["events"], 200, "{a}");
+    assert_eq!(a["extra"]["occ_check"], "ok", "{a}");
+    // Never into a store that holds events: it could be an installation's.
+    let again = sportello(&single, &["bench", "peer", "--measure", "b", "--streams", "20"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
+
+    let batched = fresh("b.db");
+    assert_eq!(line(&batched, "b")["events"], 200);
+    let c = line(&batched, "c");
+    assert_eq!(c["extra"]["projection_check"], "ok", "{c}");
+    assert_eq!(
+        c["extra"]["projection"],
+        json!({"CaseOpened": 20, "CaseRated": 80, "NoteAdded": 80, "CaseClosed": 20})
+    );
+    assert_eq!(c["extra"]["rating_sum"], 600);
+    // The workload's payload: 300 bytes, 302 for CaseClosed.
+    assert_eq!(c["extra"]["avg_state_bytes"], 300.2);
 }
 
 /// `bench queries` fills read models with made-up cases and seals their texts: never in the

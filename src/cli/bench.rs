@@ -38,6 +38,9 @@ pub enum BenchCommand {
     /// Bytes written to disk for each case opened (SQLite, Linux): the log, the vault's keys and
     /// the read models, checkpoints included, at a low rate or in a burst.
     Writes(super::bench_writes::WritesArgs),
+    /// One run of the peer benchmarks' workload on the configured store itself, printed as the
+    /// peers print it (`scripts/bench-peers.sh` runs it beside them).
+    Peer(super::bench_peer::PeerArgs),
 }
 
 #[derive(clap::Args)]
@@ -148,6 +151,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         BenchCommand::Receipts(args) => super::bench_workers::receipts(settings, args).await,
         BenchCommand::ReactorLag(args) => super::bench_workers::reactor_lag(settings, args).await,
         BenchCommand::Writes(args) => super::bench_writes::run(settings, args).await,
+        BenchCommand::Peer(args) => super::bench_peer::run(settings, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -429,6 +433,11 @@ fn fsync_rate(dir: &Path) -> anyhow::Result<f64> {
 /// Resident memory of this process in MB (Linux; 0 elsewhere).
 pub(super) fn resident_mb() -> f64 {
     status_mb("VmRSS:")
+}
+
+/// The most this process has held resident, in MB (Linux; 0 elsewhere).
+pub(super) fn peak_resident_mb() -> f64 {
+    status_mb("VmHWM:")
 }
 
 /// The part of the resident memory that is the process's own (heap, stacks), without the

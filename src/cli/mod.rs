@@ -1,4 +1,5 @@
 pub mod bench;
+mod bench_peer;
 mod bench_queries;
 pub mod bench_workers;
 mod bench_writes;
