@@ -134,12 +134,20 @@ impl EventLog {
                 }
                 // Every range below the head is final, so consecutive ones can be read at once:
                 // two in flight keep a reader busy while the caller handles the previous one.
-                let ranges = (from..=head).step_by(PAGE_SIZE).map(|start| {
+                // A limit under a page reads ranges no longer than it; without filters (the
+                // positions are dense) the first of them holds it all, and nothing is read ahead.
+                let step = PAGE_SIZE.min(usize::try_from(remaining).unwrap_or(PAGE_SIZE));
+                let ahead = if query.selects_all() && step as u64 == remaining {
+                    1
+                } else {
+                    READ_AHEAD
+                };
+                let ranges = (from..=head).step_by(step).map(|start| {
                     let (store, query) = (store.clone(), query.clone());
-                    let end = (start + PAGE_SIZE as u64).min(head + 1);
+                    let end = (start + step as u64).min(head + 1);
                     async move { store.read_range(&query, start, end).await }
                 });
-                let mut pages = stream::iter(ranges).buffered(READ_AHEAD);
+                let mut pages = stream::iter(ranges).buffered(ahead);
                 while let Some(page) = pages.next().await {
                     let mut events = match page {
                         Ok(events) => events,

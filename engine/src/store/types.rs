@@ -393,6 +393,14 @@ impl ReadAll {
         }
     }
 
+    /// Whether it selects every event from `from` on (a limit aside).
+    pub fn selects_all(&self) -> bool {
+        self.categories.is_empty()
+            && self.event_types.is_empty()
+            && self.occurred_since.is_none()
+            && self.occurred_until.is_none()
+    }
+
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         event.position >= self.from
             && (self.categories.is_empty()

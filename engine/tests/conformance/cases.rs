@@ -395,6 +395,18 @@ pub async fn the_log_reads_in_global_order_with_filters_and_a_limit(f: Fixture) 
     )
     .await;
     assert_eq!(positions(&limited), [2, 3, 4]);
+    // A limit with a filter: the matches lie beyond the first `limit` positions.
+    let sparse = all(
+        &log,
+        ReadAll {
+            from: 2,
+            categories: vec!["case".into()],
+            limit: Some(2),
+            ..ReadAll::default()
+        },
+    )
+    .await;
+    assert_eq!(positions(&sparse), [3, 5]);
     let none = all(
         &log,
         ReadAll {
