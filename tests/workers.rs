@@ -355,7 +355,11 @@ fn two_workers_on_postgresql_and_redis_send_each_receipt_once() {
                 || notices(&server, &staff, &last).contains_key("receipt"),
             );
             assert_eq!(read_messages(&outbox).len(), 41);
-            // `jobs` reads the Redis queue too.
+            // `jobs` reads the Redis queue too. A job is marked done after its handler has
+            // recorded the receipt, so the last one may take a moment more.
+            wait_for("41 jobs done", Duration::from_secs(30), || {
+                jobs(&store, &env, "Done").len() >= 41
+            });
             assert_eq!(jobs(&store, &env, "Done").len(), 41);
             server.kill();
         });
