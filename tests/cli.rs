@@ -339,7 +339,10 @@ fn bench_peer_runs_the_peers_workload_and_checks_what_it_reads() {
     assert_eq!(a["events"], 200, "{a}");
     assert_eq!(a["extra"]["occ_check"], "ok", "{a}");
     // Never into a store that holds events: it could be an installation's.
-    let again = sportello(&single, &["bench", "peer", "--measure", "b", "--streams", "20"]);
+    let again = sportello(
+        &single,
+        &["bench", "peer", "--measure", "b", "--streams", "20"],
+    );
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
 

@@ -363,6 +363,9 @@ mod tests {
         assert!(every.poll_drive(&mut cx, &snapshot).is_ready());
         // The backend parks the worker without polling the strategy again: the next interval
         // must still wake it.
-        assert!(woken(&wakes, 2), "the worker was left parked after an interval");
+        assert!(
+            woken(&wakes, 2),
+            "the worker was left parked after an interval"
+        );
     }
 }
