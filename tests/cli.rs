@@ -40,7 +40,7 @@ fn json_lines(text: &str) -> Vec<Value> {
 /// A SQLite store with 3 streams × 2 events written through the binary.
 fn sqlite_store_with_events(dir: &Path) -> String {
     let store = format!("sqlite://{}", dir.join("urp.db").display());
-    let out = stdout(&sportello(
+    let last = last_line(&sportello(
         &store,
         &[
             "bench",
@@ -54,7 +54,6 @@ fn sqlite_store_with_events(dir: &Path) -> String {
             "batch",
         ],
     ));
-    let last = out.lines().last().unwrap();
     assert!(
         last.starts_with("measure=appends_batch store=sqlite events=6 seconds="),
         "{last}"
@@ -273,12 +272,16 @@ fn a_follower_sees_every_event_of_four_concurrent_writers_once_in_order() {
     });
 }
 
+/// The last line `sportello` printed, where every bench puts its result.
+fn last_line(output: &Output) -> String {
+    stdout(output).lines().last().unwrap_or_default().to_owned()
+}
+
 #[test]
 fn bench_leaves_no_scratch_store_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("urp.db").display());
-    let out = stdout(&sportello(&store, &["bench", "read", "--events", "500"]));
-    let last = out.lines().last().unwrap();
+    let last = last_line(&sportello(&store, &["bench", "read", "--events", "500"]));
     assert!(
         last.starts_with("measure=read store=sqlite events=500 seconds="),
         "{last}"
@@ -294,8 +297,7 @@ fn bench_leaves_no_scratch_store_behind() {
 fn bench_writes_splits_a_cases_bytes_between_the_log_and_the_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("urp.db").display());
-    let out = stdout(&sportello(&store, &["bench", "writes", "--cases", "5"]));
-    let last = out.lines().last().unwrap();
+    let last = last_line(&sportello(&store, &["bench", "writes", "--cases", "5"]));
     assert!(
         last.starts_with("measure=writes store=sqlite cases=5 concurrency=1 events=10 "),
         "{last}"
@@ -328,11 +330,11 @@ fn bench_peer_runs_the_peers_workload_and_checks_what_it_reads() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
     let line = |store: &str, measure: &str| -> Value {
-        let out = stdout(&sportello(
+        let last = last_line(&sportello(
             store,
             &["bench", "peer", "--measure", measure, "--streams", "20"],
         ));
-        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+        serde_json::from_str(&last).unwrap()
     };
     let single = fresh("a.db");
     let a = line(&single, "a");

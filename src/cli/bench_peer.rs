@@ -144,9 +144,9 @@ pub async fn run(settings: &Settings, args: PeerArgs) -> anyhow::Result<()> {
         "measure": match args.measure { Measure::A => "a", Measure::B => "b", Measure::C => "c" },
         "streams": n,
         "events": events,
-        "seconds": (seconds * 10_000.0).round() / 10_000.0,
-        "events_per_s": (events as f64 / seconds * 10.0).round() / 10.0,
-        "rss_mb": (peak_resident_mb() * 10.0).round() / 10.0,
+        "seconds": rounded(seconds, 4),
+        "events_per_s": rounded(events as f64 / seconds, 1),
+        "rss_mb": rounded(peak_resident_mb(), 1),
         "extra": extra,
     });
     println!("{line}");
@@ -154,6 +154,12 @@ pub async fn run(settings: &Settings, args: PeerArgs) -> anyhow::Result<()> {
         bail!("the run did not give what the workload expects: {line}");
     }
     Ok(())
+}
+
+/// `x` to `places` decimals, as the peers print their figures.
+fn rounded(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
 }
 
 /// Measure c: reads the log in pages, decodes, counts and checks the projection.
@@ -205,7 +211,7 @@ async fn read(
     extra.insert("projection_check".into(), check.into());
     extra.insert(
         "avg_state_bytes".into(),
-        ((bytes as f64 / events.max(1) as f64 * 10.0).round() / 10.0).into(),
+        rounded(bytes as f64 / events.max(1) as f64, 1).into(),
     );
     Ok(events)
 }
