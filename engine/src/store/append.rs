@@ -5,7 +5,8 @@
 //! hands it to [`plan_batch`]. The plan says which appends succeed, with the rows to insert, and
 //! which are refused; the backend writes the rows and commits once for the whole batch (group
 //! commit). Because the transaction holds the log's write lock from the loading to the commit, the
-//! decisions made in memory stay true until they are durable.
+//! decisions made in memory stay true until they are durable. (PostgreSQL's writer first plans
+//! from what it remembers and lets the write check it under the lock: see its module.)
 
 use super::chain::{GENESIS, event_hash};
 use super::error::{InvalidInput, StoreError};

@@ -11,6 +11,9 @@ pub struct Fixture {
     pub log: EventLog,
     /// Changes one byte of the stored payload of the event at a position, bypassing the store.
     pub tamper: Arc<dyn Fn(u64) -> BoxFuture<'static, ()> + Send + Sync>,
+    /// The same store opened again, as another process would (a second node, or the CLI beside
+    /// `serve`).
+    pub another_process: Arc<dyn Fn() -> BoxFuture<'static, EventLog> + Send + Sync>,
     pub cleanup: Cleanup,
 }
 
@@ -31,8 +34,18 @@ pub async fn sqlite() -> Fixture {
     let path = dir.path().join("events.db");
     let store = SqliteStore::open(&path).await.expect("open SQLite store");
     let tamper_path = path.clone();
+    let reopen_path = path.clone();
     Fixture {
         log: EventLog::new(Arc::new(store)),
+        another_process: Arc::new(move || {
+            let path = reopen_path.clone();
+            Box::pin(async move {
+                let store = SqliteStore::open(&path)
+                    .await
+                    .expect("open SQLite store again");
+                EventLog::new(Arc::new(store))
+            })
+        }),
         tamper: Arc::new(move |position| {
             let path = tamper_path.clone();
             Box::pin(async move {
@@ -61,8 +74,18 @@ pub async fn postgres() -> Fixture {
         .await
         .expect("open PostgreSQL store");
     let pool = store.pool().clone();
+    let reopen_url = url.clone();
     Fixture {
         log: EventLog::new(Arc::new(store)),
+        another_process: Arc::new(move || {
+            let url = reopen_url.clone();
+            Box::pin(async move {
+                let store = PostgresStore::connect(&url)
+                    .await
+                    .expect("open PostgreSQL store again");
+                EventLog::new(Arc::new(store))
+            })
+        }),
         tamper: Arc::new(move |position| {
             let pool = pool.clone();
             Box::pin(async move {

@@ -892,3 +892,135 @@ pub async fn a_register_and_what_it_numbers_commit_together_under_concurrency(f:
     }
     assert_eq!(log.head().await.unwrap(), 400, "nothing else was stored");
 }
+
+/// Two processes on one store (two nodes on PostgreSQL, the CLI beside `serve` on SQLite): what a
+/// writer remembers of a stream goes stale when the other appends to it, and must never be acted
+/// on — no version written twice, no conflict missed, no position skipped.
+pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: Fixture) {
+    let (a, b) = (f.log, (f.another_process)().await);
+    let s = stream("case-shared");
+    let out = a
+        .append(s.clone(), ExpectedVersion::NoStream, vec![numbered("A", 1)])
+        .await
+        .unwrap();
+    assert_eq!((out.last_version, out.last_position), (1, 1));
+    let out = b
+        .append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("B", 2)])
+        .await
+        .unwrap();
+    assert_eq!((out.last_version, out.last_position), (2, 2));
+    // `a` last saw version 1.
+    let err = a
+        .append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("A", 3)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: Some(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let out = a
+        .append(s.clone(), ExpectedVersion::Any, vec![numbered("A", 3)])
+        .await
+        .unwrap();
+    assert_eq!((out.last_version, out.last_position), (3, 3));
+    let out = b
+        .append(s.clone(), ExpectedVersion::Any, vec![numbered("B", 4)])
+        .await
+        .unwrap();
+    assert_eq!((out.last_version, out.last_position), (4, 4));
+    let out = a
+        .append(s.clone(), ExpectedVersion::Exact(4), vec![numbered("A", 5)])
+        .await
+        .unwrap();
+    assert_eq!((out.last_version, out.last_position), (5, 5));
+    // A stream the other process made is not new to this one.
+    b.append(
+        stream("case-b"),
+        ExpectedVersion::NoStream,
+        vec![numbered("B", 6)],
+    )
+    .await
+    .unwrap();
+    let err = a
+        .append(
+            stream("case-b"),
+            ExpectedVersion::NoStream,
+            vec![numbered("A", 7)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A retry through the other process gets the original outcome.
+    let again = numbered("A", 8);
+    let first = a
+        .append(
+            stream("case-retry"),
+            ExpectedVersion::NoStream,
+            vec![again.clone()],
+        )
+        .await
+        .unwrap();
+    let retried = b
+        .append(stream("case-retry"), ExpectedVersion::NoStream, vec![again])
+        .await
+        .unwrap();
+    assert_eq!(retried, first);
+
+    // Both at once, on the same few streams.
+    let writers: Vec<_> = [a.clone(), a.clone(), b.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(w, log)| {
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    let s = StreamId::new("case", (w + i) % 3).unwrap();
+                    log.append(s, ExpectedVersion::Any, vec![numbered("Noted", i)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let events = all(&a, ReadAll::default()).await;
+    assert_eq!(events.len(), 7 + 400);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.position == i as u64 + 1),
+        "positions are dense from 1"
+    );
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for e in &events {
+        versions
+            .entry(e.stream.to_string())
+            .or_default()
+            .push(e.version);
+    }
+    for (s, v) in versions {
+        assert_eq!(
+            v,
+            (1..=v.len() as u64).collect::<Vec<_>>(),
+            "versions of {s}"
+        );
+    }
+    assert_eq!(b.verify().await.unwrap().first_break, None);
+}

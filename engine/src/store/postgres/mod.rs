@@ -6,18 +6,27 @@
 //! moves its checkpoint past it, and never sees 10 when A commits later. That is how readers of
 //! Marten-style stores skip events under concurrent writes.
 //!
-//! Here positions are handed out under a lock that is held until commit. Every appending
-//! transaction starts with `SELECT position FROM event_log_head FOR UPDATE`; it numbers its events
-//! from that head, inserts them, moves the head and commits, which releases the row lock. The next
-//! appender blocks on that row until then, so it reads the new head only after the previous
-//! transaction is durable and visible. Positions are therefore dense and committed in increasing
-//! order: any snapshot a reader takes sees exactly positions `1..=head` of that snapshot, and a
-//! reader that has read up to `p` can never later find a new event below `p`.
+//! Here positions are handed out under a lock that is held until commit: the one row of
+//! `event_log_head`. An append numbers its events from the head, inserts them and moves the head in
+//! one transaction, so the next appender, blocked on that row until then, reads the new head only
+//! after the previous transaction is durable and visible. Positions are therefore dense and
+//! committed in increasing order: any snapshot a reader takes sees exactly positions `1..=head` of
+//! that snapshot, and a reader that has read up to `p` can never later find a new event below `p`.
 //!
 //! The price is that commits are serialised across processes. Each process offsets it with group
 //! commit: one writer task per process takes every append waiting in its queue into one transaction
 //! (with the decisions made in memory, see `store::append`), so the lock is taken once per batch
 //! rather than once per append. Reads are not affected: they never take the lock.
+//!
+//! ## One round trip an append
+//! The writer remembers the head and the streams' heads it last wrote or looked up, plans a batch
+//! from them and sends it as one statement that commits on its own (`append.sql`): it moves the
+//! head only if the head is still the one remembered and every stream is at the version planned
+//! from, and writes nothing otherwise. That is the usual case with one node: one round trip and
+//! one commit a batch (two when a stream it does not remember must be looked up first: a new
+//! stream is not). When it writes nothing (another node appended), the batch is planned again
+//! in a transaction that takes the head's lock first and reads the heads under it (five round
+//! trips), and what it read is remembered for the next batch.
 //!
 //! Followers are woken by `NOTIFY sportello_events` (sent inside the appending transaction, so
 //! delivered on commit) and poll as a fallback.
@@ -44,9 +53,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 const BACKEND: &str = "postgres";
-const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i32 = 1;
-const WRITE_BATCH: &str = include_str!("write_batch.sql");
+/// The schema's versions, each applied once, in order, to a database below it.
+const MIGRATIONS: [(i32, &str); 2] = [
+    (1, include_str!("schema.sql")),
+    (2, include_str!("append.sql")),
+];
 const NOTIFY_CHANNEL: &str = "sportello_events";
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
      occurred_at, recorded_at, data, actor, comune, channel, correlation_id, causation_id, hash";
@@ -187,13 +198,16 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend_error)?;
-    if current.unwrap_or(0) < SCHEMA_VERSION {
-        sqlx::raw_sql(SCHEMA)
+    for (version, sql) in MIGRATIONS {
+        if current.unwrap_or(0) >= version {
+            continue;
+        }
+        sqlx::raw_sql(sql)
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?;
         sqlx::query("INSERT INTO sportello_schema (version) VALUES ($1)")
-            .bind(SCHEMA_VERSION)
+            .bind(version)
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?;
@@ -203,7 +217,8 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 /// The writer's session plans its prepared statements at every execution: a plan cached while
 /// the tables were small would scan them sequentially forever, and a statement that is not
-/// prepared costs a round trip more.
+/// prepared costs a round trip more. The append statement's function keeps its own plans
+/// (`append.sql` says why that is safe there).
 fn writer_options(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("plan_cache_mode", "force_custom_plan")])
 }
@@ -215,6 +230,7 @@ async fn writer_loop(
     head: watch::Sender<u64>,
 ) {
     let mut conn = Some(conn);
+    let mut belief = Belief::default();
     while let Some(first) = jobs.recv().await {
         // Writers woken by the previous commit are usually about to send their next append: let
         // them run once, so the batch holds them instead of leaving them for the one after.
@@ -239,7 +255,7 @@ async fn writer_loop(
         }
         let results = match conn.as_mut() {
             None => fail_all(&requests, "cannot reconnect to PostgreSQL"),
-            Some(c) => match write_batch(c, &requests).await {
+            Some(c) => match write_batch(c, &mut belief, &requests).await {
                 Ok(plan) => {
                     if let Some(last) = plan.last_position() {
                         head.send_if_modified(|h| {
@@ -254,6 +270,7 @@ async fn writer_loop(
                     tracing::error!(error = %e, "postgres append batch failed");
                     // The connection may be broken mid-transaction: start afresh next time.
                     conn = None;
+                    belief = Belief::default();
                     fail_all(&requests, e)
                 }
             },
@@ -284,22 +301,148 @@ fn fail_all(
         .collect()
 }
 
-/// Writes one batch in one transaction, ids assumed new (see [`refused_ids`]); a unique-index
-/// violation redoes the batch with every id looked up.
+/// What the writer believes of the log between its batches: the head it last saw and the heads
+/// of the streams it last wrote or looked up. Only a belief: the append statement checks it (see
+/// `append.sql`), so another node's appends cost a second attempt, never a wrong write.
+#[derive(Default)]
+struct Belief {
+    head: Option<u64>,
+    streams: HashMap<StreamId, StreamHead>,
+}
+
+/// Past this many remembered streams the writer forgets them all; a lookup brings back those it
+/// needs.
+const MAX_REMEMBERED_STREAMS: usize = 10_000;
+
+impl Belief {
+    fn remember(&mut self, head: u64, heads: impl IntoIterator<Item = StreamHead>) {
+        self.head = Some(head);
+        for h in heads {
+            if self.streams.len() >= MAX_REMEMBERED_STREAMS {
+                self.streams.clear();
+            }
+            self.streams.insert(h.stream.clone(), h);
+        }
+    }
+
+    /// The remembered heads of `streams`; a stream not remembered is taken as new.
+    fn heads_of(&self, streams: &[&StreamId]) -> HashMap<StreamId, StreamHead> {
+        streams
+            .iter()
+            .filter_map(|s| self.streams.get(*s).map(|h| ((*s).clone(), h.clone())))
+            .collect()
+    }
+}
+
+/// Writes one batch, ids assumed new (see [`refused_ids`]): in one round trip when the writer's
+/// belief holds, as it does with one node, otherwise in a transaction that reads what it needs
+/// under the head's lock. A unique-index violation redoes the batch with every id looked up.
 async fn write_batch(
     conn: &mut PgConnection,
+    belief: &mut Belief,
     requests: &[AppendRequest],
 ) -> Result<BatchPlan, sqlx::Error> {
-    match try_write_batch(conn, requests, false).await {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            try_write_batch(conn, requests, true).await
+    let look_up_every_id = match write_believed(conn, belief, requests).await {
+        Ok(Some(plan)) => return Ok(plan),
+        Ok(None) => false,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => true,
+        Err(e) => return Err(e),
+    };
+    match write_locked(conn, belief, requests, look_up_every_id).await {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !look_up_every_id => {
+            write_locked(conn, belief, requests, true).await
         }
         other => other,
     }
 }
 
-async fn try_write_batch(
+/// The batch planned from the writer's belief and written by one statement that commits on its
+/// own; `None`, with nothing written, when the belief was wrong or the plan refuses an append (a
+/// refusal is decided under the lock, where a retried append's stored events are looked up).
+async fn write_believed(
     conn: &mut PgConnection,
+    belief: &mut Belief,
+    requests: &[AppendRequest],
+) -> Result<Option<BatchPlan>, sqlx::Error> {
+    let streams = distinct_streams(requests);
+    // Streams the writer knows nothing of are looked up, unless the append wants them new.
+    let mut seen = HashSet::new();
+    let unknown: Vec<&str> = requests
+        .iter()
+        .filter(|r| seen.insert(&r.stream) && !belief.streams.contains_key(&r.stream))
+        .filter(|r| {
+            !matches!(
+                r.expected,
+                ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+            )
+        })
+        .map(|r| r.stream.as_str())
+        .collect();
+    if belief.head.is_none() || !unknown.is_empty() {
+        look_up(conn, belief, &unknown).await?;
+    }
+    let Some(head_position) = belief.head else {
+        return Ok(None);
+    };
+    let heads = belief.heads_of(&streams);
+    let expected = expected_versions(&streams, &heads);
+    let plan = plan_batch(
+        requests,
+        BatchContext {
+            heads,
+            existing: HashMap::new(),
+            head_position,
+            recorded_at: truncate_to_micros(Utc::now()),
+        },
+    );
+    if plan.results.iter().any(Result::is_err) {
+        return Ok(None);
+    }
+    let Some(last_position) = plan.last_position() else {
+        return Ok(None);
+    };
+    if !append(conn, &plan, head_position, &expected).await? {
+        return Ok(None);
+    }
+    belief.remember(last_position, plan.new_heads.iter().cloned());
+    Ok(Some(plan))
+}
+
+/// The log's head and the heads of `streams`, read in one snapshot.
+async fn look_up(
+    conn: &mut PgConnection,
+    belief: &mut Belief,
+    streams: &[&str],
+) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT NULL::TEXT COLLATE \"C\", position, NULL::BYTEA FROM event_log_head UNION ALL \
+         SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)",
+    )
+    .bind(streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut head = None;
+    let mut heads = Vec::new();
+    for row in rows {
+        let version = row.try_get::<i64, _>(1)? as u64;
+        match row.try_get::<Option<String>, _>(0)? {
+            None => head = Some(version),
+            Some(stream) => heads.push(StreamHead {
+                stream: StreamId::from_stored(stream),
+                version,
+                hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
+            }),
+        }
+    }
+    let head = head.ok_or_else(|| sqlx::Error::Protocol("the log has no head row".into()))?;
+    belief.remember(head, heads);
+    Ok(())
+}
+
+/// Writes one batch in a transaction that holds the head's row lock from its reads to its commit.
+async fn write_locked(
+    conn: &mut PgConnection,
+    belief: &mut Belief,
     requests: &[AppendRequest],
     look_up_every_id: bool,
 ) -> Result<BatchPlan, sqlx::Error> {
@@ -308,17 +451,13 @@ async fn try_write_batch(
     let head_position: i64 = sqlx::query_scalar("SELECT position FROM event_log_head FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
+    let head_position = head_position as u64;
 
-    let mut seen = HashSet::new();
-    let streams: Vec<&str> = requests
-        .iter()
-        .map(|r| r.stream.as_str())
-        .filter(|s| seen.insert(*s))
-        .collect();
+    let streams = distinct_streams(requests);
     // Prepared once; planned at each execution (see `writer_options`).
     let heads =
         sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
-            .bind(&streams)
+            .bind(streams.iter().map(|s| s.as_str()).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -332,12 +471,13 @@ async fn try_write_batch(
                 Ok((stream, head))
             })
             .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+    let expected = expected_versions(&streams, &heads);
 
     let recorded_at = truncate_to_micros(Utc::now());
     let context = |existing| BatchContext {
         heads: heads.clone(),
         existing,
-        head_position: head_position as u64,
+        head_position,
         recorded_at,
     };
     let mut plan = if look_up_every_id {
@@ -357,63 +497,113 @@ async fn try_write_batch(
     };
     let Some(last_position) = plan.last_position() else {
         tx.rollback().await?;
+        belief.remember(head_position, heads.into_values());
         return Ok(plan);
     };
-
-    let (e, h) = (&plan.new_events, &plan.new_heads);
-    sqlx::query(WRITE_BATCH)
-        .bind(e.iter().map(|e| e.position as i64).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.stream.category()).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.version as i64).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.id).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-        .bind(
-            e.iter()
-                .map(|e| e.schema_version as i16)
-                .collect::<Vec<_>>(),
-        )
-        .bind(e.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
-        .bind(e.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
-        .bind(
-            e.iter()
-                .map(|e| e.metadata.actor.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            e.iter()
-                .map(|e| e.metadata.comune.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            e.iter()
-                .map(|e| e.metadata.channel.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            e.iter()
-                .map(|e| e.metadata.correlation_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            e.iter()
-                .map(|e| e.metadata.causation_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(e.iter().map(|e| e.hash.to_vec()).collect::<Vec<_>>())
-        .bind(h.iter().map(|h| h.stream.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|h| h.version as i64).collect::<Vec<_>>())
-        .bind(h.iter().map(|h| h.hash.to_vec()).collect::<Vec<_>>())
-        .bind(last_position as i64)
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
+    if !append(&mut tx, &plan, head_position, &expected).await? {
+        return Err(sqlx::Error::Protocol(
+            "the append statement found the log changed under its own lock".into(),
+        ));
+    }
     if let Err(e) = tx.commit().await {
         plan.fail_all(BACKEND, &e);
         return Err(e);
     }
+    belief.remember(
+        last_position,
+        heads.into_values().chain(plan.new_heads.iter().cloned()),
+    );
     Ok(plan)
+}
+
+/// The batch's streams, each once, in order.
+fn distinct_streams(requests: &[AppendRequest]) -> Vec<&StreamId> {
+    let mut seen = HashSet::new();
+    requests
+        .iter()
+        .map(|r| &r.stream)
+        .filter(|s| seen.insert(*s))
+        .collect()
+}
+
+/// Each stream's version as the plan takes it, `None` for a stream it takes as new.
+fn expected_versions<'a>(
+    streams: &[&'a StreamId],
+    heads: &HashMap<StreamId, StreamHead>,
+) -> Vec<(&'a str, Option<i64>)> {
+    streams
+        .iter()
+        .map(|s| (s.as_str(), heads.get(*s).map(|h| h.version as i64)))
+        .collect()
+}
+
+/// Runs `append.sql`'s statement for `plan`: true if it wrote, false if the log was not as
+/// `expected_head` and `expected` say (then nothing was written).
+async fn append(
+    conn: &mut PgConnection,
+    plan: &BatchPlan,
+    expected_head: u64,
+    expected: &[(&str, Option<i64>)],
+) -> Result<bool, sqlx::Error> {
+    let (e, h) = (&plan.new_events, &plan.new_heads);
+    let Some(new_head) = plan.last_position() else {
+        return Ok(true);
+    };
+    let written: Option<i64> = sqlx::query_scalar(
+        "SELECT * FROM sportello_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+    )
+    .bind(expected_head as i64)
+    .bind(new_head as i64)
+    .bind(expected.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+    .bind(expected.iter().map(|(_, v)| *v).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.position as i64).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.stream.category()).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.version as i64).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(
+        e.iter()
+            .map(|e| e.schema_version as i16)
+            .collect::<Vec<_>>(),
+    )
+    .bind(e.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
+    .bind(
+        e.iter()
+            .map(|e| e.metadata.actor.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        e.iter()
+            .map(|e| e.metadata.comune.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        e.iter()
+            .map(|e| e.metadata.channel.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        e.iter()
+            .map(|e| e.metadata.correlation_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        e.iter()
+            .map(|e| e.metadata.causation_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(e.iter().map(|e| e.hash.to_vec()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.stream.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.version as i64).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.hash.to_vec()).collect::<Vec<_>>())
+    .bind(NOTIFY_CHANNEL)
+    .fetch_optional(conn)
+    .await?;
+    Ok(written.is_some())
 }
 
 /// The stored events among `ids`.
