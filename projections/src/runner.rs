@@ -79,7 +79,7 @@ impl<P: Projection> Consumer for ReadModel<P> {
     }
 
     async fn finish_build(&self, views: &Views) -> Result<(), ViewsError> {
-        views.create_indexes::<P>().await
+        views.finish_build::<P>().await
     }
 
     async fn apply(

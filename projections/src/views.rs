@@ -365,6 +365,20 @@ impl Views {
         self.create_indexes::<P>().await
     }
 
+    /// The end of a bulk build: the secondary indexes, then on PostgreSQL the table's statistics
+    /// and visibility map, which autovacuum brings a minute or more later. Until then the planner
+    /// takes a table of a million rows for a small one and a count reads every row's page
+    /// (`docs/benchmarks.md`, "The staff's queries on PostgreSQL").
+    pub async fn finish_build<P: Projection>(&self) -> Result<(), ViewsError> {
+        self.create_indexes::<P>().await?;
+        if let Views::Postgres(pool, _) = self {
+            sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (ANALYZE) {}", P::table())))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The secondary indexes: built once at the end of a rebuild, faster than maintained row by row.
     pub async fn create_indexes<P: Projection>(&self) -> Result<(), ViewsError> {
         let table = P::table();

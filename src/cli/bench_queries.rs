@@ -80,7 +80,7 @@ async fn load<P: Projection>(
     }
     applied += batch.len() as u64;
     views.apply_batch::<P>(&guard, batch).await?;
-    views.create_indexes::<P>().await?;
+    views.finish_build::<P>().await?;
     views.release(&guard).await?;
     Ok(applied)
 }
@@ -215,7 +215,7 @@ async fn load_texts(
         views.apply_batch::<SubjectTexts>(&guard, events).await?;
         start = end;
     }
-    views.create_indexes::<SubjectTexts>().await?;
+    views.finish_build::<SubjectTexts>().await?;
     views.release(&guard).await?;
     Ok(())
 }
