@@ -28,6 +28,24 @@ async fn all(log: &EventLog, query: ReadAll) -> Vec<RecordedEvent> {
     log.read_all(query).try_collect().await.unwrap()
 }
 
+/// Every stream's versions among `events` are 1, 2, 3… in log order: none skipped or repeated.
+fn assert_versions_run_from_one(events: &[RecordedEvent]) {
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for e in events {
+        versions
+            .entry(e.stream.to_string())
+            .or_default()
+            .push(e.version);
+    }
+    for (s, v) in versions {
+        assert_eq!(
+            v,
+            (1..=v.len() as u64).collect::<Vec<_>>(),
+            "versions of {s}"
+        );
+    }
+}
+
 async fn of_stream(log: &EventLog, s: &str, from: u64) -> Vec<RecordedEvent> {
     log.read_stream(stream(s), from)
         .try_collect()
@@ -547,20 +565,7 @@ pub async fn concurrent_writers_are_seen_once_each_in_increasing_position(f: Fix
     );
     let seen_ids: HashSet<Uuid> = seen.iter().map(|e| e.id).collect();
     assert_eq!(seen_ids, written, "every committed event exactly once");
-    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for e in &seen {
-        versions
-            .entry(e.stream.to_string())
-            .or_default()
-            .push(e.version);
-    }
-    for (s, v) in versions {
-        assert_eq!(
-            v,
-            (1..=v.len() as u64).collect::<Vec<_>>(),
-            "versions of {s}"
-        );
-    }
+    assert_versions_run_from_one(&seen);
     let report = log.verify().await.unwrap();
     assert_eq!(report.first_break, None);
 }
@@ -897,23 +902,23 @@ pub async fn a_register_and_what_it_numbers_commit_together_under_concurrency(f:
 /// writer remembers of a stream goes stale when the other appends to it, and must never be acted
 /// on — no version written twice, no conflict missed, no position skipped.
 pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: Fixture) {
+    use ExpectedVersion::{Any, Exact, NoStream};
+    /// One event appended: its version and position.
+    async fn one(
+        log: &EventLog,
+        s: &str,
+        expected: ExpectedVersion,
+    ) -> Result<(u64, u64), StoreError> {
+        log.append(stream(s), expected, vec![numbered("Noted", 0)])
+            .await
+            .map(|out| (out.last_version, out.last_position))
+    }
     let (a, b) = (f.log, (f.another_process)().await);
-    let s = stream("case-shared");
-    let out = a
-        .append(s.clone(), ExpectedVersion::NoStream, vec![numbered("A", 1)])
-        .await
-        .unwrap();
-    assert_eq!((out.last_version, out.last_position), (1, 1));
-    let out = b
-        .append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("B", 2)])
-        .await
-        .unwrap();
-    assert_eq!((out.last_version, out.last_position), (2, 2));
+    let s = "case-shared";
+    assert_eq!(one(&a, s, NoStream).await.unwrap(), (1, 1));
+    assert_eq!(one(&b, s, Exact(1)).await.unwrap(), (2, 2));
     // `a` last saw version 1.
-    let err = a
-        .append(s.clone(), ExpectedVersion::Exact(1), vec![numbered("A", 3)])
-        .await
-        .unwrap_err();
+    let err = one(&a, s, Exact(1)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -924,37 +929,12 @@ pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: F
         ),
         "{err:?}"
     );
-    let out = a
-        .append(s.clone(), ExpectedVersion::Any, vec![numbered("A", 3)])
-        .await
-        .unwrap();
-    assert_eq!((out.last_version, out.last_position), (3, 3));
-    let out = b
-        .append(s.clone(), ExpectedVersion::Any, vec![numbered("B", 4)])
-        .await
-        .unwrap();
-    assert_eq!((out.last_version, out.last_position), (4, 4));
-    let out = a
-        .append(s.clone(), ExpectedVersion::Exact(4), vec![numbered("A", 5)])
-        .await
-        .unwrap();
-    assert_eq!((out.last_version, out.last_position), (5, 5));
+    assert_eq!(one(&a, s, Any).await.unwrap(), (3, 3));
+    assert_eq!(one(&b, s, Any).await.unwrap(), (4, 4));
+    assert_eq!(one(&a, s, Exact(4)).await.unwrap(), (5, 5));
     // A stream the other process made is not new to this one.
-    b.append(
-        stream("case-b"),
-        ExpectedVersion::NoStream,
-        vec![numbered("B", 6)],
-    )
-    .await
-    .unwrap();
-    let err = a
-        .append(
-            stream("case-b"),
-            ExpectedVersion::NoStream,
-            vec![numbered("A", 7)],
-        )
-        .await
-        .unwrap_err();
+    one(&b, "case-b", NoStream).await.unwrap();
+    let err = one(&a, "case-b", NoStream).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -968,15 +948,11 @@ pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: F
     // A retry through the other process gets the original outcome.
     let again = numbered("A", 8);
     let first = a
-        .append(
-            stream("case-retry"),
-            ExpectedVersion::NoStream,
-            vec![again.clone()],
-        )
+        .append(stream("case-retry"), NoStream, vec![again.clone()])
         .await
         .unwrap();
     let retried = b
-        .append(stream("case-retry"), ExpectedVersion::NoStream, vec![again])
+        .append(stream("case-retry"), NoStream, vec![again])
         .await
         .unwrap();
     assert_eq!(retried, first);
@@ -989,7 +965,7 @@ pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: F
             tokio::spawn(async move {
                 for i in 0..100 {
                     let s = StreamId::new("case", (w + i) % 3).unwrap();
-                    log.append(s, ExpectedVersion::Any, vec![numbered("Noted", i)])
+                    log.append(s, Any, vec![numbered("Noted", i)])
                         .await
                         .unwrap();
                 }
@@ -1008,19 +984,6 @@ pub async fn two_processes_on_one_store_never_act_on_what_the_other_changed(f: F
             .all(|(i, e)| e.position == i as u64 + 1),
         "positions are dense from 1"
     );
-    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for e in &events {
-        versions
-            .entry(e.stream.to_string())
-            .or_default()
-            .push(e.version);
-    }
-    for (s, v) in versions {
-        assert_eq!(
-            v,
-            (1..=v.len() as u64).collect::<Vec<_>>(),
-            "versions of {s}"
-        );
-    }
+    assert_versions_run_from_one(&events);
     assert_eq!(b.verify().await.unwrap().first_break, None);
 }
