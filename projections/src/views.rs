@@ -833,9 +833,10 @@ impl Views {
         Ok(rows.into_iter().filter_map(P::from_values).collect())
     }
 
-    /// How many rows match `filter`, counting no further than `cap` rows and, on SQLite, for no
-    /// longer than `budget` (a count over a million rows costs more than the page it describes).
-    /// Returns the count and whether it is complete; an incomplete count is a lower bound.
+    /// How many rows match `filter`, counting no further than `cap` rows and for no longer than
+    /// `budget` (a count over a million rows costs more than the page it describes). Returns the
+    /// count and whether it is complete; an incomplete count is a lower bound (on PostgreSQL, 0:
+    /// the statement is cancelled whole).
     pub async fn count<P: Projection>(
         &self,
         filter: &Filter,
@@ -867,15 +868,30 @@ impl Views {
                 })
                 .await
             }
-            Views::Postgres(..) => {
+            Views::Postgres(pool, _) => {
+                // The budget as a timeout on this statement alone: a count cut short says
+                // nothing more than the page it describes.
+                let mut tx = pool.begin().await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "SET LOCAL statement_timeout = {}",
+                    budget.as_millis().max(1)
+                )))
+                .execute(&mut *tx)
+                .await?;
                 let sql = format!("SELECT count(*) FROM ({sql}) AS capped");
-                let rows = self.fetch(sql, params, 1).await?;
-                let counted = rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(SqlValue::as_int)
-                    .unwrap_or(0) as u64;
-                Ok((counted, true))
+                match pg_query(sql, &params).fetch_one(&mut *tx).await {
+                    Ok(row) => {
+                        let counted: i64 = row.try_get(0)?;
+                        tx.commit().await?;
+                        Ok((counted as u64, true))
+                    }
+                    Err(sqlx::Error::Database(e))
+                        if e.code().as_deref() == Some(QUERY_CANCELED) =>
+                    {
+                        Ok((0, false))
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -902,16 +918,7 @@ impl Views {
                 .await
             }
             Views::Postgres(pool, _) => {
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for p in &params {
-                    q = match p {
-                        SqlValue::Null => q.bind(None::<String>),
-                        SqlValue::Int(i) => q.bind(*i),
-                        SqlValue::Real(r) => q.bind(*r),
-                        SqlValue::Text(t) => q.bind(t.clone()),
-                    };
-                }
-                let rows = q.fetch_all(pool).await?;
+                let rows = pg_query(sql, &params).fetch_all(pool).await?;
                 rows.iter().map(|row| read_pg_values(row, width)).collect()
             }
         }
@@ -1199,6 +1206,26 @@ fn fold_batch<P: Projection>(
         }
     }
     rows
+}
+
+/// PostgreSQL's code for a statement cancelled by `statement_timeout`.
+const QUERY_CANCELED: &str = "57014";
+
+/// `sql` with `params` bound in order, as PostgreSQL takes them.
+fn pg_query(
+    sql: String,
+    params: &[SqlValue],
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for p in params {
+        q = match p {
+            SqlValue::Null => q.bind(None::<String>),
+            SqlValue::Int(i) => q.bind(*i),
+            SqlValue::Real(r) => q.bind(*r),
+            SqlValue::Text(t) => q.bind(t.clone()),
+        };
+    }
+    q
 }
 
 /// Counter changes: each row's counters moved by `sign`, added to `deltas`.

@@ -1286,3 +1286,48 @@ async fn a_runner_records_its_checkpoint_past_events_it_does_not_read_only_now_a
     })
     .await;
 }
+
+/// On PostgreSQL too, a count that would take longer than its budget stops and says it is a lower
+/// bound, instead of holding the staff's page; the budget ends with the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_past_its_budget_stops_and_says_it_is_a_lower_bound() {
+    use sportello_projections::SqlValue;
+    use std::time::{Duration, Instant};
+    with_scratch_database("sportello_count", |url| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let b = postgres(&url, dir.path()).await;
+        b.views.ensure::<Inbox>().await.unwrap();
+        // The server's time before the first row is looked at.
+        let sleeping = |seconds: f64| {
+            let mut filter = Filter::new();
+            filter.and(
+                &format!("(SELECT 1 FROM pg_sleep({seconds})) = ?"),
+                SqlValue::Int(1),
+            );
+            filter
+        };
+        let started = Instant::now();
+        let cut_short = b
+            .views
+            .count::<Inbox>(&sleeping(2.0), 100, Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert_eq!(cut_short, (0, false));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        for _ in 0..3 {
+            // Whichever connection the pool hands out, the cancelled count's among them: no
+            // timeout is left behind on it.
+            let whole = b
+                .views
+                .count::<Inbox>(&sleeping(0.05), 100, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(whole, (0, true));
+        }
+    })
+    .await;
+}
