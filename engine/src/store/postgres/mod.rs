@@ -364,12 +364,11 @@ async fn write_believed(
     belief: &mut Belief,
     requests: &[AppendRequest],
 ) -> Result<Option<BatchPlan>, sqlx::Error> {
-    let streams = distinct_streams(requests);
+    let firsts = first_per_stream(requests);
     // Streams the writer knows nothing of are looked up, unless the append wants them new.
-    let mut seen = HashSet::new();
-    let unknown: Vec<&str> = requests
+    let unknown: Vec<&str> = firsts
         .iter()
-        .filter(|r| seen.insert(&r.stream) && !belief.streams.contains_key(&r.stream))
+        .filter(|r| !belief.streams.contains_key(&r.stream))
         .filter(|r| {
             !matches!(
                 r.expected,
@@ -379,11 +378,13 @@ async fn write_believed(
         .map(|r| r.stream.as_str())
         .collect();
     if belief.head.is_none() || !unknown.is_empty() {
-        look_up(conn, belief, &unknown).await?;
+        let (head, heads) = read_heads(conn, &unknown).await?;
+        belief.remember(head, heads.into_values());
     }
     let Some(head_position) = belief.head else {
         return Ok(None);
     };
+    let streams: Vec<&StreamId> = firsts.iter().map(|r| &r.stream).collect();
     let heads = belief.heads_of(&streams);
     let expected = expected_versions(&streams, &heads);
     let plan = plan_batch(
@@ -409,11 +410,11 @@ async fn write_believed(
 }
 
 /// The log's head and the heads of `streams`, read in one snapshot.
-async fn look_up(
+async fn read_heads(
     conn: &mut PgConnection,
-    belief: &mut Belief,
     streams: &[&str],
-) -> Result<(), sqlx::Error> {
+) -> Result<(u64, HashMap<StreamId, StreamHead>), sqlx::Error> {
+    // Prepared once; planned at each execution (see `writer_options`).
     let rows = sqlx::query(
         "SELECT NULL::TEXT COLLATE \"C\", position, NULL::BYTEA FROM event_log_head UNION ALL \
          SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)",
@@ -422,21 +423,26 @@ async fn look_up(
     .fetch_all(&mut *conn)
     .await?;
     let mut head = None;
-    let mut heads = Vec::new();
+    let mut heads = HashMap::new();
     for row in rows {
-        let version = row.try_get::<i64, _>(1)? as u64;
-        match row.try_get::<Option<String>, _>(0)? {
-            None => head = Some(version),
-            Some(stream) => heads.push(StreamHead {
-                stream: StreamId::from_stored(stream),
-                version,
-                hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
-            }),
+        if row.try_get::<Option<&str>, _>(0)?.is_none() {
+            head = Some(row.try_get::<i64, _>(1)? as u64);
+        } else {
+            let h = stream_head(&row)?;
+            heads.insert(h.stream.clone(), h);
         }
     }
     let head = head.ok_or_else(|| sqlx::Error::Protocol("the log has no head row".into()))?;
-    belief.remember(head, heads);
-    Ok(())
+    Ok((head, heads))
+}
+
+/// A row of `stream, version, hash`.
+fn stream_head(row: &PgRow) -> Result<StreamHead, sqlx::Error> {
+    Ok(StreamHead {
+        stream: StreamId::from_stored(row.try_get(0)?),
+        version: row.try_get::<i64, _>(1)? as u64,
+        hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
+    })
 }
 
 /// Writes one batch in a transaction that holds the head's row lock from its reads to its commit.
@@ -453,24 +459,12 @@ async fn write_locked(
         .await?;
     let head_position = head_position as u64;
 
-    let streams = distinct_streams(requests);
-    // Prepared once; planned at each execution (see `writer_options`).
-    let heads =
-        sqlx::query("SELECT stream, version, hash FROM event_streams WHERE stream = ANY($1)")
-            .bind(streams.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|row| {
-                let stream = StreamId::from_stored(row.try_get(0)?);
-                let head = StreamHead {
-                    stream: stream.clone(),
-                    version: row.try_get::<i64, _>(1)? as u64,
-                    hash: to_hash(&row.try_get::<Vec<u8>, _>(2)?),
-                };
-                Ok((stream, head))
-            })
-            .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+    let streams: Vec<&StreamId> = first_per_stream(requests)
+        .iter()
+        .map(|r| &r.stream)
+        .collect();
+    let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
+    let (_, heads) = read_heads(&mut tx, &names).await?;
     let expected = expected_versions(&streams, &heads);
 
     let recorded_at = truncate_to_micros(Utc::now());
@@ -516,14 +510,10 @@ async fn write_locked(
     Ok(plan)
 }
 
-/// The batch's streams, each once, in order.
-fn distinct_streams(requests: &[AppendRequest]) -> Vec<&StreamId> {
+/// The first request of each of the batch's streams, in order.
+fn first_per_stream(requests: &[AppendRequest]) -> Vec<&AppendRequest> {
     let mut seen = HashSet::new();
-    requests
-        .iter()
-        .map(|r| &r.stream)
-        .filter(|s| seen.insert(*s))
-        .collect()
+    requests.iter().filter(|r| seen.insert(&r.stream)).collect()
 }
 
 /// Each stream's version as the plan takes it, `None` for a stream it takes as new.
@@ -831,13 +821,7 @@ impl EventStore for PostgresStore {
         .await
         .map_err(backend_error)?
         .iter()
-        .map(|row| {
-            Ok(StreamHead {
-                stream: StreamId::from_stored(row.try_get(0).map_err(backend_error)?),
-                version: row.try_get::<i64, _>(1).map_err(backend_error)? as u64,
-                hash: to_hash(&row.try_get::<Vec<u8>, _>(2).map_err(backend_error)?),
-            })
-        })
+        .map(|row| stream_head(row).map_err(backend_error))
         .collect()
     }
 
