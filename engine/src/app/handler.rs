@@ -134,68 +134,115 @@ impl CommandHandler {
     ) -> Result<Handled<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::CATEGORY, id).map_err(StoreError::from)?;
         for _ in 0..MAX_ATTEMPTS {
-            let (state, version, ids) = self.load::<A>(&stream).await?;
-            if ids.contains(&event_id(command_id, 0)) {
-                return Ok(Handled {
-                    state,
-                    events: Vec::new(),
-                    outcome: None,
-                    repeated: true,
-                });
-            }
-            let events = state.decide(command).map_err(CommandError::Refused)?;
-            if events.is_empty() {
-                return Ok(Handled {
-                    state,
-                    events,
-                    outcome: None,
-                    repeated: false,
-                });
-            }
-            let metadata = Metadata {
-                causation_id: Some(command_id),
-                ..metadata.clone()
-            };
-            let new_events = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    NewEvent::new(A::event_type(e), e).map(|n| {
-                        let n = n
-                            .with_id(event_id(command_id, i))
-                            .with_metadata(metadata.clone());
-                        match occurred_at {
-                            Some(at) => n.occurred_at(at),
-                            None => n,
-                        }
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::from)?;
-            let own = (stream.clone(), ExpectedVersion::Exact(version), new_events);
-            let appended = if also.is_empty() {
-                self.log.append(own.0, own.1, own.2).await
-            } else {
-                let mut appends = vec![own];
-                appends.extend(also.iter().cloned());
-                self.log.append_all(appends).await.map(|mut o| o.remove(0))
-            };
-            match appended {
-                Ok(outcome) => {
-                    let state = events.iter().fold(state, |s, e| s.evolve(e));
-                    return Ok(Handled {
-                        state,
-                        events,
-                        outcome: Some(outcome),
-                        repeated: false,
-                    });
-                }
+            let loaded = self.load::<A>(&stream).await?;
+            let pending =
+                match decide(&stream, loaded, command_id, &metadata, occurred_at, command)? {
+                    Decision::Done(handled) => return Ok(handled),
+                    Decision::Append(pending) => pending,
+                };
+            let (append, finish) = pending.split();
+            let mut appends = vec![append];
+            appends.extend(also.iter().cloned());
+            match self.log.append_all(appends).await {
+                Ok(mut outcomes) => return Ok(finish.appended(outcomes.remove(0))),
                 Err(StoreError::Conflict { stream: s, .. }) if s == stream => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(CommandError::TooMuchContention(stream))
     }
+}
+
+/// What a command decided on the state loaded from its stream, before anything is stored.
+pub enum Decision<A: Aggregate> {
+    /// Nothing to store: the command was handled before (a retry), or changes nothing.
+    Done(Handled<A>),
+    /// Events to append at the version the state was loaded at.
+    Append(Pending<A>),
+}
+
+/// A decision's events, not yet appended.
+pub struct Pending<A: Aggregate> {
+    append: (StreamId, ExpectedVersion, Vec<NewEvent>),
+    finish: Decided<A>,
+}
+
+/// What a decision becomes once its events are stored.
+pub struct Decided<A: Aggregate> {
+    state: A,
+    events: Vec<A::Event>,
+}
+
+impl<A: Aggregate> Pending<A> {
+    /// The append to make, and what to answer once it is made.
+    pub fn split(self) -> ((StreamId, ExpectedVersion, Vec<NewEvent>), Decided<A>) {
+        (self.append, self.finish)
+    }
+}
+
+impl<A: Aggregate> Decided<A> {
+    pub fn appended(self, outcome: AppendOutcome) -> Handled<A> {
+        let state = self.events.iter().fold(self.state, |s, e| s.evolve(e));
+        Handled {
+            state,
+            events: self.events,
+            outcome: Some(outcome),
+            repeated: false,
+        }
+    }
+}
+
+/// Decides `command` on `loaded` (what [`CommandHandler::load`] read of `stream`): pure, so that
+/// a caller may decide while holding a register's turn and append after letting it go.
+pub fn decide<A: Aggregate>(
+    stream: &StreamId,
+    (state, version, ids): (A, u64, Vec<Uuid>),
+    command_id: Uuid,
+    metadata: &Metadata,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    command: &A::Command,
+) -> Result<Decision<A>, CommandError<A::Error>> {
+    if ids.contains(&event_id(command_id, 0)) {
+        return Ok(Decision::Done(Handled {
+            state,
+            events: Vec::new(),
+            outcome: None,
+            repeated: true,
+        }));
+    }
+    let events = state.decide(command).map_err(CommandError::Refused)?;
+    if events.is_empty() {
+        return Ok(Decision::Done(Handled {
+            state,
+            events,
+            outcome: None,
+            repeated: false,
+        }));
+    }
+    let metadata = Metadata {
+        causation_id: Some(command_id),
+        ..metadata.clone()
+    };
+    let new_events = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            NewEvent::new(A::event_type(e), e).map(|n| {
+                let n = n
+                    .with_id(event_id(command_id, i))
+                    .with_metadata(metadata.clone());
+                match occurred_at {
+                    Some(at) => n.occurred_at(at),
+                    None => n,
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::from)?;
+    Ok(Decision::Append(Pending {
+        append: (stream.clone(), ExpectedVersion::Exact(version), new_events),
+        finish: Decided { state, events },
+    }))
 }
 
 /// The id of the `index`-th event produced by a command.

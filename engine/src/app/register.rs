@@ -6,14 +6,16 @@
 //! acceptance) are stored **in one commit** (`EventLog::append_all`), the register at the version
 //! the number was read from: so a number is never handed out without its holder — not after a
 //! crash, a full disk or a lost connection — and two holders never get the same one (the second
-//! commit meets a conflict and takes the next number). Within a process, appends to one
-//! register take turns, so they do not conflict with each other; across processes the conflict
-//! does the same, at the cost of a retry.
+//! commit meets a conflict and takes the next number). Within a process, holders take turns to
+//! number and queue their commits (in order, each expecting the version the one before it is to
+//! make) and wait for the commit after their turn, so one commit carries many numbers; across
+//! processes the conflict does the same, at the cost of a retry.
 
 use crate::store::{EventLog, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
@@ -51,14 +53,31 @@ struct NumberAssigned {
 /// The registers this process numbers from, each with the version it last saw.
 #[derive(Clone, Default)]
 pub struct Registers {
-    seen: Arc<Mutex<HashMap<StreamId, Arc<tokio::sync::Mutex<Option<u64>>>>>>,
+    seen: Arc<Mutex<HashMap<StreamId, Arc<Slot>>>>,
 }
 
-/// A register held by this process until dropped, at a version known to be current unless
-/// another process appended since (then the commit conflicts: [`Turn::catch_up`] and retry).
+/// One register as this process sees it.
+#[derive(Default)]
+struct Slot {
+    /// The version the next number follows, counting the appends queued and not yet answered;
+    /// `None` until read from the store, and again after a queued append failed.
+    version: Arc<tokio::sync::Mutex<Option<u64>>>,
+    /// The highest version known stored: where reading the register again starts.
+    stored: AtomicU64,
+}
+
+/// A register held by this process until dropped or queued, at the version its next number
+/// follows, unless another process appended since (then the commit conflicts: number again).
 pub struct Turn {
     stream: StreamId,
+    slot: Arc<Slot>,
     version: OwnedMutexGuard<Option<u64>>,
+}
+
+/// A number whose commit was queued and the turn let go (see [`Turn::queued`]).
+pub struct Queued {
+    slot: Arc<Slot>,
+    version: u64,
 }
 
 impl Registers {
@@ -73,7 +92,8 @@ impl Registers {
             .clone();
         let mut turn = Turn {
             stream,
-            version: slot.lock_owned().await,
+            version: slot.version.clone().lock_owned().await,
+            slot,
         };
         if turn.version.is_none() {
             turn.catch_up(log).await?;
@@ -117,25 +137,45 @@ impl Turn {
         Ok((self.stream.clone(), expected, vec![event]))
     }
 
-    /// The number was stored with its holder.
-    pub fn taken(&mut self) {
-        *self.version = Some(self.next());
+    /// The commit storing [`Turn::next`] with its holder is queued in the store (behind every
+    /// commit queued before it, see `EventStore::queue_all`): the turn passes to the next
+    /// holder, who numbers on from it without waiting for the commit. Say how it went with
+    /// [`Queued::settled`].
+    pub fn queued(mut self) -> Queued {
+        let version = self.next();
+        *self.version = Some(version);
+        Queued {
+            slot: self.slot.clone(),
+            version,
+        }
     }
 
-    /// True when `error` is this register's conflict (another process took the number).
-    pub fn conflicted(&self, error: &StoreError) -> bool {
-        matches!(error, StoreError::Conflict { stream, .. } if *stream == self.stream)
-    }
-
-    /// Reads what other processes appended since the version this one last saw.
-    pub async fn catch_up(&mut self, log: &EventLog) -> Result<(), StoreError> {
-        let from = self.version.unwrap_or(0) + 1;
+    /// Reads what was appended since the version this process last saw (since the last it
+    /// knew stored, after a queued append failed): another process's numbers.
+    async fn catch_up(&mut self, log: &EventLog) -> Result<(), StoreError> {
+        let from = self
+            .version
+            .unwrap_or_else(|| self.slot.stored.load(Ordering::Relaxed))
+            + 1;
         let newer: Vec<_> = log
             .read_stream(self.stream.clone(), from)
             .try_collect()
             .await?;
         *self.version = Some(newer.last().map_or(from - 1, |e| e.version));
         Ok(())
+    }
+}
+
+impl Queued {
+    /// The queued commit's outcome. After a failure the appends queued behind it, which
+    /// expected the version it was to make, conflict; the next turn reads the register again.
+    pub async fn settled(self, stored: bool) {
+        if stored {
+            self.slot.stored.fetch_max(self.version, Ordering::Relaxed);
+        } else {
+            let mut version = self.slot.version.lock().await;
+            *version = None;
+        }
     }
 }
 
@@ -152,28 +192,38 @@ mod tests {
         ))
     }
 
-    /// Takes the next number for a holder of its own stream, as the application service does.
-    async fn number(registers: &Registers, log: &EventLog, stream: &StreamId, holder: Uuid) -> u64 {
+    /// Takes the next number for a holder of its own stream, as the application service does:
+    /// numbers and queues under the turn, waits for the commit after letting it go.
+    async fn try_number(
+        registers: &Registers,
+        log: &EventLog,
+        stream: &StreamId,
+        holder: Uuid,
+    ) -> Result<u64, StoreError> {
         loop {
-            let mut turn = registers.turn(log, stream.clone()).await.unwrap();
+            let turn = registers.turn(log, stream.clone()).await.unwrap();
             let number = turn.next();
             let held = (
                 StreamId::new("holder", holder).unwrap(),
                 ExpectedVersion::NoStream,
                 vec![NewEvent::new("Numbered", &serde_json::json!({ "number": number })).unwrap()],
             );
-            match log
-                .append_all(vec![turn.entry("073015", holder).unwrap(), held])
-                .await
-            {
-                Ok(_) => {
-                    turn.taken();
-                    return number;
-                }
-                Err(e) if turn.conflicted(&e) => turn.catch_up(log).await.unwrap(),
-                Err(e) => panic!("{e}"),
+            let queued = log
+                .queue_all(vec![turn.entry("073015", holder).unwrap(), held])
+                .unwrap();
+            let pending = turn.queued();
+            let outcome = queued.await;
+            pending.settled(outcome.is_ok()).await;
+            match outcome {
+                Ok(_) => return Ok(number),
+                Err(StoreError::Conflict { stream: s, .. }) if s == *stream => {}
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    async fn number(registers: &Registers, log: &EventLog, stream: &StreamId, holder: Uuid) -> u64 {
+        try_number(registers, log, stream, holder).await.unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,6 +245,50 @@ mod tests {
             assert!(numbers.insert(t.await.unwrap()), "no duplicate");
         }
         assert_eq!(numbers, (1..=100).collect());
+    }
+
+    /// A queued commit that fails (here its holder's own stream refuses it) takes down those
+    /// queued behind it, which expected the version it was to make: they number again, and the
+    /// register stays gap-free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_in_the_queue_leaves_no_gap_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let stream = Register::Cases.stream("073029", 2026).unwrap();
+        let refused: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        for holder in &refused {
+            let existing = StreamId::new("holder", holder).unwrap();
+            let event = NewEvent::new("Numbered", &serde_json::json!({ "number": 0 })).unwrap();
+            log.append(existing, ExpectedVersion::NoStream, vec![event])
+                .await
+                .unwrap();
+        }
+        let registers = Registers::default();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let (log, stream, registers) = (log.clone(), stream.clone(), registers.clone());
+                let holder = if i % 40 == 7 {
+                    refused[i / 40]
+                } else {
+                    Uuid::now_v7()
+                };
+                tokio::spawn(async move { try_number(&registers, &log, &stream, holder).await })
+            })
+            .collect();
+        let (mut numbers, mut failed) = (BTreeSet::new(), 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(n) => assert!(numbers.insert(n), "no duplicate"),
+                Err(StoreError::Conflict { stream: s, .. }) if s.category() == "holder" => {
+                    failed += 1
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(failed, 5);
+        assert_eq!(numbers, (1..=195).collect());
+        let stored: Vec<_> = log.read_stream(stream, 1).try_collect().await.unwrap();
+        assert_eq!(stored.len(), 195, "one event per number, none left over");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! default term) are checked here, so no caller can go around them.
 
 use super::error::{AppError, Refusal};
-use super::handler::{CommandError, CommandHandler, Handled};
+use super::handler::{CommandError, CommandHandler, Decision, Handled, decide};
 use super::register::{Register, Registers};
 use crate::calendar::LegalCalendar;
 use crate::domain::Aggregate;
@@ -423,9 +423,10 @@ impl Urp {
     }
 
     /// Handles `command` on the stream of `holder` together with the next number of `register`,
-    /// in one commit (ADR 0007); `number` writes the number into the command. When another
-    /// process took the number first, the commit conflicts on the register: the next one is
-    /// taken.
+    /// in one commit (ADR 0007); `number` writes the number into the command. The turn on the
+    /// register is held only to number, decide and queue the commit, so the holders of one
+    /// register share commits; when the commit fails (another process took the number, or one
+    /// queued before it failed and this one expected its version), the next number is taken.
     #[allow(clippy::too_many_arguments)]
     async fn handle_numbered<A: Aggregate>(
         &self,
@@ -437,34 +438,32 @@ impl Urp {
         command: &mut A::Command,
         number: impl Fn(&mut A::Command, u64),
     ) -> Result<Handled<A>, CommandError<A::Error>> {
-        let mut turn = self.registers.turn(self.log(), register).await?;
+        let stream = StreamId::new(A::CATEGORY, holder).map_err(StoreError::from)?;
+        let metadata = actor.metadata(comune);
         let mut attempts = 0;
         loop {
+            let loaded = self.handler.load::<A>(&stream).await?;
+            let turn = self.registers.turn(self.log(), register.clone()).await?;
             number(command, turn.next());
-            let entry = turn.entry(comune, holder)?;
-            let handled = self
-                .handler
-                .handle_with(
-                    holder,
-                    command_id,
-                    actor.metadata(comune),
-                    actor.at,
-                    &*command,
-                    vec![entry],
-                )
-                .await;
-            match handled {
-                Ok(done) => {
-                    if done.outcome.is_some() {
-                        turn.taken();
-                    }
-                    return Ok(done);
-                }
-                Err(CommandError::Store(e)) if turn.conflicted(&e) && attempts < MAX_TURNS => {
+            let pending = match decide(&stream, loaded, command_id, &metadata, actor.at, command)? {
+                Decision::Done(handled) => return Ok(handled),
+                Decision::Append(pending) => pending,
+            };
+            let (append, decided) = pending.split();
+            let queued = self
+                .log()
+                .queue_all(vec![append, turn.entry(comune, holder)?])?;
+            let number = turn.queued();
+            let outcome = queued.await;
+            number.settled(outcome.is_ok()).await;
+            match outcome {
+                Ok(mut outcomes) => return Ok(decided.appended(outcomes.remove(0))),
+                Err(StoreError::Conflict { stream: s, .. })
+                    if (s == register || s == stream) && attempts < MAX_TURNS =>
+                {
                     attempts += 1;
-                    turn.catch_up(self.log()).await?;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -2,8 +2,8 @@
 
 use super::chain::{GENESIS, event_hash};
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, ReadAll, RecordedEvent, StoreError,
-    StreamId,
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, QueuedAppend, ReadAll, RecordedEvent,
+    StoreError, StreamId,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 use std::sync::Arc;
@@ -50,6 +50,14 @@ impl EventLog {
         appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         self.store.append_all(appends).await
+    }
+
+    /// Queues an append to several streams, answered later (see [`EventStore::queue_all`]).
+    pub fn queue_all(
+        &self,
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<QueuedAppend, StoreError> {
+        self.store.queue_all(appends)
     }
 
     pub async fn head(&self) -> Result<u64, StoreError> {

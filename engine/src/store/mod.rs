@@ -22,8 +22,12 @@ pub use types::{
 };
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The outcome of a queued append, to be awaited (see [`EventStore::queue_all`]).
+pub type QueuedAppend = BoxFuture<'static, Result<Vec<AppendOutcome>, StoreError>>;
 
 /// What every backend provides. Positions start at 1 and are dense; every backend assigns them in
 /// commit order, so a reader that has seen position `p` will never later find a new event below `p`.
@@ -39,7 +43,18 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append_all(
         &self,
         appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
-    ) -> Result<Vec<AppendOutcome>, StoreError>;
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.queue_all(appends)?.await
+    }
+
+    /// [`EventStore::append_all`], queued now and answered later: the appends one process
+    /// queues are planned in the order it queued them, so an append may expect the version that
+    /// one queued before it is to make (a register hands out its next number without waiting for
+    /// the commit of the last). Refused input is refused at once.
+    fn queue_all(
+        &self,
+        appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<QueuedAppend, StoreError>;
 
     /// Appends `events` to `stream` atomically if the stream is at `expected`. Appending again
     /// events whose ids are stored, with the same content, returns the original outcome.

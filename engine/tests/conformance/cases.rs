@@ -898,6 +898,71 @@ pub async fn a_register_and_what_it_numbers_commit_together_under_concurrency(f:
     assert_eq!(log.head().await.unwrap(), 400, "nothing else was stored");
 }
 
+/// Appends queued one after the other are planned in that order, so each may expect the version
+/// the one before it is to make (a register numbering without waiting for each commit); one
+/// refused takes down those that counted on it, and nothing else.
+pub async fn queued_appends_are_planned_in_the_order_queued(f: Fixture) {
+    let log = f.log;
+    let register = "registry-cases.073004.2026";
+    let part = |version: u64, holder: &str, expected: ExpectedVersion| {
+        vec![
+            (
+                stream(register),
+                if version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(version)
+                },
+                vec![event("NumberAssigned", json!({ "holder": holder }))],
+            ),
+            (
+                stream(holder),
+                expected,
+                vec![event("CaseOpened", json!({ "number": version + 1 }))],
+            ),
+        ]
+    };
+    // Taken, so that the holder's part at version 3 is refused.
+    log.append(
+        stream("case-q3"),
+        ExpectedVersion::NoStream,
+        vec![numbered("Taken", 0)],
+    )
+    .await
+    .unwrap();
+    let queued: Vec<_> = (0..6u64)
+        .map(|v| {
+            let holder = format!("case-q{v}");
+            log.queue_all(part(v, &holder, ExpectedVersion::NoStream))
+                .unwrap()
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for q in queued {
+        outcomes.push(q.await);
+    }
+    let versions: Vec<_> = outcomes
+        .iter()
+        .map(|o| o.as_ref().map(|parts| parts[0].last_version).ok())
+        .collect();
+    assert_eq!(versions, [Some(1), Some(2), Some(3), None, None, None]);
+    assert!(
+        matches!(&outcomes[3], Err(StoreError::Conflict { stream, .. }) if stream.as_str() == "case-q3")
+    );
+    for later in &outcomes[4..] {
+        assert!(
+            matches!(later, Err(StoreError::Conflict { stream, actual: Some(3), .. }) if stream.as_str() == register),
+            "{later:?}"
+        );
+    }
+    // Queued again from the version stored, they go through.
+    let again = log
+        .queue_all(part(3, "case-q4", ExpectedVersion::NoStream))
+        .unwrap();
+    assert_eq!(again.await.unwrap()[0].last_version, 4);
+    assert_eq!(of_stream(&log, register, 1).await.len(), 4);
+}
+
 /// Two processes on one store (two nodes on PostgreSQL, the CLI beside `serve` on SQLite): what a
 /// writer remembers of a stream goes stale when the other appends to it, and must never be acted
 /// on — no version written twice, no conflict missed, no position skipped.

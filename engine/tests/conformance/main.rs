@@ -68,5 +68,6 @@ suite!(
     verify_passes_on_an_intact_log_and_names_a_changed_byte,
     an_append_to_several_streams_stores_every_part_or_none,
     a_register_and_what_it_numbers_commit_together_under_concurrency,
+    queued_appends_are_planned_in_the_order_queued,
     two_processes_on_one_store_never_act_on_what_the_other_changed,
 );

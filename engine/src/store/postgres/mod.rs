@@ -37,8 +37,8 @@ use super::append::{
 };
 use super::types::truncate_to_micros;
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, RecordedEvent,
-    StoreError, StreamHead, StreamId,
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, QueuedAppend, ReadAll,
+    RecordedEvent, StoreError, StreamHead, StreamId,
 };
 use crate::store::Transient;
 use async_trait::async_trait;
@@ -710,20 +710,21 @@ impl EventStore for PostgresStore {
         BACKEND
     }
 
-    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(level = "debug"))]
-    async fn append_all(
+    fn queue_all(
         &self,
         appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
-    ) -> Result<Vec<AppendOutcome>, StoreError> {
+    ) -> Result<QueuedAppend, StoreError> {
+        let stopped = || StoreError::backend(BACKEND, "the writer task has stopped");
         let requests = requests_of(appends)?;
         let (reply, outcome) = oneshot::channel();
+        // One queue, read in order by the one writer: the order of planning.
         self.inner
             .writer
             .send(WriteJob { requests, reply })
-            .map_err(|_| StoreError::backend(BACKEND, "the writer task has stopped"))?;
-        outcome
-            .await
-            .map_err(|_| StoreError::backend(BACKEND, "the writer task has stopped"))?
+            .map_err(|_| stopped())?;
+        Ok(Box::pin(
+            async move { outcome.await.map_err(|_| stopped())? },
+        ))
     }
 
     async fn read_stream_page(
