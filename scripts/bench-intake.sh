@@ -4,6 +4,8 @@
 # contacts per second and of the 99th-percentile latency.
 # Usage: scripts/bench-intake.sh [RUNS] [SECONDS] [CONNECTIONS]
 # SPORTELLO_BIN=PATH measures another build (a baseline) instead of this tree's release build.
+# SERVE_FLAGS="--no-projections --no-workers" measures an intake node alone, as in a deployment
+# where `sportello worker` runs the projections and jobs elsewhere (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -42,7 +44,7 @@ for run in $(seq "$runs"); do
   # One client address sends everything: lift the per-address limit for the measurement.
   SPORTELLO__STORE__URL=sqlite://$store/urp.db SPORTELLO__API__PUBLIC_BURST=100000000 \
     SPORTELLO__API__PUBLIC_POSTS_PER_MINUTE=100000000 SPORTELLO_LOG=warn \
-    "$bin" serve --bind 127.0.0.1:0 > "$store/serve.out" &
+    "$bin" serve ${SERVE_FLAGS:-} --bind 127.0.0.1:0 > "$store/serve.out" &
   server=$!
   for _ in $(seq 100); do grep -q listening "$store/serve.out" 2>/dev/null && break; sleep 0.1; done
   url=$(sed -n 's/^sportello: listening on //p' "$store/serve.out")
@@ -50,7 +52,7 @@ for run in $(seq "$runs"); do
   kill -TERM "$server"; wait "$server" || true
   # Every acknowledged contact must be in the log.
   cases=$(SPORTELLO__STORE__URL=sqlite://$store/urp.db "$bin" replay --category case --type CaseOpened | wc -l)
-  python3 - "$store/wrk.out" "$cases" "$seconds" <<'PY' | tee -a "$results"
+  python3 - "$store/wrk.out" "$cases" "$seconds" "${SERVE_FLAGS:-}" <<'PY' | tee -a "$results"
 import re, sys
 text = open(sys.argv[1]).read()
 cases, seconds = int(sys.argv[2]), float(sys.argv[3])
@@ -66,7 +68,7 @@ total = int(re.search(r"(\d+) requests in", text).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 bad = int(bad.group(1)) if bad else 0
 accepted = total - bad
-print(f"measure=intake store=sqlite accepted={accepted} rejected={bad} logged_cases={cases} "
+print(f"measure=intake{'-node' if sys.argv[4] else ''} store=sqlite accepted={accepted} rejected={bad} logged_cases={cases} "
       f"accepted_per_s={accepted / seconds:.0f} p50_ms={p50:.2f} p99_ms={p99:.2f}")
 PY
 done

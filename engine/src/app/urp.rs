@@ -322,8 +322,11 @@ impl Urp {
         contact.service = contact.service.filter(|s| !s.trim().is_empty());
         let prefix = self.prefix(&contact.comune)?.to_owned();
         // A repeated request: the case is there (and its citizen may since have been erased).
-        if let Ok((case, _)) = self.case(contact.case_id).await {
-            return Ok(self.opened(contact.case_id, &case));
+        // What is read here is what the opening decides on, unless the case changes meanwhile.
+        let stream = StreamId::new(Case::CATEGORY, contact.case_id)?;
+        let loaded = self.handler.load::<Case>(&stream).await?;
+        if loaded.1 > 0 {
+            return Ok(self.opened(contact.case_id, &loaded.0));
         }
         let term_days = self.check_contact(&contact).await?;
         contact.subject = contact.subject.trim().to_owned();
@@ -394,6 +397,7 @@ impl Urp {
                 contact.case_id,
                 once(contact.case_id, "open"),
                 actor,
+                Some(loaded),
                 &mut command,
                 |command, number| {
                     if let CaseCommand::Open(open) = command {
@@ -427,6 +431,7 @@ impl Urp {
     /// register is held only to number, decide and queue the commit, so the holders of one
     /// register share commits; when the commit fails (another process took the number, or one
     /// queued before it failed and this one expected its version), the next number is taken.
+    /// `loaded`: the holder's stream as the caller just read it, for the first attempt.
     #[allow(clippy::too_many_arguments)]
     async fn handle_numbered<A: Aggregate>(
         &self,
@@ -435,6 +440,7 @@ impl Urp {
         holder: Uuid,
         command_id: Uuid,
         actor: &Actor,
+        mut loaded: Option<(A, u64, Vec<Uuid>)>,
         command: &mut A::Command,
         number: impl Fn(&mut A::Command, u64),
     ) -> Result<Handled<A>, CommandError<A::Error>> {
@@ -442,7 +448,10 @@ impl Urp {
         let metadata = actor.metadata(comune);
         let mut attempts = 0;
         loop {
-            let loaded = self.handler.load::<A>(&stream).await?;
+            let loaded = match loaded.take() {
+                Some(loaded) => loaded,
+                None => self.handler.load::<A>(&stream).await?,
+            };
             let turn = self.registers.turn(self.log(), register.clone()).await?;
             number(command, turn.next());
             let pending = match decide(&stream, loaded, command_id, &metadata, actor.at, command)? {
@@ -726,6 +735,7 @@ impl Urp {
                 submission_id,
                 once(submission_id, "accept"),
                 actor,
+                None,
                 &mut command,
                 |command: &mut AcceptSubmission, number| command.registration_number = number,
             )
