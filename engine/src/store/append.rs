@@ -131,8 +131,11 @@ impl BatchPlan {
         self.new_events.last().map(|e| e.position)
     }
 
-    /// After a failed commit nothing was written: every append of the batch failed with it.
+    /// After a failed commit nothing was written: every append of the batch failed with it, and
+    /// no position it planned may be taken as committed (readers trust the known head).
     pub fn fail_all(&mut self, backend: &'static str, error: impl super::Transient) {
+        self.new_events.clear();
+        self.new_heads.clear();
         let failure = StoreError::classified(backend, error);
         for result in &mut self.results {
             *result = Err(failure.clone());
