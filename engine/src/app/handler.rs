@@ -135,16 +135,15 @@ impl CommandHandler {
         let stream = StreamId::new(A::CATEGORY, id).map_err(StoreError::from)?;
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self.load::<A>(&stream).await?;
-            let pending =
+            let (append, decided) =
                 match decide(&stream, loaded, command_id, &metadata, occurred_at, command)? {
                     Decision::Done(handled) => return Ok(handled),
-                    Decision::Append(pending) => pending,
+                    Decision::Append { append, decided } => (append, decided),
                 };
-            let (append, finish) = pending.split();
             let mut appends = vec![append];
             appends.extend(also.iter().cloned());
             match self.log.append_all(appends).await {
-                Ok(mut outcomes) => return Ok(finish.appended(outcomes.remove(0))),
+                Ok(mut outcomes) => return Ok(decided.appended(outcomes.remove(0))),
                 Err(StoreError::Conflict { stream: s, .. }) if s == stream => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -157,14 +156,11 @@ impl CommandHandler {
 pub enum Decision<A: Aggregate> {
     /// Nothing to store: the command was handled before (a retry), or changes nothing.
     Done(Handled<A>),
-    /// Events to append at the version the state was loaded at.
-    Append(Pending<A>),
-}
-
-/// A decision's events, not yet appended.
-pub struct Pending<A: Aggregate> {
-    append: (StreamId, ExpectedVersion, Vec<NewEvent>),
-    finish: Decided<A>,
+    /// Events to append at the version the state was loaded at; `decided` answers once they are.
+    Append {
+        append: (StreamId, ExpectedVersion, Vec<NewEvent>),
+        decided: Decided<A>,
+    },
 }
 
 /// What a decision becomes once its events are stored.
@@ -173,14 +169,8 @@ pub struct Decided<A: Aggregate> {
     events: Vec<A::Event>,
 }
 
-impl<A: Aggregate> Pending<A> {
-    /// The append to make, and what to answer once it is made.
-    pub fn split(self) -> ((StreamId, ExpectedVersion, Vec<NewEvent>), Decided<A>) {
-        (self.append, self.finish)
-    }
-}
-
 impl<A: Aggregate> Decided<A> {
+    /// The command's outcome, its events stored at `outcome`.
     pub fn appended(self, outcome: AppendOutcome) -> Handled<A> {
         let state = self.events.iter().fold(self.state, |s, e| s.evolve(e));
         Handled {
@@ -239,10 +229,10 @@ pub fn decide<A: Aggregate>(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(StoreError::from)?;
-    Ok(Decision::Append(Pending {
+    Ok(Decision::Append {
         append: (stream.clone(), ExpectedVersion::Exact(version), new_events),
-        finish: Decided { state, events },
-    }))
+        decided: Decided { state, events },
+    })
 }
 
 /// The id of the `index`-th event produced by a command.

@@ -454,11 +454,11 @@ impl Urp {
             };
             let turn = self.registers.turn(self.log(), register.clone()).await?;
             number(command, turn.next());
-            let pending = match decide(&stream, loaded, command_id, &metadata, actor.at, command)? {
-                Decision::Done(handled) => return Ok(handled),
-                Decision::Append(pending) => pending,
-            };
-            let (append, decided) = pending.split();
+            let (append, decided) =
+                match decide(&stream, loaded, command_id, &metadata, actor.at, command)? {
+                    Decision::Done(handled) => return Ok(handled),
+                    Decision::Append { append, decided } => (append, decided),
+                };
             let queued = self
                 .log()
                 .queue_all(vec![append, turn.entry(comune, holder)?])?;

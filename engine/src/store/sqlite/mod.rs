@@ -284,6 +284,10 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch
     }
 }
 
+fn job_events(job: &WriteJob) -> usize {
+    job.requests.iter().map(|r| r.events.len()).sum()
+}
+
 fn backend_error_ref(e: &rusqlite::Error) -> StoreError {
     StoreError::classified(BACKEND, e)
 }
@@ -712,8 +716,4 @@ mod tests {
         let report = a.verify().await.unwrap();
         assert_eq!((report.events, report.first_break), (40, None));
     }
-}
-
-fn job_events(job: &WriteJob) -> usize {
-    job.requests.iter().map(|r| r.events.len()).sum()
 }
