@@ -132,7 +132,7 @@ impl BatchPlan {
     }
 
     /// After a failed commit nothing was written: every append of the batch failed with it, and
-    /// no position it planned may be taken as committed (readers trust the known head).
+    /// no position it planned may be taken as committed (the head that wakes followers).
     pub fn fail_all(&mut self, backend: &'static str, error: impl super::Transient) {
         self.new_events.clear();
         self.new_heads.clear();

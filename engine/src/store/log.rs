@@ -35,6 +35,7 @@ impl EventLog {
         self.store.backend_name()
     }
 
+    #[tracing::instrument(skip_all, fields(stream = %stream), err(level = "debug"))]
     pub async fn append(
         &self,
         stream: StreamId,
@@ -45,6 +46,7 @@ impl EventLog {
     }
 
     /// Appends to several streams in one commit, all or nothing (see [`EventStore::append_all`]).
+    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(level = "debug"))]
     pub async fn append_all(
         &self,
         appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
