@@ -6,6 +6,8 @@
 # SPORTELLO_BIN=PATH measures another build (a baseline) instead of this tree's release build.
 # SERVE_FLAGS="--no-projections --no-workers" measures an intake node alone, as in a deployment
 # where `sportello worker` runs the projections and jobs elsewhere (docs/benchmarks.md).
+# STORE=postgres measures on PostgreSQL instead (a fresh database per run on the local server's
+# Unix socket, as user postgres, dropped afterwards; PGHOST overrides the socket's folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -41,8 +43,18 @@ results=$work/results
 for run in $(seq "$runs"); do
   store=$work/run$run
   mkdir -p "$store"
+  if [ "${STORE:-sqlite}" = postgres ]; then
+    database=bench_intake_$$_$run
+    psql -h "${PGHOST:-/var/run/postgresql}" -U postgres -qc "CREATE DATABASE $database"
+    export SPORTELLO__STORE__URL="postgres:///$database?host=${PGHOST:-/var/run/postgresql}&user=postgres"
+    # A PostgreSQL store seals personal data under a master key of its own (a fresh one here).
+    SPORTELLO__VAULT__MASTER_KEY=$(openssl rand -base64 32)
+    export SPORTELLO__VAULT__MASTER_KEY
+  else
+    export SPORTELLO__STORE__URL=sqlite://$store/urp.db
+  fi
   # One client address sends everything: lift the per-address limit for the measurement.
-  SPORTELLO__STORE__URL=sqlite://$store/urp.db SPORTELLO__API__PUBLIC_BURST=100000000 \
+  SPORTELLO__API__PUBLIC_BURST=100000000 \
     SPORTELLO__API__PUBLIC_POSTS_PER_MINUTE=100000000 SPORTELLO_LOG=warn \
     "$bin" serve ${SERVE_FLAGS:-} --bind 127.0.0.1:0 > "$store/serve.out" &
   server=$!
@@ -51,8 +63,11 @@ for run in $(seq "$runs"); do
   wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/post.lua" "$url/api/v1/cases" > "$store/wrk.out"
   kill -TERM "$server"; wait "$server" || true
   # Every acknowledged contact must be in the log.
-  cases=$(SPORTELLO__STORE__URL=sqlite://$store/urp.db "$bin" replay --category case --type CaseOpened | wc -l)
-  python3 - "$store/wrk.out" "$cases" "$seconds" "${SERVE_FLAGS:-}" <<'PY' | tee -a "$results"
+  cases=$("$bin" replay --category case --type CaseOpened | wc -l)
+  if [ "${STORE:-sqlite}" = postgres ]; then
+    psql -h "${PGHOST:-/var/run/postgresql}" -U postgres -qc "DROP DATABASE $database WITH (FORCE)"
+  fi
+  python3 - "$store/wrk.out" "$cases" "$seconds" "${SERVE_FLAGS:-}" "${STORE:-sqlite}" <<'PY' | tee -a "$results"
 import re, sys
 text = open(sys.argv[1]).read()
 cases, seconds = int(sys.argv[2]), float(sys.argv[3])
@@ -68,7 +83,7 @@ total = int(re.search(r"(\d+) requests in", text).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 bad = int(bad.group(1)) if bad else 0
 accepted = total - bad
-print(f"measure=intake{'-node' if sys.argv[4] else ''} store=sqlite accepted={accepted} rejected={bad} logged_cases={cases} "
+print(f"measure=intake{'-node' if sys.argv[4] else ''} store={sys.argv[5]} accepted={accepted} rejected={bad} logged_cases={cases} "
       f"accepted_per_s={accepted / seconds:.0f} p50_ms={p50:.2f} p99_ms={p99:.2f}")
 PY
 done
