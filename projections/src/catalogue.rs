@@ -42,6 +42,12 @@ const COLUMNS: &[Column] = &[
 
 pub struct Catalogue;
 
+/// A service's or a form's event.
+pub enum CatalogueEvent {
+    Service(ServiceEvent),
+    Form(FormEvent),
+}
+
 impl Projection for Catalogue {
     type Row = CatalogueRow;
     const NAME: &'static str = "catalogue";
@@ -58,14 +64,25 @@ impl Projection for Catalogue {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
-        Some(format!("{}:{}", event.stream.category(), event.stream.id()))
+    type Event = CatalogueEvent;
+
+    fn decode(event: &RecordedEvent) -> Option<(String, CatalogueEvent)> {
+        let decoded = match event.stream.category() {
+            "service" => CatalogueEvent::Service(event.decode().ok()?),
+            _ => CatalogueEvent::Form(event.decode().ok()?),
+        };
+        let key = format!("{}:{}", event.stream.category(), event.stream.id());
+        Some((key, decoded))
     }
 
-    fn apply(row: Option<CatalogueRow>, event: &RecordedEvent) -> Option<CatalogueRow> {
-        let id = Self::key(event)?;
-        match event.stream.category() {
-            "service" => match event.decode::<ServiceEvent>().ok()? {
+    fn apply(
+        row: Option<CatalogueRow>,
+        key: &str,
+        decoded: CatalogueEvent,
+    ) -> Option<CatalogueRow> {
+        let id = key.to_owned();
+        match decoded {
+            CatalogueEvent::Service(service) => match service {
                 ServiceEvent::ServicePublished { card } | ServiceEvent::ServiceRevised { card } => {
                     Some(CatalogueRow {
                         id,
@@ -79,7 +96,7 @@ impl Projection for Catalogue {
                     row.map(|r| CatalogueRow { active: false, ..r })
                 }
             },
-            _ => {
+            CatalogueEvent::Form(form_event) => {
                 let mut row = row.unwrap_or(CatalogueRow {
                     id,
                     service: String::new(),
@@ -90,7 +107,7 @@ impl Projection for Catalogue {
                 let mut versions: BTreeMap<String, String> =
                     serde_json::from_value(row.detail.get("versions").cloned().unwrap_or_default())
                         .unwrap_or_default();
-                match event.decode::<FormEvent>().ok()? {
+                match form_event {
                     FormEvent::FormVersionPublished { version, form } => {
                         row.service = form.service.clone();
                         row.title = form.title.clone();
@@ -219,7 +236,7 @@ mod tests {
     }
 
     fn fold(events: &[RecordedEvent]) -> Option<CatalogueRow> {
-        events.iter().fold(None, Catalogue::apply)
+        events.iter().fold(None, Catalogue::apply_event)
     }
 
     #[test]

@@ -190,18 +190,20 @@ impl Projection for Inbox {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
-        Some(event.stream.id().to_owned())
-    }
+    type Event = CaseEvent;
 
-    fn apply(row: Option<InboxRow>, event: &RecordedEvent) -> Option<InboxRow> {
+    fn decode(event: &RecordedEvent) -> Option<(String, CaseEvent)> {
         let Ok(case_event) = event.decode::<CaseEvent>() else {
             tracing::warn!(
                 position = event.position,
                 "inbox: undecodable case event skipped"
             );
-            return row;
+            return None;
         };
+        Some((event.stream.id().to_owned(), case_event))
+    }
+
+    fn apply(row: Option<InboxRow>, key: &str, case_event: CaseEvent) -> Option<InboxRow> {
         if let CaseEvent::CaseOpened {
             code,
             comune,
@@ -216,7 +218,7 @@ impl Projection for Inbox {
         } = &case_event
         {
             return Some(InboxRow {
-                id: event.stream.id().to_owned(),
+                id: key.to_owned(),
                 code: code.clone(),
                 comune: comune.clone(),
                 office: None,

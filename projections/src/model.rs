@@ -193,10 +193,21 @@ pub trait Projection: Send + Sync + 'static {
     fn columns() -> &'static [Column];
     /// The events it reads.
     fn filter() -> ReadAll;
-    /// The row an event concerns, if any.
-    fn key(event: &RecordedEvent) -> Option<String>;
-    /// The row after the event (pure).
-    fn apply(row: Option<Self::Row>, event: &RecordedEvent) -> Option<Self::Row>;
+    /// What the fold needs of an event, read from its payload once.
+    type Event: Send + 'static;
+    /// The row `event` concerns and what the fold needs of it; `None` when it concerns none (or
+    /// cannot be read). Runs ahead of the batch's transaction, off the database's thread.
+    fn decode(event: &RecordedEvent) -> Option<(String, Self::Event)>;
+    /// The row `key` after the event (pure).
+    fn apply(row: Option<Self::Row>, key: &str, decoded: Self::Event) -> Option<Self::Row>;
+    /// [`Projection::apply`] of one event as it comes from the log, unchanged when the event
+    /// concerns no row (a fold in memory, as the open data's and the tests' are).
+    fn apply_event(row: Option<Self::Row>, event: &RecordedEvent) -> Option<Self::Row> {
+        match Self::decode(event) {
+            Some((key, decoded)) => Self::apply(row, &key, decoded),
+            None => row,
+        }
+    }
     fn to_values(row: &Self::Row) -> Vec<SqlValue>;
     fn from_values(values: Vec<SqlValue>) -> Option<Self::Row>;
 

@@ -83,26 +83,36 @@ impl Projection for Retention {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
-        Some(event.stream.id().to_owned())
+    /// The case's event; `None` for a subject's erasure.
+    type Event = Option<CaseEvent>;
+
+    fn decode(event: &RecordedEvent) -> Option<(String, Option<CaseEvent>)> {
+        let key = event.stream.id().to_owned();
+        if event.event_type == "SubjectErased" {
+            return Some((key, None));
+        }
+        Some((key, Some(event.decode::<CaseEvent>().ok()?)))
     }
 
-    fn apply(row: Option<RetentionRow>, event: &RecordedEvent) -> Option<RetentionRow> {
-        if event.event_type == "SubjectErased" {
-            let subject = event.stream.id().to_owned();
+    fn apply(
+        row: Option<RetentionRow>,
+        key: &str,
+        case_event: Option<CaseEvent>,
+    ) -> Option<RetentionRow> {
+        let Some(case_event) = case_event else {
             return Some(RetentionRow {
-                id: subject.clone(),
-                subject,
+                id: key.to_owned(),
+                subject: key.to_owned(),
                 kind: String::new(),
                 closed_on: None,
                 held: false,
                 erased: true,
             });
-        }
+        };
         let day = |at: chrono::DateTime<chrono::Utc>| at.with_timezone(&Rome).date_naive();
-        match event.decode::<CaseEvent>().ok()? {
+        match case_event {
             CaseEvent::CaseOpened { kind, subject, .. } => Some(RetentionRow {
-                id: event.stream.id().to_owned(),
+                id: key.to_owned(),
                 subject: subject.subject.to_string(),
                 kind: name_of(&kind),
                 closed_on: None,

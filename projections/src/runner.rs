@@ -11,7 +11,8 @@ pub use crate::views::RunnerGuard;
 use crate::views::{LEASE, Views, ViewsError};
 use async_trait::async_trait;
 use futures::StreamExt;
-use sportello_engine::{EventLog, ReadAll, RecordedEvent};
+use futures::stream::BoxStream;
+use sportello_engine::{EventLog, ReadAll, RecordedEvent, StoreError};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -46,7 +47,27 @@ pub trait Consumer: Send + Sync + 'static {
     fn unseals(&self) -> bool {
         false
     }
+    /// Applies `batches` in turn as [`Consumer::apply`] does, calling `progress` with the
+    /// checkpoint after each. Returns the last checkpoint, `None` when there was no batch.
+    async fn apply_all(
+        &self,
+        views: &Views,
+        guard: &RunnerGuard,
+        mut batches: Batches,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<Option<u64>, ViewsError> {
+        let mut checkpoint = None;
+        while let Some(events) = batches.next().await {
+            let applied = self.apply(views, guard, events?).await?;
+            progress(applied);
+            checkpoint = Some(applied);
+        }
+        Ok(checkpoint)
+    }
 }
+
+/// The log read in batches, as a runner applies it.
+pub type Batches = BoxStream<'static, Result<Vec<RecordedEvent>, StoreError>>;
 
 /// A [`Projection`] as a consumer: its rows and checkpoint move in one transaction.
 pub struct ReadModel<P>(PhantomData<fn() -> P>);
@@ -94,6 +115,45 @@ impl<P: Projection> Consumer for ReadModel<P> {
     fn unseals(&self) -> bool {
         P::UNSEALS
     }
+
+    /// Decodes each batch while the one before it is applied: the database's thread, which
+    /// bounds a rebuild, does only the database's work.
+    async fn apply_all(
+        &self,
+        views: &Views,
+        guard: &RunnerGuard,
+        mut batches: Batches,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<Option<u64>, ViewsError> {
+        let (decoded, mut ready) = tokio::sync::mpsc::channel(1);
+        let decoder = {
+            let views = views.clone();
+            tokio::spawn(async move {
+                while let Some(events) = batches.next().await {
+                    let batch = match events {
+                        Ok(events) => views.decode_batch::<P>(events).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    let failed = batch.is_err();
+                    if decoded.send(batch).await.is_err() || failed {
+                        return;
+                    }
+                }
+            })
+        };
+        let applied = async {
+            let mut checkpoint = None;
+            while let Some(batch) = ready.recv().await {
+                let applied = views.apply_decoded::<P>(guard, batch?).await?;
+                progress(applied);
+                checkpoint = Some(applied);
+            }
+            Ok(checkpoint)
+        }
+        .await;
+        decoder.abort();
+        applied
+    }
 }
 
 /// Waits until this process may run `consumer`, then returns the guard.
@@ -127,22 +187,23 @@ async fn apply_from_checkpoint(
     until: u64,
     mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<u64, ViewsError> {
-    let mut checkpoint = views.checkpoint(consumer.id()).await?;
+    let checkpoint = views.checkpoint(consumer.id()).await?;
     let mut query = query;
     query.from = checkpoint + 1;
     query.limit = None;
-    let mut batches = log
+    let batches = log
         .read_all(query)
-        .take_while(|e| futures::future::ready(e.as_ref().map_or(true, |e| e.position <= until)))
-        .ready_chunks(BATCH);
-    while let Some(batch) = batches.next().await {
-        let events = batch
-            .into_iter()
-            .collect::<Result<Vec<RecordedEvent>, _>>()?;
-        checkpoint = consumer.apply(views, guard, events).await?;
-        progress(checkpoint, until);
-    }
-    Ok(checkpoint)
+        .take_while(move |e| {
+            futures::future::ready(e.as_ref().map_or(true, |e| e.position <= until))
+        })
+        .ready_chunks(BATCH)
+        .map(|batch| batch.into_iter().collect::<Result<Vec<RecordedEvent>, _>>())
+        .boxed();
+    let mut progress = |applied| progress(applied, until);
+    Ok(consumer
+        .apply_all(views, guard, batches, &mut progress)
+        .await?
+        .unwrap_or(checkpoint))
 }
 
 /// Applies every event after the checkpoint up to the current end of the log. `progress` gets

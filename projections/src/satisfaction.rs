@@ -87,7 +87,10 @@ impl Projection for Ratings {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
+    type Event = FeedbackEvent;
+
+    fn decode(event: &RecordedEvent) -> Option<(String, FeedbackEvent)> {
+        let feedback = event.decode::<FeedbackEvent>().ok()?;
         let FeedbackEvent::FeedbackGiven {
             target,
             comune,
@@ -96,35 +99,32 @@ impl Projection for Ratings {
             given_at,
             case_kind,
             ..
-        } = event.decode().ok()?;
+        } = &feedback;
         let target_id = match target.target_type {
             TargetType::Case => case_kind.map(|k| name_of(&k)).unwrap_or_default(),
-            _ => target.id,
+            _ => target.id.clone(),
         };
-        Some(format!(
+        let key = format!(
             "{comune}|{}|{target_id}|{}|{}|{}",
             name_of(&target.target_type),
-            name_of(&channel),
-            month(given_at),
-            name_of(&scale)
-        ))
+            name_of(channel),
+            month(*given_at),
+            name_of(scale)
+        );
+        Some((key, feedback))
     }
 
-    fn apply(row: Option<RatingsRow>, event: &RecordedEvent) -> Option<RatingsRow> {
-        let key = Self::key(event)?;
-        let Ok(FeedbackEvent::FeedbackGiven {
+    fn apply(row: Option<RatingsRow>, key: &str, feedback: FeedbackEvent) -> Option<RatingsRow> {
+        let FeedbackEvent::FeedbackGiven {
             scale,
             score,
             reasons,
             ..
-        }) = event.decode::<FeedbackEvent>()
-        else {
-            return row;
-        };
+        } = feedback;
         let mut row = row.unwrap_or_else(|| {
             let parts: Vec<&str> = key.split('|').collect();
             RatingsRow {
-                id: key.clone(),
+                id: key.to_owned(),
                 comune: parts[0].into(),
                 target_type: parts[1].into(),
                 target: parts[2].into(),
@@ -230,25 +230,23 @@ impl Projection for Closures {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
+    type Event = ();
+
+    fn decode(event: &RecordedEvent) -> Option<(String, ())> {
         let at = match event.decode::<CaseEvent>().ok()? {
             CaseEvent::CaseClosed { at, .. } | CaseEvent::CaseWithdrawn { at } => at,
             _ => return None,
         };
         // The comune that owned the case when it was closed.
-        Some(format!(
-            "{}|{}",
-            event.metadata.comune.as_deref()?,
-            month(at)
-        ))
+        let key = format!("{}|{}", event.metadata.comune.as_deref()?, month(at));
+        Some((key, ()))
     }
 
-    fn apply(row: Option<ClosuresRow>, event: &RecordedEvent) -> Option<ClosuresRow> {
-        let key = Self::key(event)?;
+    fn apply(row: Option<ClosuresRow>, key: &str, _: ()) -> Option<ClosuresRow> {
         let mut row = row.unwrap_or_else(|| {
             let (comune, month) = key.split_once('|').unwrap_or_default();
             ClosuresRow {
-                id: key.clone(),
+                id: key.to_owned(),
                 comune: comune.into(),
                 month: month.into(),
                 closed: 0,

@@ -69,24 +69,31 @@ impl Projection for SubjectTexts {
         }
     }
 
-    fn key(event: &RecordedEvent) -> Option<String> {
-        sealed_under(event)
+    /// The words to search; `None` when the subject was erased.
+    type Event = Option<String>;
+
+    fn decode(event: &RecordedEvent) -> Option<(String, Option<String>)> {
+        let subject = sealed_under(event)?;
+        if event.event_type == "SubjectErased" {
+            return Some((subject, None));
+        }
+        // No clear text when erased before it could be unsealed: nothing to search.
+        let words = serde_json::from_str::<serde_json::Value>(&event.data)
+            .ok()?
+            .get(CLEAR)?
+            .as_str()
+            .map(normalize)?;
+        Some((subject, Some(words)))
     }
 
-    fn apply(row: Option<SubjectTextRow>, event: &RecordedEvent) -> Option<SubjectTextRow> {
-        let id = sealed_under(event)?;
-        if event.event_type == "SubjectErased" {
-            return None;
-        }
-        let words = serde_json::from_str::<serde_json::Value>(&event.data)
-            .ok()
-            .and_then(|v| v.get(CLEAR).and_then(|c| c.as_str()).map(normalize));
-        let Some(words) = words else {
-            // Erased before it could be read: nothing to search.
-            return row;
-        };
+    fn apply(
+        row: Option<SubjectTextRow>,
+        key: &str,
+        words: Option<String>,
+    ) -> Option<SubjectTextRow> {
+        let words = words?;
         let mut row = row.unwrap_or(SubjectTextRow {
-            id,
+            id: key.to_owned(),
             text: String::new(),
         });
         row.text.push_str(&words);

@@ -137,6 +137,42 @@ pub enum Views {
     Postgres(PgPool, Option<Vault>),
 }
 
+/// Batches shorter than this are decoded on the caller's thread: a live runner's batches are a
+/// few events, and a hand-off to another thread would cost more than decoding them.
+const INLINE_DECODE: usize = 64;
+
+/// A batch decoded ahead of its transaction ([`Views::decode_batch`]).
+pub struct DecodedBatch<P: Projection> {
+    /// The events that concern a row, in log order.
+    items: Vec<Decoded<P>>,
+    /// The batch's last position, where the checkpoint goes (events that concern no row count).
+    last: Option<u64>,
+    /// Rows were erased: scrub the files after the batch ([`Projection::scrub_after`]).
+    scrub: bool,
+}
+
+struct Decoded<P: Projection> {
+    position: u64,
+    key: String,
+    decoded: P::Event,
+}
+
+impl<P: Projection> DecodedBatch<P> {
+    /// The events not yet applied: those past the checkpoint (a batch replayed after a crash is
+    /// skipped, whole or in part), with the checkpoint after them; `None` when there are none.
+    fn fresh(self, checkpoint: i64) -> Option<(Vec<Decoded<P>>, u64)> {
+        let last = self.last.filter(|&last| last as i64 > checkpoint)?;
+        let mut items = self.items;
+        debug_assert!(
+            items.is_sorted_by_key(|d| d.position),
+            "a batch in log order"
+        );
+        let applied = items.partition_point(|d| d.position as i64 <= checkpoint);
+        items.drain(..applied);
+        Some((items, last))
+    }
+}
+
 /// Where the read models of the SQLite store at `store` live: `urp.db` → `urp.views.db`. They
 /// are rebuilt from the log, so this file needs no backup.
 pub fn sqlite_views_path(store: &Path) -> std::path::PathBuf {
@@ -299,6 +335,9 @@ impl Views {
                 // Queries read pages where the file is mapped instead of copying each one in:
                 // a search reads hundreds of rows spread over the file.
                 conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+                // A large sort (an index built at the end of a rebuild) may sort its runs on a
+                // second thread.
+                conn.pragma_update(None, "threads", 2)?;
                 Ok(conn)
             })
             .await
@@ -765,18 +804,58 @@ impl Views {
     pub async fn apply_batch<P: Projection>(
         &self,
         guard: &RunnerGuard,
-        mut events: Vec<RecordedEvent>,
+        events: Vec<RecordedEvent>,
     ) -> Result<u64, ViewsError> {
+        let batch = self.decode_batch::<P>(events).await?;
+        self.apply_decoded(guard, batch).await
+    }
+
+    /// Prepares and decodes a batch for [`Views::apply_decoded`]: the work that needs no
+    /// database, done while the batch before it is applied.
+    pub async fn decode_batch<P: Projection>(
+        &self,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<DecodedBatch<P>, ViewsError> {
         P::prepare(self, &mut events).await?;
         let scrub = P::scrub_after(&events);
+        let last = events.last().map(|e| e.position);
+        let small = events.len() < INLINE_DECODE;
+        let decode = move || {
+            events
+                .into_iter()
+                .filter_map(|event| {
+                    let (key, decoded) = P::decode(&event)?;
+                    Some(Decoded {
+                        position: event.position,
+                        key,
+                        decoded,
+                    })
+                })
+                .collect()
+        };
+        let items = if small {
+            decode()
+        } else {
+            tokio::task::spawn_blocking(decode).await.map_err(failed)?
+        };
+        Ok(DecodedBatch { items, last, scrub })
+    }
+
+    /// Applies a decoded batch as [`Views::apply_batch`] does.
+    pub async fn apply_decoded<P: Projection>(
+        &self,
+        guard: &RunnerGuard,
+        batch: DecodedBatch<P>,
+    ) -> Result<u64, ViewsError> {
+        let scrub = batch.scrub;
         let applied = match self {
             Views::Sqlite(conn, _) => {
                 guard.lock()?;
-                blocking(conn, move |c| apply_sqlite::<P>(c, &events)).await?
+                blocking(conn, move |c| apply_sqlite::<P>(c, batch)).await?
             }
             Views::Postgres(..) => {
                 let mut session = guard.session()?.lock().await;
-                apply_postgres::<P>(&mut session, &events).await?
+                apply_postgres::<P>(&mut session, batch).await?
             }
         };
         // The erasure itself is applied; a scrub that cannot run now is retried by the next one
@@ -853,9 +932,8 @@ impl Views {
             Views::Sqlite(conn, _) => {
                 blocking(conn, move |conn| -> Result<_, ViewsError> {
                     let deadline = std::time::Instant::now() + budget;
-                    let values: Vec<Value> = params.iter().map(to_sqlite).collect();
                     let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
                     let mut counted = 0u64;
                     while rows.next()?.is_some() {
                         counted += 1;
@@ -906,9 +984,8 @@ impl Views {
         match self {
             Views::Sqlite(conn, _) => {
                 blocking(conn, move |conn| -> Result<_, ViewsError> {
-                    let values: Vec<Value> = params.iter().map(to_sqlite).collect();
                     let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
                     let mut out = Vec::new();
                     while let Some(row) = rows.next()? {
                         out.push(read_sqlite_values(row, width)?);
@@ -1097,12 +1174,15 @@ impl Views {
     }
 }
 
-fn to_sqlite(v: &SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Int(i) => Value::Integer(*i),
-        SqlValue::Real(r) => Value::Real(*r),
-        SqlValue::Text(t) => Value::Text(t.clone()),
+/// Bound as it is, without a copy.
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Int(i) => ValueRef::Integer(*i),
+            SqlValue::Real(r) => ValueRef::Real(*r),
+            SqlValue::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
     }
 }
 
@@ -1166,16 +1246,6 @@ fn read_pg_row<P: Projection>(row: &sqlx::postgres::PgRow) -> Result<Vec<SqlValu
         .collect()
 }
 
-/// The events of a batch not yet applied: those past the checkpoint (a batch replayed after a
-/// crash is skipped, whole or in part). A batch is in log order, so they are its tail.
-fn fresh_events(events: &[RecordedEvent], checkpoint: i64) -> &[RecordedEvent] {
-    debug_assert!(
-        events.is_sorted_by_key(|e| e.position),
-        "a batch in log order"
-    );
-    &events[events.partition_point(|e| e.position as i64 <= checkpoint)..]
-}
-
 /// `INSERT … ON CONFLICT (id) DO UPDATE` for every column of `P`, with `param(n)` for the n-th value.
 fn upsert_sql<P: Projection>(param: impl Fn(usize) -> String) -> String {
     let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
@@ -1197,13 +1267,12 @@ fn upsert_sql<P: Projection>(param: impl Fn(usize) -> String) -> String {
 /// Folds the batch into the rows it touches, in memory.
 fn fold_batch<P: Projection>(
     mut rows: HashMap<String, Option<P::Row>>,
-    events: &[RecordedEvent],
+    items: Vec<Decoded<P>>,
 ) -> HashMap<String, Option<P::Row>> {
-    for event in events {
-        if let Some(key) = P::key(event) {
-            let current = rows.remove(&key).flatten();
-            rows.insert(key, P::apply(current, event));
-        }
+    for Decoded { key, decoded, .. } in items {
+        let current = rows.remove(&key).flatten();
+        let next = P::apply(current, &key, decoded);
+        rows.insert(key, next);
     }
     rows
 }
@@ -1251,11 +1320,11 @@ type TallyChanges = Vec<(Vec<String>, i64)>;
 /// (cells whose count did not move are left out).
 fn fold_with_tallies<P: Projection>(
     rows: HashMap<String, Option<P::Row>>,
-    events: &[RecordedEvent],
+    items: Vec<Decoded<P>>,
 ) -> (HashMap<String, Option<P::Row>>, TallyChanges) {
     let mut deltas = HashMap::new();
     count_tallies::<P>(&rows, -1, &mut deltas);
-    let rows = fold_batch::<P>(rows, events);
+    let rows = fold_batch::<P>(rows, items);
     count_tallies::<P>(&rows, 1, &mut deltas);
     (rows, deltas.into_iter().filter(|(_, n)| *n != 0).collect())
 }
@@ -1298,7 +1367,7 @@ async fn pg_trigrams(pool: &sqlx::PgPool) -> Result<bool, ViewsError> {
 /// Runs under the runner's lock file ([`RunnerGuard::Lease`]), which no other runner can hold.
 fn apply_sqlite<P: Projection>(
     conn: &mut rusqlite::Connection,
-    events: &[RecordedEvent],
+    batch: DecodedBatch<P>,
 ) -> Result<u64, ViewsError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -1310,8 +1379,7 @@ fn apply_sqlite<P: Projection>(
             |r| r.get(0),
         )
         .map_err(db)?;
-    let fresh = fresh_events(events, checkpoint);
-    let Some(last) = fresh.last().map(|e| e.position) else {
+    let Some((fresh, last)) = batch.fresh(checkpoint) else {
         return Ok(checkpoint as u64);
     };
     let table = P::table();
@@ -1324,16 +1392,16 @@ fn apply_sqlite<P: Projection>(
                 columns.join(", ")
             ))
             .map_err(db)?;
-        for key in fresh.iter().filter_map(P::key) {
-            if rows.contains_key(&key) {
+        for Decoded { key, .. } in &fresh {
+            if rows.contains_key(key) {
                 continue;
             }
-            let mut found = load.query([&key]).map_err(db)?;
+            let mut found = load.query([key]).map_err(db)?;
             let row = match found.next().map_err(db)? {
                 Some(r) => P::from_values(read_sqlite_row::<P>(r)?),
                 None => None,
             };
-            rows.insert(key, row);
+            rows.insert(key.clone(), row);
         }
     }
     let (rows, tallies) = fold_with_tallies::<P>(rows, fresh);
@@ -1363,9 +1431,8 @@ fn apply_sqlite<P: Projection>(
         for (key, row) in &rows {
             match row {
                 Some(row) => {
-                    let values: Vec<Value> = P::to_values(row).iter().map(to_sqlite).collect();
                     upsert
-                        .execute(rusqlite::params_from_iter(values))
+                        .execute(rusqlite::params_from_iter(P::to_values(row)))
                         .map_err(db)?;
                 }
                 None => {
@@ -1387,7 +1454,7 @@ fn apply_sqlite<P: Projection>(
 /// transaction, and nothing of a runner that lost its lock can commit.
 async fn apply_postgres<P: Projection>(
     session: &mut sqlx::PgConnection,
-    events: &[RecordedEvent],
+    batch: DecodedBatch<P>,
 ) -> Result<u64, ViewsError> {
     let mut tx = session.begin().await?;
     let checkpoint: i64 = sqlx::query_scalar(
@@ -1398,8 +1465,7 @@ async fn apply_postgres<P: Projection>(
     .fetch_one(&mut *tx)
     .await
     .map_err(db)?;
-    let fresh = fresh_events(events, checkpoint);
-    let Some(last) = fresh.last().map(|e| e.position) else {
+    let Some((fresh, last)) = batch.fresh(checkpoint) else {
         // End the transaction now: on a session of its own (not a pool's), a dropped one would
         // keep its locks until the session's next statement.
         tx.rollback().await?;
@@ -1407,7 +1473,7 @@ async fn apply_postgres<P: Projection>(
     };
     let table = P::table();
     let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
-    let mut keys: Vec<String> = fresh.iter().filter_map(P::key).collect();
+    let mut keys: Vec<String> = fresh.iter().map(|d| d.key.clone()).collect();
     keys.sort();
     keys.dedup();
     let mut rows: HashMap<String, Option<P::Row>> =

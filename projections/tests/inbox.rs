@@ -3,16 +3,17 @@
 //! read model's candidates on the same history.
 
 use chrono::{NaiveDate, TimeZone, Utc};
+use futures::StreamExt;
 use sportello_config::Settings;
 use sportello_engine::app::{Actor, CitizenInput, NewContact, Urp};
 use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
 use sportello_engine::store::postgres::{PostgresStore, with_scratch_database};
 use sportello_engine::store::sqlite::SqliteStore;
 use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
-use sportello_engine::{EventLog, EventStore};
+use sportello_engine::{EventLog, EventStore, StoreError};
 use sportello_projections::inbox::{Inbox, InboxQuery, query};
 use sportello_projections::runner::{acquire, catch_up, rebuild};
-use sportello_projections::{Filter, Projection, RunnerGuard, Views, read_model};
+use sportello_projections::{Filter, Projection, RunnerGuard, Views, ViewsError, read_model};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -339,6 +340,80 @@ async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
             p.entries.iter().map(|e| e.row.clone()).collect::<Vec<_>>()
         };
         assert_eq!(rows(&rebuilt), rows(&incremental));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_decoded_ahead_are_applied_in_order_and_a_failed_read_stops_after_the_last_applied()
+{
+    on_both(|b| async move {
+        let consumer = read_model::<Inbox>();
+        let guard = acquire(&b.views, &b.url, consumer, "test-runner")
+            .await
+            .unwrap();
+        let ids = history(&b.urp).await;
+        let events: Vec<_> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
+                .await
+                .unwrap();
+        let (first, rest) = events.split_at(events.len() / 2);
+        // The first half in batches of two, then the log fails, then the rest.
+        let mut batches: Vec<Result<Vec<_>, StoreError>> =
+            first.chunks(2).map(|c| Ok(c.to_vec())).collect();
+        batches.push(Err(StoreError::Unavailable {
+            backend: "test",
+            detail: "the disk went away".into(),
+        }));
+        batches.push(Ok(rest.to_vec()));
+        let mut seen = Vec::new();
+        let failed = consumer
+            .apply_all(
+                &b.views,
+                &guard,
+                futures::stream::iter(batches).boxed(),
+                &mut |checkpoint| seen.push(checkpoint),
+            )
+            .await;
+        assert!(
+            matches!(
+                failed,
+                Err(ViewsError::Store(StoreError::Unavailable { .. }))
+            ),
+            "{failed:?}"
+        );
+        let expected: Vec<u64> = first
+            .chunks(2)
+            .map(|c| c.last().unwrap().position)
+            .collect();
+        assert_eq!(seen, expected, "each batch applied once, in order");
+        let last = first.last().unwrap().position;
+        assert_eq!(b.views.checkpoint(consumer.id()).await.unwrap(), last);
+
+        // Resumed from the checkpoint (the whole log again: what was applied is skipped), it
+        // ends where a build in one go does.
+        let all =
+            futures::stream::iter(events.chunks(3).map(|c| Ok(c.to_vec())).collect::<Vec<_>>());
+        let end = consumer
+            .apply_all(&b.views, &guard, all.boxed(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(end, Some(events.last().unwrap().position));
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let resumed = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        rebuild(&b.log, &b.views, consumer, &guard, |_, _| {})
+            .await
+            .unwrap();
+        let rebuilt = query(&b.views, &InboxQuery::default(), today)
+            .await
+            .unwrap();
+        assert_eq!(resumed.total, ids.len() as u64);
+        assert_eq!(
+            serde_json::to_value(&resumed.entries).unwrap(),
+            serde_json::to_value(&rebuilt.entries).unwrap()
+        );
     })
     .await;
 }
@@ -800,11 +875,12 @@ impl Projection for InboxV1 {
     fn filter() -> sportello_engine::ReadAll {
         Inbox::filter()
     }
-    fn key(event: &sportello_engine::RecordedEvent) -> Option<String> {
-        Inbox::key(event)
+    type Event = <Inbox as Projection>::Event;
+    fn decode(event: &sportello_engine::RecordedEvent) -> Option<(String, Self::Event)> {
+        Inbox::decode(event)
     }
-    fn apply(row: Option<Self::Row>, event: &sportello_engine::RecordedEvent) -> Option<Self::Row> {
-        Inbox::apply(row, event)
+    fn apply(row: Option<Self::Row>, key: &str, decoded: Self::Event) -> Option<Self::Row> {
+        Inbox::apply(row, key, decoded)
     }
     fn to_values(row: &Self::Row) -> Vec<sportello_projections::SqlValue> {
         Inbox::to_values(row)

@@ -893,9 +893,9 @@ async fn procedimenti(
         if event.position > position {
             break;
         }
-        if let Some(key) = Catalogue::key(&event) {
+        if let Some((key, decoded)) = Catalogue::decode(&event) {
             let row = catalogue.remove(&key);
-            if let Some(row) = Catalogue::apply(row, &event) {
+            if let Some(row) = Catalogue::apply(row, &key, decoded) {
                 catalogue.insert(key, row);
             }
         }
