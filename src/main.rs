@@ -63,9 +63,27 @@ enum Command {
     Calendar(cli::calendar::CalendarCommand),
 }
 
+impl Command {
+    /// Runs until stopped (and so must keep its memory flat), rather than doing a job and ending.
+    fn runs_until_stopped(&self) -> bool {
+        use cli::bench::BenchCommand;
+        matches!(
+            self,
+            Command::Serve(_)
+                | Command::Project(_)
+                | Command::Worker(_)
+                | Command::Bench(
+                    BenchCommand::Receipts(_) | BenchCommand::ReactorLag(_) | BenchCommand::Writes(_)
+                )
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::memory::limit_arenas();
+    if cli.command.runs_until_stopped() {
+        cli::memory::limit_arenas();
+    }
     cli::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

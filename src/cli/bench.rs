@@ -639,13 +639,17 @@ async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     let head = log.head().await?;
     let rss_before = resident_mb();
     let started = Instant::now();
-    let mut peak_rss = rss_before;
+    let (mut peak_rss, mut peak_anon) = (rss_before, anonymous_mb());
     for consumer in [read_model::<Inbox>(), read_model::<Closures>()] {
         let guard = acquire(&views, &url, consumer, "bench").await?;
         rebuild(&log, &views, consumer, &guard, |_, _| {
-            peak_rss = peak_rss.max(resident_mb())
+            peak_rss = peak_rss.max(resident_mb());
+            peak_anon = peak_anon.max(anonymous_mb());
         })
         .await?;
+        // And after the indexes, built at the end.
+        peak_rss = peak_rss.max(resident_mb());
+        peak_anon = peak_anon.max(anonymous_mb());
         views.release(&guard).await?;
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -653,7 +657,7 @@ async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     drop(log);
     scratch.finish().await?;
     println!(
-        "measure=rebuild store={} events={head} seconds={seconds:.3} events_per_s={:.0} rss_mb={peak_rss:.1} rss_before_mb={rss_before:.1}",
+        "measure=rebuild store={} events={head} seconds={seconds:.3} events_per_s={:.0} rss_mb={peak_rss:.1} anon_mb={peak_anon:.1} rss_before_mb={rss_before:.1}",
         scratch.backend,
         head as f64 / seconds
     );

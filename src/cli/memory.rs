@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-/// Two malloc arenas, unless `MALLOC_ARENA_MAX` says otherwise. Call before any thread starts.
+/// Two malloc arenas, unless `MALLOC_ARENA_MAX` says otherwise. Call before any thread starts, in
+/// a process that runs until stopped: one that does a job and ends keeps glibc's arenas, as its
+/// threads allocating at once (a rebuild's log reader, decoder and database thread) would queue
+/// for two arenas' locks (docs/benchmarks.md, "Rebuild: one decode, and the allocator's locks").
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
