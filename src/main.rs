@@ -73,7 +73,9 @@ impl Command {
                 | Command::Project(_)
                 | Command::Worker(_)
                 | Command::Bench(
-                    BenchCommand::Receipts(_) | BenchCommand::ReactorLag(_) | BenchCommand::Writes(_)
+                    BenchCommand::Receipts(_)
+                        | BenchCommand::ReactorLag(_)
+                        | BenchCommand::Writes(_)
                 )
         )
     }

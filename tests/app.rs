@@ -654,7 +654,7 @@ async fn every_demo_case_has_the_same_status_in_the_aggregate_the_inbox_and_the_
         for event in recorded {
             let case_event: CaseEvent = event.decode().unwrap();
             case = case.evolve(&case_event);
-            row = Inbox::apply(row, event);
+            row = Inbox::apply_event(row, event);
             decoded.push(case_event.clone());
             let inbox_status = row.as_ref().map(|r| r.status.clone());
             assert_eq!(

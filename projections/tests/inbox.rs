@@ -1298,7 +1298,7 @@ async fn a_runner_records_its_checkpoint_past_events_it_does_not_read_only_now_a
         let append = |category: &'static str, events: Vec<NewEvent>| {
             let log = b.log.clone();
             async move {
-                let stream = StreamId::new(category, &Uuid::now_v7().to_string()).unwrap();
+                let stream = StreamId::new(category, Uuid::now_v7().to_string()).unwrap();
                 log.append(stream, ExpectedVersion::NoStream, events)
                     .await
                     .unwrap()

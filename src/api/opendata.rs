@@ -187,7 +187,7 @@ pub async fn index(State(state): State<Shared>) -> Response {
                  <a href=\"{f}/datapackage.json\">descrizione (Frictionless)</a></li>\n",
                 label = escape(&label),
                 v = manifest.version,
-                f = escape(&folder),
+                f = escape(folder),
                 stem = escape(&stem),
             ));
         }

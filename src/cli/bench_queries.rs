@@ -94,7 +94,7 @@ fn rating(n: u64) -> NewEvent {
         1 => (TargetType::Page, format!("/pagina-{}", n % 8)),
         _ => (TargetType::Case, String::new()),
     };
-    let scale = if n % 2 == 0 {
+    let scale = if n.is_multiple_of(2) {
         Scale::Stars
     } else {
         Scale::Faces

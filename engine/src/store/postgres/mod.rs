@@ -832,18 +832,6 @@ impl EventStore for PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn with_database_swaps_only_the_database_name() {
-        assert_eq!(
-            super::with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "scratch"),
-            "postgres://u:p@h:5432/scratch?sslmode=disable"
-        );
-        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
-    }
-}
-
 /// A database of its own, uniquely named, for a test or a benchmark on a shared server.
 pub struct ScratchDatabase {
     /// Its URL: the server's with the database's name.
@@ -928,4 +916,16 @@ where
 
 fn job_events(job: &WriteJob) -> usize {
     job.requests.iter().map(|r| r.events.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn with_database_swaps_only_the_database_name() {
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "scratch"),
+            "postgres://u:p@h:5432/scratch?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
+    }
 }
