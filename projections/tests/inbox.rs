@@ -10,7 +10,7 @@ use sportello_engine::domain::case::{CaseCommand, CaseKind, Channel, Outcome};
 use sportello_engine::store::postgres::{PostgresStore, with_scratch_database};
 use sportello_engine::store::sqlite::SqliteStore;
 use sportello_engine::vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
-use sportello_engine::{EventLog, EventStore, StoreError};
+use sportello_engine::{EventLog, EventStore, RecordedEvent, StoreError};
 use sportello_projections::inbox::{Inbox, InboxQuery, query};
 use sportello_projections::runner::{acquire, catch_up, rebuild};
 use sportello_projections::{Filter, Projection, RunnerGuard, Views, ViewsError, read_model};
@@ -288,18 +288,23 @@ async fn the_inbox_shows_every_case_where_it_belongs_now() {
     .await;
 }
 
+/// The inbox's runner guard, then [`history`] written and its case events as the inbox reads them.
+async fn inbox_history(b: &Backend) -> (RunnerGuard, Vec<Uuid>, Vec<RecordedEvent>) {
+    let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test-runner")
+        .await
+        .unwrap();
+    let ids = history(&b.urp).await;
+    let events = futures::TryStreamExt::try_collect(b.log.read_all(Inbox::filter()))
+        .await
+        .unwrap();
+    (guard, ids, events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_applied_once_and_a_rebuild_equals_the_incremental_build() {
     on_both(|b| async move {
-        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test-runner")
-            .await
-            .unwrap();
+        let (guard, ids, events) = inbox_history(&b).await;
         // Incremental: follow the history as it is written, batch by batch.
-        let ids = history(&b.urp).await;
-        let events: Vec<_> =
-            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
-                .await
-                .unwrap();
         for chunk in events.chunks(3) {
             b.views
                 .apply_batch::<Inbox>(&guard, chunk.to_vec())
@@ -349,14 +354,7 @@ async fn batches_decoded_ahead_are_applied_in_order_and_a_failed_read_stops_afte
 {
     on_both(|b| async move {
         let consumer = read_model::<Inbox>();
-        let guard = acquire(&b.views, &b.url, consumer, "test-runner")
-            .await
-            .unwrap();
-        let ids = history(&b.urp).await;
-        let events: Vec<_> =
-            futures::TryStreamExt::try_collect::<Vec<_>>(b.log.read_all(Inbox::filter()))
-                .await
-                .unwrap();
+        let (guard, ids, events) = inbox_history(&b).await;
         let (first, rest) = events.split_at(events.len() / 2);
         // The first half in batches of two, then the log fails, then the rest.
         let mut batches: Vec<Result<Vec<_>, StoreError>> =
