@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Makes target/python-tools, a virtual environment with the Python tools the tests use as real
-# peers (aiosmtpd: an SMTP server; frictionless: the Data Package validator; pyshacl: SHACL), and prints its python. Pinned; installed on first use from
+# peers (aiosmtpd: an SMTP server; frictionless: the Data Package validator; pyshacl: SHACL;
+# georeport: an Open311 client), and prints its python. Pinned; installed on first use from
 # PyPI. Needs python3 with venv (Debian: apt-get install python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/python-tools
-pins="aiosmtpd==1.4.6 frictionless==5.18.1 pyshacl==0.30.1"
+pins="aiosmtpd==1.4.6 frictionless==5.18.1 pyshacl==0.30.1 georeport==0.3.1"
 stamp="$venv/.pins"
 
 # Tests run in parallel: one of them makes the environment, the others wait for it.

@@ -47,6 +47,12 @@ impl InboxRow {
         !matches!(self.status.as_str(), "answered" | "closed")
     }
 
+    /// The status a citizen is told ([`Lifecycle::public_name`]): `withdrawn` for a case they
+    /// withdrew.
+    pub fn public_status(&self) -> &'static str {
+        self.lifecycle().public_name()
+    }
+
     /// The case's place in the shared state machine, as this row keeps it.
     fn lifecycle(&self) -> Lifecycle {
         let parse = |s: Option<&str>| s.and_then(CaseStatus::parse);
@@ -482,4 +488,57 @@ pub async fn query(
         total_exact: complete && counted <= COUNT_CAP,
         entries,
     })
+}
+
+/// Cases listed by when they were received, newest first: the public list of reports (Open311).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedQuery {
+    pub comune: String,
+    pub kind: String,
+    /// Any of these services; every one when empty. `None` in it stands for no service.
+    pub services: Vec<Option<String>>,
+    /// Only the open cases (true) or only those answered or closed (false).
+    pub open: Option<bool>,
+    /// Received at or after.
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// Received before.
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub limit: u64,
+}
+
+pub async fn received(views: &Views, q: &ReceivedQuery) -> Result<Vec<InboxRow>, ViewsError> {
+    let mut filter = Filter::new();
+    filter
+        .and("comune = ?", SqlValue::Text(q.comune.clone()))
+        .and("kind = ?", SqlValue::Text(q.kind.clone()))
+        .and("received_at >= ?", SqlValue::Text(rfc3339(q.from)))
+        .and("received_at < ?", SqlValue::Text(rfc3339(q.until)));
+    if !q.services.is_empty() {
+        let named: Vec<SqlValue> = q
+            .services
+            .iter()
+            .flatten()
+            .cloned()
+            .map(SqlValue::Text)
+            .collect();
+        let mut any = Vec::new();
+        if !named.is_empty() {
+            any.push(format!(
+                "service IN ({})",
+                vec!["?"; named.len()].join(", ")
+            ));
+        }
+        if q.services.iter().any(Option::is_none) {
+            any.push("service IS NULL".to_owned());
+        }
+        filter.and_each(&format!("({})", any.join(" OR ")), named);
+    }
+    match q.open {
+        Some(true) => filter.and_each(OPEN, Vec::new()),
+        Some(false) => filter.and_each(&format!("NOT ({OPEN})"), Vec::new()),
+        None => &mut filter,
+    };
+    views
+        .select_page::<Inbox>(&filter, "received_at DESC, code", q.limit, 0)
+        .await
 }

@@ -8,6 +8,7 @@
 //! - [`staff`]: the inbox, case detail and actions, statistics, erasure.
 //! - [`ops`]: health, readiness with projection lag, the OpenAPI document.
 //! - [`metrics`]: `/metrics` for Prometheus.
+//! - [`open311`]: Open311 GeoReport v2 under `/open311/v2/`, for reporting apps.
 //! - [`spec`]: the OpenAPI document, completed with what every operation of a kind answers.
 //! - [`request`]: a span per request and its `X-Request-Id`, the correlation id of its events.
 //!
@@ -15,6 +16,7 @@
 
 pub mod guard;
 pub mod metrics;
+pub mod open311;
 pub mod opendata;
 pub mod ops;
 pub mod problem;
@@ -105,6 +107,13 @@ pub fn app(state: Shared) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/open311/v2/{file}",
+            get(open311::list).post(open311::create),
+        )
+        .route("/open311/v2/services/{file}", get(open311::definition))
+        .route("/open311/v2/requests/{file}", get(open311::request))
+        .route("/open311/v2/tokens/{file}", get(open311::token))
         .route("/opendata/", get(opendata::index))
         .route(
             "/opendata/{*path}",

@@ -17,8 +17,8 @@ use sportello_engine::domain::Aggregate;
 use sportello_engine::domain::case::{Case, CaseCommand, CaseEvent, CaseKind, Channel};
 use sportello_engine::domain::feedback::{FeedbackError, GiveFeedback, Scale, Target, TargetType};
 use sportello_projections::catalogue::{self, Catalogue, CatalogueEntry};
-use sportello_projections::inbox::Inbox;
-use sportello_projections::{Filter, SqlValue, Views, name_of};
+use sportello_projections::inbox::{Inbox, InboxRow};
+use sportello_projections::{Filter, SqlValue, name_of};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -359,25 +359,38 @@ pub fn decode_timeline(
 /// The case id behind a code, from the inbox; waits for the inbox to reach the head once when
 /// the code is not (yet) there, so a case just opened is found.
 pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uuid>, ApiError> {
-    async fn lookup(views: &Views, code: &str) -> Result<Option<Uuid>, ApiError> {
-        let rows = views
+    Ok(inbox_row(state, "code", code)
+        .await?
+        .and_then(|r| r.id.parse().ok()))
+}
+
+/// The inbox's row whose `column` (`code` or `id`) is `value`; waits for the inbox to reach the
+/// head once when there is none (yet), so a case just opened is found.
+pub async fn inbox_row(
+    state: &AppState,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<InboxRow>, ApiError> {
+    let lookup = || async {
+        let rows = state
+            .views
             .select::<Inbox>(
-                Filter::new().and("code = ?", SqlValue::Text(code.to_owned())),
+                Filter::new().and(&format!("{column} = ?"), SqlValue::Text(value.to_owned())),
                 "id",
                 1,
                 0,
             )
             .await?;
-        Ok(rows.first().and_then(|r| r.id.parse().ok()))
-    }
-    if let Some(id) = lookup(&state.views, code).await? {
-        return Ok(Some(id));
+        Ok::<_, ApiError>(rows.into_iter().next())
+    };
+    if let Some(row) = lookup().await? {
+        return Ok(Some(row));
     }
     let head = state.urp.log().head().await?;
     if wait_for::<Inbox>(state, Some(head)).await.is_err() {
         return Ok(None);
     }
-    lookup(&state.views, code).await
+    lookup().await
 }
 
 /// The case a citizen's code and key open; 404 alike for an unknown code and a wrong key.

@@ -380,6 +380,30 @@ pub fn validate_submission(
     values: &BTreeMap<String, Value>,
     documents: &[String],
 ) -> Result<(), Vec<FieldError>> {
+    let mut errors = field_errors(&form.fields, values, documents);
+    for doc in &form.documents {
+        if !documents.contains(doc) {
+            errors.push(FieldError {
+                field: doc.clone(),
+                code: "document_missing",
+                message: format!("Manca il documento richiesto: {doc}."),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// What is wrong with `values` against `fields`: a value for no field, a required field without
+/// a value, a value of the wrong kind; an attachment must name one of `documents`.
+pub fn field_errors(
+    fields: &[FieldDef],
+    values: &BTreeMap<String, Value>,
+    documents: &[String],
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut err = |field: &str, code: &'static str, message: String| {
         errors.push(FieldError {
@@ -389,7 +413,7 @@ pub fn validate_submission(
         })
     };
     for name in values.keys() {
-        if !form.fields.iter().any(|f| &f.name == name) {
+        if !fields.iter().any(|f| &f.name == name) {
             err(
                 name,
                 "field_unknown",
@@ -397,7 +421,7 @@ pub fn validate_submission(
             );
         }
     }
-    for field in &form.fields {
+    for field in fields {
         let value = values
             .get(&field.name)
             .filter(|v| !v.is_null() && *v != &Value::String(String::new()));
@@ -521,20 +545,7 @@ pub fn validate_submission(
             }
         }
     }
-    for doc in &form.documents {
-        if !documents.contains(doc) {
-            err(
-                doc,
-                "document_missing",
-                format!("Manca il documento richiesto: {doc}."),
-            );
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    errors
 }
 
 #[cfg(test)]
