@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::smtp::{SmtpServer, read_messages};
-use support::{Reaped, Server, Store, run, token, wait_for, with_scratch_postgres};
+use support::{
+    Server, Store, run, token, wait_for, with_redis_namespace, with_scratch_postgres, worker,
+};
 
 const MASSAFRA: &str = "073015";
 
@@ -265,35 +267,6 @@ fn demo_then_serve_leaves_the_receipts_in_the_outbox_and_a_restart_sends_nothing
     server.kill();
 }
 
-fn redis_url() -> String {
-    std::env::var("SPORTELLO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Runs `test` with a namespace of its own on Redis, whose keys are deleted afterwards.
-fn with_redis_namespace(test: impl FnOnce(&str, &str)) {
-    let url = redis_url();
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap_or_else(|e| {
-        panic!(
-            "Redis does not answer at {url} ({e}): start it with `redis-server --daemonize yes` \
-             or set SPORTELLO_TEST_REDIS_URL"
-        )
-    });
-    let namespace = format!("sportello-test-{}", uuid::Uuid::new_v4().simple());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&url, &namespace)));
-    // SCAN, not KEYS: Redis may be shared with a large namespace (a benchmark's).
-    let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{namespace}*"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 #[test]
 fn two_workers_on_postgresql_and_redis_send_each_receipt_once() {
     with_redis_namespace(|redis, namespace| {
@@ -497,20 +470,6 @@ fn citizens_keep_writing_while_redis_is_down_and_get_one_receipt_each_when_it_is
     );
     assert_eq!(recipients.len(), ids.len());
     server.kill();
-}
-
-/// `sportello worker` on `store` with `env`.
-fn worker(store: &Store, env: &[(String, String)]) -> Reaped {
-    let mut c = support::command(store);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Reaped(
-        c.arg("worker")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("sportello worker starts"),
-    )
 }
 
 /// The test SMTP server answers this address after 8 seconds: long enough to see the job in hand.

@@ -22,6 +22,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sportello_engine::store::postgres::SCHEMA_LOCK;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name       TEXT    NOT NULL,
@@ -388,11 +390,12 @@ impl Views {
         }
     }
 
+    /// Runs schema statements (and the checkpoints' rows that go with them).
     async fn execute_batch(&self, sql: String) -> Result<(), ViewsError> {
         match self {
             Views::Sqlite(conn, _) => blocking(conn, move |c| c.execute_batch(&sql)).await,
             Views::Postgres(pool, _) => {
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
+                pg_schema(pool, sql).await?;
                 Ok(())
             }
         }
@@ -486,8 +489,7 @@ impl Views {
                 .await
             }
             Views::Postgres(pool, _) => {
-                if sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-                    .execute(pool)
+                if pg_schema(pool, "CREATE EXTENSION IF NOT EXISTS pg_trgm".into())
                     .await
                     .is_err()
                     && !pg_trigrams(pool).await?
@@ -500,11 +502,13 @@ impl Views {
                     return Ok(());
                 }
                 // Not named `{search}`: that name is SQLite's table, which resets drop.
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "CREATE INDEX IF NOT EXISTS {search}_trigrams ON {table} \
-                     USING gin ({column} gin_trgm_ops)"
-                )))
-                .execute(pool)
+                pg_schema(
+                    pool,
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS {search}_trigrams ON {table} \
+                         USING gin ({column} gin_trgm_ops)"
+                    ),
+                )
                 .await?;
                 Ok(())
             }
@@ -1354,6 +1358,16 @@ fn tally_sql<P: Projection>(param: impl Fn(usize) -> String) -> (String, String)
 fn sqlite_table_exists(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)")?
         .query_row([name], |r| r.get(0))
+}
+
+/// Runs schema statements on PostgreSQL, one node at a time: nodes started together create the
+/// same tables, and `IF NOT EXISTS` does not hold against a concurrent creator (a duplicate key
+/// in `pg_type`).
+async fn pg_schema(pool: &sqlx::PgPool, sql: String) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(SCHEMA_LOCK).execute(&mut *tx).await?;
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 async fn pg_trigrams(pool: &sqlx::PgPool) -> Result<bool, ViewsError> {

@@ -310,3 +310,46 @@ pub fn install(script: &str, what: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+pub fn redis_url() -> String {
+    std::env::var("SPORTELLO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `test` with a namespace of its own on Redis, whose keys are deleted afterwards.
+pub fn with_redis_namespace(test: impl FnOnce(&str, &str)) {
+    let url = redis_url();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap_or_else(|e| {
+        panic!(
+            "Redis does not answer at {url} ({e}): start it with `redis-server --daemonize yes` \
+             or set SPORTELLO_TEST_REDIS_URL"
+        )
+    });
+    let namespace = format!("sportello-test-{}", uuid::Uuid::new_v4().simple());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&url, &namespace)));
+    // SCAN, not KEYS: Redis may be shared with a large namespace (a benchmark's).
+    let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{namespace}*"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `sportello worker` on `store` with `env`.
+pub fn worker(store: &Store, env: &[(String, String)]) -> Reaped {
+    let mut c = command(store);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Reaped(
+        c.arg("worker")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sportello worker starts"),
+    )
+}

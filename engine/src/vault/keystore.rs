@@ -274,6 +274,11 @@ pub struct PostgresKeyStore {
 
 impl PostgresKeyStore {
     pub async fn connect(pool: PgPool) -> Result<Self, VaultError> {
+        let mut tx = pool.begin().await.map_err(db_failed)?;
+        sqlx::query(crate::store::postgres::SCHEMA_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_failed)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS subject_keys (
                 subject UUID PRIMARY KEY,
@@ -287,9 +292,10 @@ impl PostgresKeyStore {
             );
             CREATE INDEX IF NOT EXISTS subject_documents_by_subject ON subject_documents (subject);",
         )
-        .execute(&pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_failed)?;
+        tx.commit().await.map_err(db_failed)?;
         Ok(Self { pool })
     }
 }

@@ -180,10 +180,15 @@ pub fn with_database(url: &str, database: &str) -> String {
     format!("{base}/{database}{query}")
 }
 
+/// Taken in the transaction that changes a schema (the log's, the keys', the read models'):
+/// nodes that start together on a new database would otherwise create the same tables at once,
+/// and `CREATE … IF NOT EXISTS` does not hold against a concurrent creator.
+pub const SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('sportello-schema'))";
+
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(backend_error)?;
     // Several nodes may start at once: one migrates, the others wait and find it done.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sportello-migrate'))")
+    sqlx::query(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
