@@ -179,8 +179,8 @@ fn two_servers_and_two_workers_lose_nothing_when_each_is_killed_in_turn() {
             ]);
             let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
             // The workers first: a server is ready once the projections are live.
-            let mut workers = vec![worker(&store, &env), worker(&store, &env)];
-            let mut servers = vec![serve_node(&store, &env), serve_node(&store, &env)];
+            let mut workers = [worker(&store, &env), worker(&store, &env)];
+            let mut servers = [serve_node(&store, &env), serve_node(&store, &env)];
             let bases = Arc::new(Mutex::new(
                 servers.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
             ));
