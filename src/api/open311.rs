@@ -441,29 +441,6 @@ async fn service_type(state: &AppState, comune: &str, code: &str) -> Result<Serv
         })
 }
 
-/// `GET services.{format}`, `GET requests.{format}`.
-pub async fn list(
-    State(state): State<Shared>,
-    Path(file): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (name, format) = match split(&file) {
-        Ok(split) => split,
-        Err(failure) => return failure.into_response(),
-    };
-    let params = Params::parse(query.as_deref(), &[]);
-    let answer = match name {
-        "services" => services(&state, &params)
-            .await
-            .map(|body| (StatusCode::OK, "services", body)),
-        "requests" => requests(&state, &params)
-            .await
-            .map(|body| (StatusCode::OK, "service_requests", body)),
-        _ => Err(not_found()),
-    };
-    reply(format, answer)
-}
-
 fn reply(format: Format, answer: Result<(StatusCode, &'static str, Value), ApiError>) -> Response {
     match answer {
         Ok((status, root, body)) => Answer {
@@ -484,31 +461,11 @@ fn not_found() -> ApiError {
     )
 }
 
-async fn services(state: &AppState, params: &Params) -> Result<Value, ApiError> {
-    let comune = jurisdiction(state, params)?;
-    let types = service_types(state, &comune).await?;
+async fn services(state: &AppState, comune: &str) -> Result<Value, ApiError> {
+    let types = service_types(state, comune).await?;
     Ok(Value::Array(
         types.iter().map(ServiceType::listed).collect(),
     ))
-}
-
-/// `GET services/{code}.{format}`: a service type's attributes.
-pub async fn definition(
-    State(state): State<Shared>,
-    Path(file): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (code, format) = match split(&file) {
-        Ok(split) => split,
-        Err(failure) => return failure.into_response(),
-    };
-    let params = Params::parse(query.as_deref(), &[]);
-    let answer = async {
-        let comune = jurisdiction(&state, &params)?;
-        let found = service_type(&state, &comune, code).await?;
-        Ok((StatusCode::OK, "service_definition", found.definition()))
-    };
-    reply(format, answer.await)
 }
 
 /// When the list starts and ends: the spec's `start_date` and `end_date`, at most 90 days
@@ -557,9 +514,8 @@ fn span(params: &Params, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<
     Ok((from, until + Duration::microseconds(1)))
 }
 
-async fn requests(state: &AppState, params: &Params) -> Result<Value, ApiError> {
-    let comune = jurisdiction(state, params)?;
-    let types = service_types(state, &comune).await?;
+async fn requests(state: &AppState, comune: &str, params: &Params) -> Result<Value, ApiError> {
+    let types = service_types(state, comune).await?;
     let ids = params.list("service_request_id");
     // Ids given: they alone count (the spec: "overrides all other arguments").
     if !ids.is_empty() {
@@ -571,7 +527,7 @@ async fn requests(state: &AppState, params: &Params) -> Result<Value, ApiError> 
         }
         let mut found = Vec::new();
         for id in &ids {
-            if let Some(row) = report(state, &comune, "code", id).await? {
+            if let Some(row) = report(state, comune, "code", id).await? {
                 found.push(request_view(state, &types, &row));
             }
         }
@@ -604,7 +560,7 @@ async fn requests(state: &AppState, params: &Params) -> Result<Value, ApiError> 
     let rows = inbox::received(
         &state.views,
         &ReceivedQuery {
-            comune,
+            comune: comune.to_owned(),
             kind: KIND.into(),
             services,
             open,
@@ -640,30 +596,79 @@ fn request_not_found() -> ApiError {
     )
 }
 
+/// Answers a GET under `/open311/v2/` in the format its extension names: `answer` gets the
+/// name before the extension, the comune asked for and the parameters, and gives the XML root
+/// and the body.
+async fn answer_get(
+    state: &AppState,
+    file: &str,
+    query: Option<String>,
+    answer: impl AsyncFnOnce(&str, String, &Params) -> Result<(&'static str, Value), ApiError>,
+) -> Response {
+    let (name, format) = match split(file) {
+        Ok(split) => split,
+        Err(failure) => return failure.into_response(),
+    };
+    let params = Params::parse(query.as_deref(), &[]);
+    let answered = match jurisdiction(state, &params) {
+        Ok(comune) => answer(name, comune, &params).await,
+        Err(e) => Err(e),
+    };
+    reply(
+        format,
+        answered.map(|(root, body)| (StatusCode::OK, root, body)),
+    )
+}
+
+/// `GET services.{format}`, `GET requests.{format}`.
+pub async fn list(
+    State(state): State<Shared>,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    answer_get(
+        &state,
+        &file,
+        query,
+        async |name, comune, params| match name {
+            "services" => Ok(("services", services(&state, &comune).await?)),
+            "requests" => Ok(("service_requests", requests(&state, &comune, params).await?)),
+            _ => Err(not_found()),
+        },
+    )
+    .await
+}
+
+/// `GET services/{code}.{format}`: a service type's attributes.
+pub async fn definition(
+    State(state): State<Shared>,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    answer_get(&state, &file, query, async |code, comune, _| {
+        let found = service_type(&state, &comune, code).await?;
+        Ok(("service_definition", found.definition()))
+    })
+    .await
+}
+
 /// `GET requests/{id}.{format}`: one request, as a list of one.
 pub async fn request(
     State(state): State<Shared>,
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (code, format) = match split(&file) {
-        Ok(split) => split,
-        Err(failure) => return failure.into_response(),
-    };
-    let params = Params::parse(query.as_deref(), &[]);
-    let answer = async {
-        let comune = jurisdiction(&state, &params)?;
+    answer_get(&state, &file, query, async |code, comune, _| {
         let row = report(&state, &comune, "code", code)
             .await?
             .ok_or_else(request_not_found)?;
         let types = service_types(&state, &comune).await?;
         Ok((
-            StatusCode::OK,
             "service_requests",
             json!([request_view(&state, &types, &row)]),
         ))
-    };
-    reply(format, answer.await)
+    })
+    .await
 }
 
 /// `GET tokens/{token}.{format}`: the request a token stands for.
@@ -672,24 +677,17 @@ pub async fn token(
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (token, format) = match split(&file) {
-        Ok(split) => split,
-        Err(failure) => return failure.into_response(),
-    };
-    let params = Params::parse(query.as_deref(), &[]);
-    let answer = async {
-        let comune = jurisdiction(&state, &params)?;
+    answer_get(&state, &file, query, async |token, comune, _| {
         let id = Uuid::parse_str(token).map_err(|_| request_not_found())?;
         let row = report(&state, &comune, "id", &id.to_string())
             .await?
             .ok_or_else(request_not_found)?;
         Ok((
-            StatusCode::OK,
             "service_requests",
             json!([{ "service_request_id": row.code, "token": token }]),
         ))
-    };
-    reply(format, answer.await)
+    })
+    .await
 }
 
 /// A time as the spec writes it: W3C, with Rome's offset.
