@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::process::Command;
 
 mod support;
-use support::{Server, Store, run, token};
+use support::{Server, Store, run, token, with_scratch_postgres};
 
 const MASSAFRA: &str = "073015";
 const STATTE: &str = "073029";
@@ -78,14 +78,28 @@ fn assert_open311_error(status: u16, body: &str, expected: u16, error_code: &str
 }
 
 #[test]
-fn a_reporting_app_opens_and_follows_a_report_and_the_public_sees_nothing_personal() {
+fn a_reporting_app_opens_and_follows_a_report_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir);
+    a_reporting_app_opens_and_follows_a_report(&sqlite_store(&dir));
+}
+
+#[test]
+fn a_reporting_app_opens_and_follows_a_report_on_postgres() {
+    with_scratch_postgres("open311", |url| {
+        a_reporting_app_opens_and_follows_a_report(&Store {
+            url: url.to_owned(),
+            dir: None,
+        })
+    });
+}
+
+/// The app's run, then what the public, the URP and bad requests get: nothing personal in public.
+fn a_reporting_app_opens_and_follows_a_report(store: &Store) {
     // The catalogue (services with forms) and some history.
-    run(&store, &["demo", "--cases", "30", "--seed", "11"]);
-    let operator = token(&store, "operator", MASSAFRA, "Maria Rossi");
+    run(store, &["demo", "--cases", "30", "--seed", "11"]);
+    let operator = token(store, "operator", MASSAFRA, "Maria Rossi");
     let server = Server::start(
-        &store,
+        store,
         &[
             ("SPORTELLO__API__PUBLIC_BURST", "1000"),
             ("SPORTELLO__WORKERS__IN_SERVE", "false"),
