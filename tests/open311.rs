@@ -207,6 +207,28 @@ fn a_reporting_app_opens_and_follows_a_report(store: &Store) {
         format!("Rosaria Lentini {marker}")
     );
 
+    // Where to find it all: Open311's discovery document, in both formats.
+    let (status, discovery, _) = fetch(&server, "/open311/discovery.json");
+    assert_eq!(status, 200, "{discovery}");
+    let discovery: Value = serde_json::from_str(&discovery).unwrap();
+    let endpoint = &discovery["endpoints"][0];
+    assert_eq!(
+        endpoint["specification"],
+        "http://wiki.open311.org/GeoReport_v2"
+    );
+    assert!(
+        endpoint["url"].as_str().unwrap().ends_with("/open311/v2"),
+        "{discovery}"
+    );
+    let (status, xml, _) = fetch(&server, "/open311/discovery.xml");
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        xml.contains(
+            "<formats><format>application/json</format><format>text/xml</format></formats>"
+        ),
+        "{xml}"
+    );
+
     // Another comune does not have it.
     let (status, body, _) = fetch(
         &server,

@@ -107,6 +107,7 @@ pub fn app(state: Shared) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/open311/{file}", get(open311::discovery))
         .route(
             "/open311/v2/{file}",
             get(open311::list).post(open311::create),

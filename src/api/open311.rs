@@ -17,6 +17,7 @@
 //!
 //! Answers are JSON or XML after the path's extension; errors are the spec's list of `code` (the
 //! HTTP status) and `description` (Italian), with `error_code`, this API's stable code, beside.
+//! `/open311/discovery.{json,xml}` (Open311 Service Discovery) says where the endpoint is.
 
 use super::guard::{ClientAddr, idempotent_id};
 use super::problem::ApiError;
@@ -111,6 +112,8 @@ impl IntoResponse for Answer {
 fn item_of(list: &str) -> &str {
     match list {
         "services" => "service",
+        "endpoints" => "endpoint",
+        "formats" => "format",
         "attributes" => "attribute",
         "values" => "value",
         "errors" => "error",
@@ -618,6 +621,49 @@ async fn answer_get(
         format,
         answered.map(|(root, body)| (StatusCode::OK, root, body)),
     )
+}
+
+/// When this API last changed, for the discovery document's `changeset`.
+const CHANGESET: &str = "2026-12-07T00:00:00+01:00";
+
+/// `GET /open311/discovery.{format}` (Open311 Service Discovery): where the GeoReport v2 endpoint
+/// is and whom to ask.
+pub async fn discovery(State(state): State<Shared>, Path(file): Path<String>) -> Response {
+    let format = match split(&file) {
+        Ok(("discovery", format)) => format,
+        Ok((_, format)) => return Failure::new(format, not_found()).into_response(),
+        Err(failure) => return failure.into_response(),
+    };
+    let settings = &state.settings;
+    let seat = settings.comune(&settings.union.seat);
+    let reach = seat
+        .map(|c| {
+            [&c.urp.email, &c.urp.phone]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|r| !r.is_empty())
+        .map_or_else(String::new, |r| format!(": {r}"));
+    let body = json!({
+        "changeset": CHANGESET,
+        "contact": format!(
+            "Ufficio Relazioni con il Pubblico, {}{reach}",
+            settings.union.name
+        ),
+        "key_service": "Non serve una chiave: le segnalazioni chiedono privacy_consent=true, \
+                        dopo aver mostrato l'informativa sul trattamento dei dati personali.",
+        "endpoints": [{
+            "specification": "http://wiki.open311.org/GeoReport_v2",
+            "url": format!("{}/open311/v2", settings.mail.public_url.trim_end_matches('/')),
+            "changeset": CHANGESET,
+            "type": "production",
+            "formats": ["application/json", "text/xml"],
+        }],
+    });
+    reply(format, Ok((StatusCode::OK, "discovery", body)))
 }
 
 /// `GET services.{format}`, `GET requests.{format}`.
