@@ -287,8 +287,8 @@ struct ServiceType {
     group: String,
     /// The catalogue's service (none for the general report).
     service: Option<String>,
-    /// What the service's form asks that Open311 can send.
-    attributes: Vec<FieldDef>,
+    /// The service's first published form, (id, version): its fields are the attributes.
+    form: Option<(String, u32)>,
 }
 
 impl ServiceType {
@@ -302,25 +302,42 @@ impl ServiceType {
                 .into(),
             group: "URP".into(),
             service: None,
-            attributes: Vec::new(),
+            form: None,
         }
     }
 
-    fn listed(&self) -> Value {
+    /// What the service's form asks that Open311 can send: its fields but the attachments.
+    async fn attributes(&self, state: &AppState) -> Result<Vec<FieldDef>, ApiError> {
+        let Some((id, version)) = &self.form else {
+            return Ok(Vec::new());
+        };
+        let form = state.urp.form(id).await?;
+        Ok(form.usable(*version).map_or_else(
+            |_| Vec::new(),
+            |def| {
+                def.fields
+                    .iter()
+                    .filter(|f| !matches!(f.kind, FieldKind::Attachment))
+                    .cloned()
+                    .collect()
+            },
+        ))
+    }
+
+    fn listed(&self, metadata: bool) -> Value {
         json!({
             "service_code": self.code,
             "service_name": self.name,
             "description": self.description,
-            "metadata": !self.attributes.is_empty(),
+            "metadata": metadata,
             "type": "realtime",
             "keywords": self.group.to_lowercase(),
             "group": self.group,
         })
     }
 
-    fn definition(&self) -> Value {
-        let attributes: Vec<Value> = self
-            .attributes
+    fn definition(&self, fields: &[FieldDef]) -> Value {
+        let attributes: Vec<Value> = fields
             .iter()
             .enumerate()
             .map(|(order, field)| {
@@ -404,25 +421,13 @@ async fn service_types(state: &AppState, comune: &str) -> Result<Vec<ServiceType
                 .map(str::to_owned)
                 .unwrap_or_default()
         };
-        let mut attributes = Vec::new();
-        if let Some(published) = entry.forms.first() {
-            let form = state.urp.form(&published.id).await?;
-            if let Ok(def) = form.usable(published.version) {
-                attributes = def
-                    .fields
-                    .iter()
-                    .filter(|f| !matches!(f.kind, FieldKind::Attachment))
-                    .cloned()
-                    .collect();
-            }
-        }
         types.push(ServiceType {
             code: text("code"),
             name: text("title"),
             description: text("description"),
             group: text("category"),
             service: Some(text("code")),
-            attributes,
+            form: entry.forms.first().map(|f| (f.id.clone(), f.version)),
         });
     }
     if !types.iter().any(|t| t.code == GENERAL) {
@@ -465,10 +470,12 @@ fn not_found() -> ApiError {
 }
 
 async fn services(state: &AppState, comune: &str) -> Result<Value, ApiError> {
-    let types = service_types(state, comune).await?;
-    Ok(Value::Array(
-        types.iter().map(ServiceType::listed).collect(),
-    ))
+    let mut listed = Vec::new();
+    for service in service_types(state, comune).await? {
+        let metadata = !service.attributes(state).await?.is_empty();
+        listed.push(service.listed(metadata));
+    }
+    Ok(Value::Array(listed))
 }
 
 /// When the list starts and ends: the spec's `start_date` and `end_date`, at most 90 days
@@ -693,7 +700,8 @@ pub async fn definition(
 ) -> Response {
     answer_get(&state, &file, query, async |code, comune, _| {
         let found = service_type(&state, &comune, code).await?;
-        Ok(("service_definition", found.definition()))
+        let fields = found.attributes(&state).await?;
+        Ok(("service_definition", found.definition(&fields)))
     })
     .await
 }
@@ -842,7 +850,8 @@ async fn open_report(
     let code = params.required("service_code")?;
     let service = service_type(state, &comune, code).await?;
     let place = location(params)?;
-    let values = attributes(params, &service.attributes)?;
+    let fields = service.attributes(state).await?;
+    let values = attributes(params, &fields)?;
     let text = params.get("description");
     let media_url = params.get("media_url");
     if let Some(url) = media_url
@@ -863,7 +872,7 @@ async fn open_report(
         description.push_str(&line);
     };
     note(place);
-    for field in &service.attributes {
+    for field in &fields {
         if let Some(value) = values.get(&field.name) {
             let shown = match value {
                 Value::String(s) => s.clone(),
