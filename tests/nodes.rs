@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -296,5 +297,208 @@ fn two_servers_and_two_workers_lose_nothing_when_each_is_killed_in_turn() {
                 assert_eq!(receipts(id), 1, "{code}");
             }
         });
+    });
+}
+
+/// A PostgreSQL cluster of the test's own in a temporary folder, on a free port: a primary, or a
+/// streaming replica of one. Stopped (immediately) when dropped.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Runs a PostgreSQL program as the `postgres` user when the tests run as root (PostgreSQL
+/// refuses to run as root), as the current user otherwise.
+fn pg_program(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn pg_run(mut c: Command, what: &str) {
+    let out = c.output().unwrap_or_else(|e| {
+        panic!("{what}: {e} (the test needs PostgreSQL 15's programs in {PG_BIN}: apt-get install postgresql-15)")
+    });
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl OwnPostgres {
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        // The server runs as `postgres`, which must own its data folder.
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        dir
+    }
+
+    fn primary() -> OwnPostgres {
+        let dir = Self::folder();
+        let data = dir.path().join("data");
+        let mut initdb = pg_program("initdb");
+        initdb
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data);
+        pg_run(initdb, "initdb");
+        Self::start(dir, free_port())
+    }
+
+    fn replica_of(primary: &OwnPostgres) -> OwnPostgres {
+        let dir = Self::folder();
+        let mut backup = pg_program("pg_basebackup");
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-X", "stream", "-R", "-D"])
+            .arg(dir.path().join("data"));
+        pg_run(backup, "pg_basebackup");
+        Self::start(dir, free_port())
+    }
+
+    fn start(dir: tempfile::TempDir, port: u16) -> OwnPostgres {
+        let data = dir.path().join("data");
+        let mut start = pg_program("pg_ctl");
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ))
+            .args(["-w", "start"]);
+        pg_run(start, "pg_ctl start");
+        OwnPostgres { dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn sql(&self, sql: &str) {
+        support::psql(&self.url(), sql);
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let mut stop = pg_program("pg_ctl");
+        stop.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+    }
+}
+
+#[test]
+fn a_server_reading_a_replica_waits_for_it_and_never_answers_stale_data_as_fresh() {
+    with_redis_namespace(|redis, namespace| {
+        let primary = OwnPostgres::primary();
+        let replica = OwnPostgres::replica_of(&primary);
+        let store = Store {
+            url: primary.url(),
+            dir: None,
+        };
+        let env = vec![
+            ("SPORTELLO__WORKERS__QUEUE_URL".to_owned(), redis.to_owned()),
+            (
+                "SPORTELLO__WORKERS__NAMESPACE".to_owned(),
+                namespace.to_owned(),
+            ),
+            ("SPORTELLO__STORE__READ_URL".to_owned(), replica.url()),
+            (
+                "SPORTELLO__API__CONSISTENCY_WAIT_MS".to_owned(),
+                "1500".to_owned(),
+            ),
+        ];
+        let staff = token(&store, "operator", MASSAFRA, "Maria Rossi");
+        let _worker = worker(&store, &env);
+        let server = serve_node(&store, &env);
+        let open = |n: u32| {
+            let (status, opened) = server.post(
+                "/api/v1/cases",
+                None,
+                &json!({
+                    "comune": MASSAFRA, "kind": "segnalazione", "channel": "web", "service": null,
+                    "subject": format!("Buca in via Roma {n}"), "description": null,
+                    "citizen": null, "privacy_consent": true
+                }),
+            );
+            assert_eq!(status, 201, "{opened}");
+            (
+                opened["code"].as_str().unwrap().to_owned(),
+                opened["position"].as_u64().unwrap(),
+            )
+        };
+        let read = |code: &str, position: Option<u64>| {
+            let wait = position.map_or_else(String::new, |p| format!("&min_position={p}"));
+            server.get(
+                &format!("/api/v1/staff/cases?code={code}{wait}"),
+                Some(&staff),
+            )
+        };
+
+        // The replica follows: a write is read back through it.
+        let (first, position) = open(1);
+        let (status, inbox) = read(&first, Some(position));
+        assert_eq!(status, 200, "{inbox}");
+        assert_eq!(inbox["entries"][0]["code"], first.as_str());
+
+        // The replica stops applying the primary's changes: a query that asks for the new write
+        // waits, then answers 503 rather than the replica's older state.
+        replica.sql("SELECT pg_wal_replay_pause()");
+        let (second, position) = open(2);
+        let (status, problem) = read(&second, Some(position));
+        assert_eq!(status, 503, "{problem}");
+        assert_eq!(problem["code"], "projection_behind", "{problem}");
+        // Without `min_position` the replica's state is what it is: the case is not there yet.
+        let (status, inbox) = read(&second, None);
+        assert_eq!(status, 200, "{inbox}");
+        assert_eq!(inbox["entries"].as_array().unwrap().len(), 0, "{inbox}");
+        // Looked up by its code (Open311, a citizen following it): not "not found" but 503.
+        let (status, problem) = server.get(
+            &format!("/open311/v2/requests/{second}.json?jurisdiction_id={MASSAFRA}"),
+            None,
+        );
+        assert_eq!(status, 503, "{problem}");
+
+        // Replay again: the same query finds it.
+        replica.sql("SELECT pg_wal_replay_resume()");
+        let (status, inbox) = read(&second, Some(position));
+        assert_eq!(status, 200, "{inbox}");
+        assert_eq!(inbox["entries"][0]["code"], second.as_str());
     });
 }

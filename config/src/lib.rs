@@ -423,6 +423,10 @@ pub struct UrpContacts {
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     pub url: SecretUrl,
+    /// A PostgreSQL replica of `url`'s database, for the queries of `serve` (its writes and
+    /// the projections stay on `url`); unset: queries on `url`.
+    #[serde(default)]
+    pub read_url: Option<SecretUrl>,
 }
 
 /// Start-up configuration failure; the message names the key and where its value came from.
@@ -591,6 +595,16 @@ impl Settings {
                 format!(
                     "'{}' is not a store URL: use sqlite://PATH or postgres://USER@HOST/DATABASE",
                     self.store.url
+                ),
+            );
+        }
+        if let Some(read_url) = &self.store.read_url
+            && !read_url.expose().starts_with("postgres")
+        {
+            return fail(
+                "store.read_url",
+                format!(
+                    "'{read_url}' is not a PostgreSQL replica's URL (postgres://USER@HOST/DATABASE)"
                 ),
             );
         }

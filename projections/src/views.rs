@@ -352,6 +352,15 @@ impl Views {
         Ok(views)
     }
 
+    /// The read models on a PostgreSQL replica, for queries only: nothing is created or written
+    /// there (the primary's runners write, and the replica follows).
+    pub async fn open_replica(url: &str) -> Result<Self, ViewsError> {
+        Ok(Views::Postgres(
+            sportello_engine::store::postgres::pool(url, 8).await?,
+            None,
+        ))
+    }
+
     /// The same read models, able to unseal (for the subject search).
     pub fn with_vault(self, vault: Vault) -> Self {
         match self {

@@ -240,7 +240,7 @@ pub async fn wait_for<P: Projection>(
     let deadline = Instant::now() + state.consistency_wait;
     let mut pause = Duration::from_millis(2);
     loop {
-        if has_reached(state.urp.log(), &state.views, read_model::<P>(), position).await? {
+        if has_reached(state.urp.log(), &state.reader, read_model::<P>(), position).await? {
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -40,8 +40,12 @@ use std::time::Duration;
 /// What every handler shares.
 pub struct AppState {
     pub urp: Urp,
-    /// The read models, for queries (the runners have their own connections).
+    /// The read models' database, for what this process writes there (sign-in sessions,
+    /// idempotency keys); the runners have their own connections.
     pub views: Views,
+    /// Where queries read the read models, with their checkpoints: `views`, or a replica of it
+    /// (`store.read_url`).
+    pub reader: Views,
     pub settings: Arc<Settings>,
     pub limiter: RateLimiter,
     pub tokens: TokenCache,
@@ -64,10 +68,17 @@ impl AppState {
             consistency_wait: Duration::from_millis(api.consistency_wait_ms),
             openapi: spec::document(&settings),
             urp,
+            reader: views.clone(),
             views,
             settings,
             queue: None,
         }
+    }
+
+    /// Queries read a replica of the read models' database.
+    pub fn with_reader(mut self, reader: Views) -> Self {
+        self.reader = reader;
+        self
     }
 
     pub fn with_queue(mut self, queue: sportello_workers::queue::Queues) -> Self {

@@ -414,7 +414,7 @@ fn datatype(kind: &FieldKind) -> (&'static str, String, Option<Vec<Value>>) {
 /// service of the catalogue has its code).
 async fn service_types(state: &AppState, comune: &str) -> Result<Vec<ServiceType>, ApiError> {
     let mut types = Vec::new();
-    for entry in catalogue::query(&state.views, Some(comune)).await? {
+    for entry in catalogue::query(&state.reader, Some(comune)).await? {
         let text = |key: &str| {
             entry.card[key]
                 .as_str()
@@ -568,7 +568,7 @@ async fn requests(state: &AppState, comune: &str, params: &Params) -> Result<Val
     let open = (asked("open") != asked("closed")).then(|| asked("open"));
     let (from, until) = span(params, Utc::now())?;
     let rows = inbox::received(
-        &state.views,
+        &state.reader,
         &ReceivedQuery {
             comune: comune.to_owned(),
             kind: KIND.into(),

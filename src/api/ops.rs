@@ -55,12 +55,12 @@ pub async fn reported_consumers(
         .iter()
         .map(|c| (c.id(), c.filter()))
         .collect();
-    if state.views.recorded_status(REACTOR).await?.is_some() {
+    if state.reader.recorded_status(REACTOR).await?.is_some() {
         consumers.push((REACTOR, Reactor::events_read()));
     }
     let mut reported = Vec::with_capacity(consumers.len());
     for (id, reads) in consumers {
-        let (checkpoint, status) = state.views.status(id).await?;
+        let (checkpoint, status) = state.reader.status(id).await?;
         let lag = runner::lag(state.urp.log(), reads, checkpoint, head).await?;
         reported.push(Reported {
             id,

@@ -365,7 +365,8 @@ pub async fn case_id_for_code(state: &AppState, code: &str) -> Result<Option<Uui
 }
 
 /// The inbox's row whose `column` (`code` or `id`) is `value`; waits for the inbox to reach the
-/// head once when there is none (yet), so a case just opened is found.
+/// head once when there is none (yet), so a case just opened is found, and answers 503 when it
+/// does not reach it in time.
 pub async fn inbox_row(
     state: &AppState,
     column: &'static str,
@@ -373,7 +374,7 @@ pub async fn inbox_row(
 ) -> Result<Option<InboxRow>, ApiError> {
     let lookup = || async {
         let rows = state
-            .views
+            .reader
             .select::<Inbox>(
                 Filter::new().and(&format!("{column} = ?"), SqlValue::Text(value.to_owned())),
                 "id",
@@ -386,10 +387,9 @@ pub async fn inbox_row(
     if let Some(row) = lookup().await? {
         return Ok(Some(row));
     }
+    // Not there, or not yet: a read model (or a replica) still behind answers 503, not "none".
     let head = state.urp.log().head().await?;
-    if wait_for::<Inbox>(state, Some(head)).await.is_err() {
-        return Ok(None);
-    }
+    wait_for::<Inbox>(state, Some(head)).await?;
     lookup().await
 }
 
@@ -557,7 +557,7 @@ pub async fn services(
     Params(params): Params<CatalogueParams>,
 ) -> Result<Json<ServicesResponse>, ApiError> {
     wait_for::<Catalogue>(&state, min_position(params.min_position, &headers)).await?;
-    let services = catalogue::query(&state.views, params.comune.as_deref()).await?;
+    let services = catalogue::query(&state.reader, params.comune.as_deref()).await?;
     Ok(Json(ServicesResponse { services }))
 }
 
@@ -571,7 +571,7 @@ pub async fn service(
     Params(params): Params<CatalogueParams>,
 ) -> Result<Json<CatalogueEntry>, ApiError> {
     wait_for::<Catalogue>(&state, min_position(params.min_position, &headers)).await?;
-    catalogue::find(&state.views, &code)
+    catalogue::find(&state.reader, &code)
         .await?
         .map(Json)
         .ok_or_else(|| {

@@ -142,7 +142,7 @@ pub async fn inbox_page(
         offset: p.offset.unwrap_or(0).into(),
         after,
     };
-    Ok(inbox::query(&state.views, &query, today()).await?)
+    Ok(inbox::query(&state.reader, &query, today()).await?)
 }
 
 /// A case's events and the state they leave, if it belongs to the staff member's comune now;
@@ -798,7 +798,7 @@ pub async fn satisfaction(
         scale: p.scale,
         group_by,
     };
-    Ok(Json(satisfaction::query(&state.views, &query).await?))
+    Ok(Json(satisfaction::query(&state.reader, &query).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -839,7 +839,7 @@ pub async fn service_levels(
         group_by,
     };
     Ok(Json(
-        service_levels::query(&state.views, &query, today()).await?,
+        service_levels::query(&state.reader, &query, today()).await?,
     ))
 }
 

@@ -80,6 +80,16 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
         .with_context(|| format!("cannot listen on {bind}"))?;
     let address = listener.local_addr()?;
     let mut state = AppState::new(urp, views, Arc::new(settings.clone()));
+    if let Some(read_url) = &settings.store.read_url {
+        anyhow::ensure!(
+            url.starts_with("postgres"),
+            "store.read_url names a PostgreSQL replica, but the store is not PostgreSQL"
+        );
+        let reader = Views::open_replica(read_url.expose())
+            .await
+            .context("failed to open the read models' replica (store.read_url)")?;
+        state = state.with_reader(reader);
+    }
     if let Some(queue) = &background.queue {
         state = state.with_queue(queue.clone());
     }

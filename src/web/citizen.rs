@@ -199,7 +199,7 @@ pub async fn services(
     // A malformed query shows every service rather than an error.
     let comune = query.map(|q| q.0.comune).unwrap_or_default();
     let filter = Some(comune.as_str()).filter(|c| !c.is_empty());
-    match catalogue::query(&state.views, filter).await {
+    match catalogue::query(&state.reader, filter).await {
         Ok(entries) => page(
             StatusCode::OK,
             &Services {
@@ -226,7 +226,7 @@ pub struct ServicePage {
 }
 
 pub async fn service(State(state): State<Shared>, Path(code): Path<String>) -> Response {
-    let found = match catalogue::find(&state.views, &code).await {
+    let found = match catalogue::find(&state.reader, &code).await {
         Ok(found) => found,
         Err(e) => return error_page(&state, e.into()),
     };
@@ -336,7 +336,7 @@ async fn contact_page(
     errors: BTreeMap<String, String>,
     problem: Option<String>,
 ) -> Result<ContactPage, ApiError> {
-    let services = catalogue::query(&state.views, None)
+    let services = catalogue::query(&state.reader, None)
         .await?
         .into_iter()
         .map(|e| ServiceView::from_entry(state, e))

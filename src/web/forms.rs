@@ -151,7 +151,7 @@ async fn definition(
 
 /// The comuni offering the form's service.
 async fn offering(state: &Shared, service: &str) -> Result<Vec<ComuneView>, ApiError> {
-    let offered: Vec<String> = catalogue::find(&state.views, service)
+    let offered: Vec<String> = catalogue::find(&state.reader, service)
         .await?
         .and_then(|e| e.card.get("comuni").cloned())
         .and_then(|c| serde_json::from_value(c).ok())
