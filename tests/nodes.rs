@@ -18,7 +18,7 @@ use std::time::Duration;
 mod support;
 use support::smtp::SmtpServer;
 use support::{
-    Server, Store, token, wait_for, with_redis_namespace, with_scratch_postgres, worker,
+    Server, Store, env_refs, token, wait_for, with_redis_namespace, with_scratch_postgres, worker,
 };
 
 const MASSAFRA: &str = "073015";
@@ -33,8 +33,7 @@ fn serve_node(store: &Store, env: &[(String, String)]) -> Server {
         "--no-projections",
         "--no-workers",
     ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Server::spawn(c, &env)
+    Server::spawn(c, &env_refs(env))
 }
 
 /// What the client saw acknowledged.
@@ -307,19 +306,36 @@ struct OwnPostgres {
     port: u16,
 }
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where Debian keeps the server's programs (`initdb`, `pg_ctl`): the newest version installed.
+fn pg_bin() -> std::path::PathBuf {
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "the replica test needs PostgreSQL's server programs (initdb, pg_basebackup, pg_ctl) \
+             in /usr/lib/postgresql/VERSION/bin: apt-get install postgresql"
+        )
+    })
+}
 
 /// Runs a PostgreSQL program as the `postgres` user when the tests run as root (PostgreSQL
 /// refuses to run as root), as the current user otherwise.
 fn pg_program(program: &str) -> Command {
-    let path = format!("{PG_BIN}/{program}");
+    let path = pg_bin().join(program);
+    let path = path.to_str().expect("a UTF-8 path");
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0"));
     if root {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
+        c.args(["-u", "postgres", "--", path]);
         c
     } else {
         Command::new(path)
@@ -327,9 +343,9 @@ fn pg_program(program: &str) -> Command {
 }
 
 fn pg_run(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| {
-        panic!("{what}: {e} (the test needs PostgreSQL 15's programs in {PG_BIN}: apt-get install postgresql-15)")
-    });
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not run: {e} (runuser is in util-linux)"));
     assert!(
         out.status.success(),
         "{what} failed: {}{}",

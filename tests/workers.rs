@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 mod support;
 use support::smtp::{SmtpServer, read_messages};
 use support::{
-    Server, Store, run, token, wait_for, with_redis_namespace, with_scratch_postgres, worker,
+    Server, Store, env_refs, run, token, wait_for, with_redis_namespace, with_scratch_postgres,
+    worker,
 };
 
 const MASSAFRA: &str = "073015";
@@ -44,10 +45,6 @@ fn notices(server: &Server, staff: &str, case_id: &str) -> BTreeMap<String, Stri
             )
         })
         .collect()
-}
-
-fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn sqlite_store(dir: &Path) -> Store {

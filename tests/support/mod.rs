@@ -39,6 +39,11 @@ pub fn psql(url: &str, sql: &str) {
     }
 }
 
+/// Environment pairs as `Server::start` takes them.
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// A fixed master key for PostgreSQL stores (SQLite ones make their own beside the file).
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
