@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sportello::cli;
-use sportello_config::{SecretUrl, Settings};
+use sportello_config::Settings;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +18,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Event store URL (sqlite://PATH or postgres://…); overrides SPORTELLO__STORE__URL and files.
+    ///
+    /// A build with `--features kurrentdb` also opens kurrentdb://HOST:2113?… (with
+    /// SPORTELLO__STORE__DATA_URL for the read models and keys). That backend has NOT run against a
+    /// KurrentDB server in this project's CI; run its conformance suite against yours first:
+    /// SPORTELLO_TEST_KURRENTDB_URL=kurrentdb://127.0.0.1:2113?tls=false cargo test -p
+    /// sportello-engine --features kurrentdb --test conformance kurrentdb::
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,
     #[command(subcommand)]
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
         cli::memory::limit_arenas();
     }
     cli::telemetry::init();
+    #[cfg(feature = "kurrentdb")]
+    sportello_engine::store::kurrentdb::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,11 +109,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut settings =
-        Settings::load(cli.config.as_deref()).context("failed to load the configuration")?;
-    if let Some(url) = cli.store {
-        settings.store.url = SecretUrl::new(url);
-    }
+    // `--store` is the last layer, checked with the others (a KurrentDB log needs a data_url).
+    let store = cli
+        .store
+        .map(|url| ("SPORTELLO__STORE__URL".to_owned(), url));
+    let settings = Settings::load_from(
+        std::path::Path::new("."),
+        cli.config.as_deref(),
+        std::env::vars().chain(store),
+    )
+    .context("failed to load the configuration")?;
     match cli.command {
         Command::Replay(args) => cli::replay::run(&settings, args).await,
         Command::Verify => cli::verify::run(&settings).await,

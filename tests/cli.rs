@@ -201,7 +201,35 @@ fn a_bad_configuration_value_stops_start_up_naming_the_key() {
 
     let out = sportello("mysql://localhost/urp", &["verify"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported store URL"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("store.url") && err.contains("is not a store URL"),
+        "{err}"
+    );
+
+    // A KurrentDB log: `--store` is checked with the other layers, so the missing database for
+    // the read models is named; with it, a default build says how to get the backend.
+    let kurrentdb = "kurrentdb://127.0.0.1:2113?tls=false";
+    let out = sportello(kurrentdb, &["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SPORTELLO__STORE__DATA_URL"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sportello"))
+        .args(["--store", kurrentdb, "verify"])
+        .env_remove("SPORTELLO__STORE__URL")
+        .env(
+            "SPORTELLO__STORE__DATA_URL",
+            format!("sqlite://{}/urp.db", dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this build has no kurrentdb backend") && err.contains("--features kurrentdb"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -422,7 +422,14 @@ pub struct UrpContacts {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
+    /// The event log: `sqlite://PATH`, `postgres://…`, or `kurrentdb://HOST:2113?…` (a build with
+    /// the `kurrentdb` feature).
     pub url: SecretUrl,
+    /// Where the read models, their checkpoints, the sessions and the personal-data keys live
+    /// when the log is on KurrentDB (`sqlite://PATH` or `postgres://…`); with an SQLite or
+    /// PostgreSQL log they live in its database, and this stays unset.
+    #[serde(default)]
+    pub data_url: Option<SecretUrl>,
     /// A PostgreSQL replica of `url`'s database, for the queries of `serve` (its writes and
     /// the projections stay on `url`); unset: queries on `url`.
     #[serde(default)]
@@ -438,11 +445,30 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// True for the KurrentDB client's URL schemes (`kurrentdb://`, `esdb://`, `…+discover://`).
+pub fn is_kurrentdb_url(url: &str) -> bool {
+    let (scheme, _) = url.split_once("://").unwrap_or(("", ""));
+    let base = scheme.strip_suffix("+discover").unwrap_or(scheme);
+    matches!(base, "kurrentdb" | "kurrent" | "kdb" | "esdb")
+}
+
+fn is_database_url(url: &str) -> bool {
+    url.starts_with("sqlite://")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+}
+
 impl Settings {
-    /// A folder of the embedded default's data: `name/` beside an SQLite store (`data/name/`),
+    /// The database of everything but the log (read models, checkpoints, sessions, keys, the
+    /// default job queue's folder): `store.data_url` beside a KurrentDB log, else the log's own.
+    pub fn data_url(&self) -> &SecretUrl {
+        self.store.data_url.as_ref().unwrap_or(&self.store.url)
+    }
+
+    /// A folder of the embedded default's data: `name/` beside an SQLite database (`data/name/`),
     /// else `data/name/`.
     pub fn beside_store(&self, name: &str) -> PathBuf {
-        match self.store.url.expose().strip_prefix("sqlite://") {
+        match self.data_url().expose().strip_prefix("sqlite://") {
             Some(db) => Path::new(db).parent().unwrap_or(Path::new(".")).join(name),
             None => Path::new("data").join(name),
         }
@@ -586,17 +612,40 @@ impl Settings {
             );
         }
         let url = self.store.url.expose();
-        if !(url.starts_with("sqlite://")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        let kurrentdb = is_kurrentdb_url(url);
+        if !(is_database_url(url) || kurrentdb) {
             return fail(
                 "store.url",
                 format!(
-                    "'{}' is not a store URL: use sqlite://PATH or postgres://USER@HOST/DATABASE",
+                    "'{}' is not a store URL: use sqlite://PATH, postgres://USER@HOST/DATABASE or kurrentdb://HOST:2113",
                     self.store.url
                 ),
             );
+        }
+        match (&self.store.data_url, kurrentdb) {
+            (None, true) => {
+                return fail(
+                    "store.data_url",
+                    "a KurrentDB log needs a database for the read models and the keys: set \
+                     store.data_url (SPORTELLO__STORE__DATA_URL) to sqlite://PATH or postgres://…"
+                        .into(),
+                );
+            }
+            (Some(data_url), true) if !is_database_url(data_url.expose()) => {
+                return fail(
+                    "store.data_url",
+                    format!("'{data_url}' is not sqlite://PATH or postgres://USER@HOST/DATABASE"),
+                );
+            }
+            (Some(_), false) => {
+                return fail(
+                    "store.data_url",
+                    "only a KurrentDB log keeps its read models elsewhere: with an SQLite or \
+                     PostgreSQL store.url, leave store.data_url unset"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if let Some(read_url) = &self.store.read_url
             && !read_url.expose().starts_with("postgres")

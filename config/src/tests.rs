@@ -192,3 +192,58 @@ fn a_malformed_holiday_date_is_refused_with_its_key() {
         .to_string();
     assert!(err.contains("12-32") && err.contains("calendar"), "{err}");
 }
+
+#[test]
+fn a_kurrentdb_log_needs_a_database_for_the_rest_and_only_it_takes_one() {
+    let dir = empty_workdir();
+    let load = |pairs: &[(&str, &str)]| Settings::load_from(dir.path(), None, env(pairs));
+    let kurrent = (
+        "SPORTELLO__STORE__URL",
+        "kurrentdb://127.0.0.1:2113?tls=false",
+    );
+    let err = load(&[kurrent]).unwrap_err().to_string();
+    assert!(
+        err.contains("store.data_url") && err.contains("SPORTELLO__STORE__DATA_URL"),
+        "{err}"
+    );
+    let s = load(&[
+        kurrent,
+        ("SPORTELLO__STORE__DATA_URL", "sqlite://data/urp.db"),
+    ])
+    .unwrap();
+    assert_eq!(s.data_url().expose(), "sqlite://data/urp.db");
+    assert_eq!(s.beside_store("opendata"), Path::new("data/opendata"));
+    let err = load(&[kurrent, ("SPORTELLO__STORE__DATA_URL", "esdb://x:2113")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.data_url"), "{err}");
+    let err = load(&[("SPORTELLO__STORE__DATA_URL", "sqlite://data/other.db")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("leave store.data_url unset"), "{err}");
+    let s = load(&[]).unwrap();
+    assert_eq!(
+        s.data_url().expose(),
+        "sqlite://data/sportello.db",
+        "the log's own database"
+    );
+}
+
+#[test]
+fn the_kurrentdb_clients_url_schemes_are_recognised_and_others_are_not() {
+    for url in [
+        "kurrentdb://localhost:2113?tls=false",
+        "esdb://admin:changeit@localhost:2113",
+        "kurrentdb+discover://cluster.example:2113",
+    ] {
+        assert!(is_kurrentdb_url(url), "{url}");
+    }
+    for url in [
+        "postgres://x/y",
+        "sqlite://events.db",
+        "kurrentdb",
+        "http://x",
+    ] {
+        assert!(!is_kurrentdb_url(url), "{url}");
+    }
+}

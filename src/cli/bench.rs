@@ -329,6 +329,12 @@ enum Cleanup {
 impl Scratch {
     pub(super) async fn create(settings: &Settings, target: &Target) -> anyhow::Result<Self> {
         let url = settings.store.url.expose().to_owned();
+        if sportello_config::is_kurrentdb_url(&url) {
+            bail!(
+                "`sportello bench` measures the SQLite and PostgreSQL stores; the KurrentDB backend \
+                 has no benchmark yet (ADR 0010)"
+            );
+        }
         let mut settings = settings.clone();
         if let Some(path) = url.strip_prefix("sqlite://") {
             let folder = Path::new(path)

@@ -50,7 +50,7 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCo
     }
 
     let log = super::open_store(settings).await?;
-    let url = settings.store.url.expose();
+    let url = settings.data_url().expose();
     let views = Views::open(url)
         .await
         .context("failed to open the read models")?;

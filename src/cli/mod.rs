@@ -34,7 +34,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<EventLog> {
 /// The store, the vault beside it, and the application service on both.
 pub async fn open_urp(settings: &Settings) -> anyhow::Result<Urp> {
     let log = open_store(settings).await?;
-    let url = settings.store.url.expose();
+    let url = settings.data_url().expose();
     let sqlite_path = url.strip_prefix("sqlite://").map(Path::new);
     let master = match (&settings.vault.master_key, sqlite_path) {
         (Some(key), _) => MasterKey::from_base64(key.expose()).context(

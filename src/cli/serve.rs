@@ -57,7 +57,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<E
     api::metrics::install();
     super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
-    let url = settings.store.url.expose().to_owned();
+    let url = settings.data_url().expose().to_owned();
     let views = Views::open(&url)
         .await
         .context("failed to open the read models")?;
@@ -146,7 +146,7 @@ impl Background {
         workers: bool,
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        let url = settings.store.url.expose();
+        let url = settings.data_url().expose();
         let mut registry = if projections {
             read_models()
         } else {
@@ -221,7 +221,7 @@ pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Res
     super::memory::trim_periodically();
     let urp = open_urp(settings).await?;
     let log = urp.log().clone();
-    let url = settings.store.url.expose().to_owned();
+    let url = settings.data_url().expose().to_owned();
     let registry = read_models();
     let (stop, stopped) = watch::channel(false);
     let runners = spawn_runners(&registry, log, urp.vault().clone(), &url, stopped).await?;

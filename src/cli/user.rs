@@ -122,7 +122,7 @@ pub async fn run(settings: &Settings, command: UserCommand) -> anyhow::Result<Ex
 }
 
 async fn end_sessions(settings: &Settings, user: uuid::Uuid) -> anyhow::Result<()> {
-    let views = Views::open(settings.store.url.expose())
+    let views = Views::open(settings.data_url().expose())
         .await
         .context("failed to open the read models, where the sessions are")?;
     views.close_sessions_of(user).await?;

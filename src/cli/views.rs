@@ -45,7 +45,7 @@ async fn open_for(
 }
 
 pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<ExitCode> {
-    let url = settings.store.url.expose();
+    let url = settings.data_url().expose();
     let views = Views::open(url)
         .await
         .context("failed to open the read models")?;
@@ -525,7 +525,7 @@ async fn views_for(
     build: &[&str],
 ) -> anyhow::Result<(Views, Option<Scratch>)> {
     let Some(point) = point else {
-        let views = Views::open(settings.store.url.expose())
+        let views = Views::open(settings.data_url().expose())
             .await
             .context("failed to open the read models")?;
         return Ok((views, None));

@@ -110,7 +110,7 @@ impl QueueLocation {
             let url = url.expose();
             if let Some(path) = url.strip_prefix("sqlite://") {
                 let path = PathBuf::from(path);
-                let store = settings.store.url.expose().strip_prefix("sqlite://");
+                let store = settings.data_url().expose().strip_prefix("sqlite://");
                 if store.map(Path::new) == Some(path.as_path()) {
                     return Err(QueueError::Config(
                         "workers.queue_url must not be the event store's file".into(),
@@ -125,7 +125,7 @@ impl QueueLocation {
                 "workers.queue_url must be sqlite://PATH or redis://HOST:PORT".into(),
             ));
         }
-        match settings.store.url.expose().strip_prefix("sqlite://") {
+        match settings.data_url().expose().strip_prefix("sqlite://") {
             Some(store) => Ok(QueueLocation::Sqlite(
                 Path::new(store)
                     .parent()

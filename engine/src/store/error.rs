@@ -40,8 +40,16 @@ pub enum InvalidInput {
     RepeatedEventId { id: Uuid },
     #[error("malformed filter: {0}")]
     MalformedFilter(String),
-    #[error("unsupported store URL '{0}': use sqlite://PATH or postgres://USER@HOST/DATABASE")]
+    #[error(
+        "unsupported store URL '{0}': use sqlite://PATH, postgres://USER@HOST/DATABASE or kurrentdb://HOST:2113"
+    )]
     UnsupportedStoreUrl(String),
+    #[error("malformed store URL: {0}")]
+    MalformedStoreUrl(String),
+    #[error(
+        "this build has no {0} backend: build sportello with `cargo build --release --features {0}`"
+    )]
+    BackendNotBuilt(&'static str),
 }
 
 impl InvalidInput {
@@ -62,6 +70,8 @@ impl InvalidInput {
             InvalidInput::RepeatedEventId { .. } => "event_id_repeated",
             InvalidInput::MalformedFilter(_) => "filter_malformed",
             InvalidInput::UnsupportedStoreUrl(_) => "store_url_unsupported",
+            InvalidInput::MalformedStoreUrl(_) => "store_url_malformed",
+            InvalidInput::BackendNotBuilt(_) => "store_backend_not_built",
         }
     }
 }

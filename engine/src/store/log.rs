@@ -142,6 +142,24 @@ impl EventLog {
                     store.wait_for_append(from - 1, FOLLOW_POLL).await;
                     continue;
                 }
+                if !store.dense_positions() {
+                    // Gaps between positions: page by count, one page after the other.
+                    let step = PAGE_SIZE.min(usize::try_from(remaining).unwrap_or(PAGE_SIZE));
+                    match store.read_page(&query, from, head + 1, step).await {
+                        Ok((events, next)) => {
+                            remaining -= events.len() as u64;
+                            if !events.is_empty() && tx.send(Ok(events)).await.is_err() {
+                                return;
+                            }
+                            from = next;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 // Every range below the head is final, so consecutive ones can be read at once:
                 // two in flight keep a reader busy while the caller handles the previous one.
                 // A limit under a page reads ranges no longer than it; without filters (the
@@ -204,8 +222,9 @@ impl EventLog {
                 }
             }
         }
+        // With dense positions the head counts the log's events: none may be outside a stream.
         let log_head = self.store.head().await?;
-        if report.events != log_head {
+        if self.store.dense_positions() && report.events != log_head {
             report.first_break = Some(ChainBreak {
                 stream: "(log)".into(),
                 version: 0,

@@ -9,6 +9,8 @@
 mod append;
 pub mod chain;
 mod error;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 mod log;
 pub mod postgres;
 pub mod sqlite;
@@ -29,8 +31,10 @@ use std::time::Duration;
 /// The outcome of a queued append, to be awaited (see [`EventStore::queue_all`]).
 pub type QueuedAppend = BoxFuture<'static, Result<Vec<AppendOutcome>, StoreError>>;
 
-/// What every backend provides. Positions start at 1 and are dense; every backend assigns them in
-/// commit order, so a reader that has seen position `p` will never later find a new event below `p`.
+/// What every backend provides. Positions start at 1 and increase in commit order on every
+/// backend, so a reader that has seen position `p` will never later find a new event below `p`.
+/// SQLite and PostgreSQL number them densely (1, 2, 3…); KurrentDB's are derived from its log
+/// offsets and leave gaps ([`EventStore::dense_positions`]).
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`, as printed by the benchmarks.
@@ -76,15 +80,36 @@ pub trait EventStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Whether positions are dense (1, 2, 3…). Readers of a sparse log page through it by count
+    /// ([`EventStore::read_page`]) rather than by ranges of positions, and nothing counts events
+    /// by subtracting positions.
+    fn dense_positions(&self) -> bool {
+        true
+    }
+
     /// The events matching `query`'s filters whose positions are in `from..until` (`query.from`
-    /// and `query.limit` are the caller's business). Positions being dense and committed in order,
-    /// a range that ends at or below the head is complete and final once read.
+    /// and `query.limit` are the caller's business). Positions being committed in order, a range
+    /// that ends at or below the head is complete and final once read.
     async fn read_range(
         &self,
         query: &ReadAll,
         from: u64,
         until: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max` events of [`EventStore::read_range`]`(query, from, until)`, and where the next
+    /// page starts (`until` when the range is done). The default reads `max` positions, which
+    /// hold at most `max` events; a sparse backend reads by count.
+    async fn read_page(
+        &self,
+        query: &ReadAll,
+        from: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<(Vec<RecordedEvent>, u64), StoreError> {
+        let end = until.min(from.saturating_add(max as u64));
+        Ok((self.read_range(query, from, end).await?, end))
+    }
 
     /// The position of the last committed event, 0 when the log is empty.
     async fn head(&self) -> Result<u64, StoreError>;
@@ -101,12 +126,20 @@ pub trait EventStore: Send + Sync + 'static {
     async fn wait_for_append(&self, position: u64, timeout: Duration);
 }
 
-/// Opens the store named by a URL: `sqlite://PATH` or `postgres://…`.
+/// Opens the store named by a URL: `sqlite://PATH`, `postgres://…`, or with the `kurrentdb`
+/// feature `kurrentdb://HOST:2113?…` (and the client's other schemes).
 pub async fn open(url: &str) -> Result<EventLog, StoreError> {
     let store: Arc<dyn EventStore> = if let Some(path) = url.strip_prefix("sqlite://") {
         Arc::new(sqlite::SqliteStore::open(path).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Arc::new(postgres::PostgresStore::connect(url).await?)
+    } else if sportello_config::is_kurrentdb_url(url) {
+        #[cfg(feature = "kurrentdb")]
+        {
+            Arc::new(kurrentdb::KurrentStore::connect(url).await?)
+        }
+        #[cfg(not(feature = "kurrentdb"))]
+        return Err(InvalidInput::BackendNotBuilt("kurrentdb").into());
     } else {
         let scheme = url.split("://").next().unwrap_or(url);
         return Err(InvalidInput::UnsupportedStoreUrl(format!("{scheme}://…")).into());

@@ -6,11 +6,19 @@ use sportello_engine::store::postgres::{PostgresStore, test_database};
 use sportello_engine::store::sqlite::SqliteStore;
 use std::sync::{Arc, Mutex};
 
+type Tamper = Arc<dyn Fn(u64) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// A fresh, empty store and a way to alter its bytes directly (to prove `verify` notices).
 pub struct Fixture {
     pub log: EventLog,
-    /// Changes one byte of the stored payload of the event at a position, bypassing the store.
-    pub tamper: Arc<dyn Fn(u64) -> BoxFuture<'static, ()> + Send + Sync>,
+    /// Changes one byte of the stored payload of the event at a position, bypassing the store;
+    /// `None` where the backend offers no way to (KurrentDB).
+    pub tamper: Option<Tamper>,
+    /// Positions are 1, 2, 3… (SQLite, PostgreSQL), not only increasing (KurrentDB).
+    pub dense: bool,
+    /// An event id stored in one stream is refused in another (SQLite, PostgreSQL: a unique
+    /// index; KurrentDB has none).
+    pub ids_unique_across_streams: bool,
     /// The same store opened again, as another process would (a second node, or the CLI beside
     /// `serve`).
     pub another_process: Arc<dyn Fn() -> BoxFuture<'static, EventLog> + Send + Sync>,
@@ -46,7 +54,9 @@ pub async fn sqlite() -> Fixture {
                 EventLog::new(Arc::new(store))
             })
         }),
-        tamper: Arc::new(move |position| {
+        dense: true,
+        ids_unique_across_streams: true,
+        tamper: Some(Arc::new(move |position| {
             let path = tamper_path.clone();
             Box::pin(async move {
                 let conn = rusqlite::Connection::open(&path).unwrap();
@@ -60,7 +70,7 @@ pub async fn sqlite() -> Fixture {
                     .unwrap();
                 assert_eq!(changed, 1, "no event at position {position} to tamper with");
             })
-        }),
+        })),
         cleanup: Cleanup(Arc::new(Mutex::new(Some(Box::pin(async move {
             drop(dir);
         }))))),
@@ -86,7 +96,9 @@ pub async fn postgres() -> Fixture {
                 EventLog::new(Arc::new(store))
             })
         }),
-        tamper: Arc::new(move |position| {
+        dense: true,
+        ids_unique_across_streams: true,
+        tamper: Some(Arc::new(move |position| {
             let pool = pool.clone();
             Box::pin(async move {
                 let changed = sqlx::query(
@@ -100,9 +112,40 @@ pub async fn postgres() -> Fixture {
                 .rows_affected();
                 assert_eq!(changed, 1, "no event at position {position} to tamper with");
             })
-        }),
+        })),
         cleanup: Cleanup(Arc::new(Mutex::new(Some(Box::pin(async move {
             let _ = scratch.drop_database().await;
         }))))),
+    }
+}
+
+/// A store on the KurrentDB server named by `SPORTELLO_TEST_KURRENTDB_URL`, its streams behind a
+/// prefix of their own so that runs share the server without seeing each other (they are left on
+/// it: the server is a scratch one). Fails, never skips, when the variable is unset or the server
+/// does not answer.
+#[cfg(feature = "kurrentdb")]
+pub async fn kurrentdb() -> Fixture {
+    use sportello_engine::store::kurrentdb::{KurrentStore, TEST_URL_VARIABLE};
+    let url = std::env::var(TEST_URL_VARIABLE).unwrap_or_else(|_| {
+        panic!(
+            "{TEST_URL_VARIABLE} is not set: the KurrentDB cases need a server, e.g. \
+             `docker run -d -p 2113:2113 docker.kurrent.io/kurrent-latest/kurrentdb:25.1 --insecure` \
+             then {TEST_URL_VARIABLE}=kurrentdb://127.0.0.1:2113?tls=false"
+        )
+    });
+    let prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let connect = move |url: String, prefix: String| async move {
+        let store = KurrentStore::connect_with_prefix(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("open the KurrentDB store at {TEST_URL_VARIABLE}: {e}"));
+        EventLog::new(Arc::new(store))
+    };
+    Fixture {
+        log: connect(url.clone(), prefix.clone()).await,
+        another_process: Arc::new(move || Box::pin(connect(url.clone(), prefix.clone()))),
+        tamper: None,
+        dense: false,
+        ids_unique_across_streams: false,
+        cleanup: Cleanup::default(),
     }
 }

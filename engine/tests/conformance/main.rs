@@ -1,9 +1,13 @@
 //! One conformance suite for every event-store backend: each case is written once in `cases` and
-//! run against SQLite and PostgreSQL by the `suite!` macro below.
+//! run against SQLite, PostgreSQL and (with the `kurrentdb` feature) KurrentDB by the `suite!`
+//! macro below. The cases compare positions by their rank in the log, so that they hold where
+//! positions leave gaps (KurrentDB), and check density where the backend promises it.
 //!
 //! PostgreSQL cases create a uniquely named database on the server at `SPORTELLO_TEST_POSTGRES_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drop it afterwards. They fail, never
-//! skip, when the server is not reachable.
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drop it afterwards. KurrentDB cases
+//! run on the server at `SPORTELLO_TEST_KURRENTDB_URL` (`cargo test -p sportello-engine --features
+//! kurrentdb --test conformance kurrentdb::`), each behind a stream prefix of its own. They fail,
+//! never skip, when the server is not reachable.
 
 mod backends;
 mod cases;
@@ -31,19 +35,17 @@ where
 
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
-        mod sqlite {
+        suite!(@backend sqlite, $($case),*);
+        suite!(@backend postgres, $($case),*);
+        #[cfg(feature = "kurrentdb")]
+        suite!(@backend kurrentdb, $($case),*);
+    };
+    (@backend $backend:ident, $($case:ident),*) => {
+        mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::run(crate::backends::sqlite, crate::cases::$case).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::run(crate::backends::postgres, crate::cases::$case).await
+                    crate::run(crate::backends::$backend, crate::cases::$case).await
                 }
             )*
         }
