@@ -1,10 +1,14 @@
 //! The embedded default backend: one SQLite file in WAL mode, driven through rusqlite.
 //!
-//! Writes go through a single writer thread that owns the one write connection. It takes every
-//! append waiting in its queue, runs them in one `BEGIN IMMEDIATE` transaction and commits once
-//! with `synchronous=FULL` (group commit): one writer's appends are each durable before they are
-//! acknowledged, and concurrent writers share the fsync. Readers use a small pool of their own
-//! connections on blocking threads; WAL lets them read while the writer commits.
+//! Writes go through the one write connection. Appends join a queue; a writer thread takes every
+//! append waiting there, runs them in one `BEGIN IMMEDIATE` transaction and commits once with
+//! `synchronous=FULL` (group commit): one writer's appends are each durable before they are
+//! acknowledged, and concurrent writers share the fsync. An append that finds the queue empty and
+//! the connection free commits on its caller's own thread instead (`block_in_place`), sparing a
+//! lone writer the hand-off to the writer thread and back (+18% for ten events an append, measured
+//! in `docs/benchmarks.md`); under concurrent writers that would cost a core each, so they stay
+//! with the writer thread. Readers use a small pool of their own connections on blocking threads;
+//! WAL lets them read while the writer commits.
 //!
 //! Why rusqlite and not sqlx: see `docs/adr/0001-sqlite-driver.md` (measured on this hardware).
 
@@ -22,9 +26,9 @@ use chrono::Utc;
 use rusqlite::config::DbConfig;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -46,9 +50,19 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
-    writer: mpsc::Sender<WriteJob>,
+    /// Appends waiting for the write connection, in the order queued (the order of planning).
+    queue: Mutex<VecDeque<WriteJob>>,
+    /// Held by the writer thread, or by a lone caller (see [`Inner::write_alone`]).
+    writer: Mutex<Writer>,
+    /// Tells the writer thread that appends wait.
+    wake: mpsc::Sender<()>,
     /// Head position after this process's last commit; wakes followers at once.
     head: watch::Sender<u64>,
+}
+
+struct Writer {
+    conn: Connection,
+    cache: WriterCache,
 }
 
 /// One atomic append: one request, or the parts of a multi-stream append.
@@ -100,21 +114,33 @@ impl SqliteStore {
             }
         };
         let head = read_head(&conn).map_err(backend_error)?;
-        let (head_tx, _) = watch::channel(head);
-        let (tx, rx) = mpsc::channel();
-        let thread_head = head_tx.clone();
+        let (head, _) = watch::channel(head);
+        let (wake, woken) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            path,
+            readers: Mutex::new(Vec::new()),
+            queue: Mutex::new(VecDeque::new()),
+            writer: Mutex::new(Writer {
+                conn,
+                cache: WriterCache::default(),
+            }),
+            wake,
+            head,
+        });
+        // The thread holds the store weakly: it ends when the store is dropped.
+        let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("sportello-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_head))
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    match weak.upgrade() {
+                        Some(inner) => inner.drain(),
+                        None => return,
+                    }
+                }
+            })
             .map_err(|e| StoreError::backend(BACKEND, e))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                readers: Mutex::new(Vec::new()),
-                writer: tx,
-                head: head_tx,
-            }),
-        })
+        Ok(Self { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -241,25 +267,75 @@ impl WriterCache {
     }
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>, head: watch::Sender<u64>) {
-    let mut cache = WriterCache::default();
-    while let Ok(first) = jobs.recv() {
-        let mut events = job_events(&first);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    events += job_events(&job);
-                    batch.push(job);
-                }
-                Err(_) => break,
+impl Inner {
+    /// An append that found the queue empty: written on this thread if the connection is free
+    /// (with whatever joined the queue meanwhile); what is left waiting goes to the writer thread.
+    fn write_alone(&self) {
+        if let Some(mut writer) = self.try_writer()
+            && let Some(batch) = self.next_batch()
+        {
+            writer.write(batch, &self.head);
+        }
+        self.wake_if_waiting();
+    }
+
+    /// The writer thread's work: every waiting append, a commit's worth at a time. If a lone
+    /// caller holds the connection, it wakes the thread again when it lets go.
+    fn drain(&self) {
+        loop {
+            let Some(mut writer) = self.try_writer() else {
+                return;
+            };
+            while let Some(batch) = self.next_batch() {
+                writer.write(batch, &self.head);
+            }
+            drop(writer);
+            if self.queue.lock().expect("append queue poisoned").is_empty() {
+                return;
             }
         }
+    }
+
+    /// Checked after letting go of the connection: an append queued while it was held, whose
+    /// caller found it taken, is not left waiting.
+    fn wake_if_waiting(&self) {
+        if !self.queue.lock().expect("append queue poisoned").is_empty() {
+            let _ = self.wake.send(());
+        }
+    }
+
+    fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(TryLockError::WouldBlock) => None,
+            // A holder panicked mid-batch (its callers got no answer); the transaction it had
+            // open rolled back and the connection stays usable.
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        }
+    }
+
+    /// The appends waiting, up to one commit's worth, in the order queued.
+    fn next_batch(&self) -> Option<Vec<WriteJob>> {
+        let mut queue = self.queue.lock().expect("append queue poisoned");
+        let mut batch = Vec::new();
+        let mut events = 0;
+        while batch.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
+            let Some(job) = queue.pop_front() else { break };
+            events += job_events(&job);
+            batch.push(job);
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+}
+
+impl Writer {
+    fn write(&mut self, batch: Vec<WriteJob>, head: &watch::Sender<u64>) {
+        let events: usize = batch.iter().map(job_events).sum();
         let (jobs, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.requests, j.reply)).unzip();
         let (requests, sizes) = flatten_jobs(jobs);
         tracing::trace!(appends = requests.len(), events, "writing a batch");
-        let results = match write_batch(&mut conn, &requests, &mut cache) {
+        let results = match write_batch(&mut self.conn, &requests, &mut self.cache) {
             Ok(plan) => {
                 if let Some(last) = plan.last_position() {
                     head.send_if_modified(|h| {
@@ -592,17 +668,32 @@ impl EventStore for SqliteStore {
         &self,
         appends: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<QueuedAppend, StoreError> {
-        let stopped = || StoreError::backend(BACKEND, "the writer thread has stopped");
         let requests = requests_of(appends)?;
         let (reply, outcome) = oneshot::channel();
-        // One queue, read in order by the one writer: the order of planning.
-        self.inner
-            .writer
-            .send(WriteJob { requests, reply })
-            .map_err(|_| stopped())?;
-        Ok(Box::pin(
-            async move { outcome.await.map_err(|_| stopped())? },
-        ))
+        // One queue, taken in order by whoever writes: the order of planning.
+        let alone = {
+            let mut queue = self.inner.queue.lock().expect("append queue poisoned");
+            queue.push_back(WriteJob { requests, reply });
+            queue.len() == 1
+        };
+        let on_this_thread = alone
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let inner = self.inner.clone();
+        if !on_this_thread {
+            let _ = inner.wake.send(());
+        }
+        Ok(Box::pin(async move {
+            if on_this_thread {
+                tokio::task::block_in_place(|| inner.write_alone());
+            }
+            outcome.await.map_err(|_| {
+                StoreError::backend(
+                    BACKEND,
+                    "the append was dropped unanswered (a writer panicked)",
+                )
+            })?
+        }))
     }
 
     async fn read_stream_page(
