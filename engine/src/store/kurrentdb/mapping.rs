@@ -306,11 +306,13 @@ pub(super) fn store_error(error: kurrentdb::Error) -> StoreError {
     }
 }
 
+/// Statuses worth trying again. Not `Aborted`: protocol v2 uses it for a transaction too large,
+/// which stays too large.
 pub(super) fn grpc_transient(code: tonic::Code) -> bool {
     use tonic::Code;
     matches!(
         code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
     )
 }
 
@@ -539,12 +541,12 @@ mod tests {
         assert!(!denied.is_transient() && denied.to_string().contains("access denied"));
         let deleted = store_error(E::ResourceDeleted);
         assert_eq!(deleted.code(), "backend_failure");
-        assert!(
-            !store_error(E::Grpc {
-                code: tonic::Code::InvalidArgument,
-                message: "bad".into()
-            })
-            .is_transient()
-        );
+        for code in [tonic::Code::InvalidArgument, tonic::Code::Aborted] {
+            let message = "refused".into();
+            assert!(
+                !store_error(E::Grpc { code, message }).is_transient(),
+                "{code:?}"
+            );
+        }
     }
 }
