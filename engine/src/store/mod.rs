@@ -37,7 +37,7 @@ pub type QueuedAppend = BoxFuture<'static, Result<Vec<AppendOutcome>, StoreError
 /// offsets and leave gaps ([`EventStore::dense_positions`]).
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// `sqlite` or `postgres`, as printed by the benchmarks.
+    /// `sqlite`, `postgres` or `kurrentdb`, as printed by the benchmarks.
     fn backend_name(&self) -> &'static str;
 
     /// Appends to several streams in one commit: every part is stored, each at its expected
