@@ -184,7 +184,12 @@ async fn read(
             let payload: Payload<'_> = event.decode()?;
             ratings += payload.rating;
             bytes += event.data.len() as u64;
-            *counts.entry(event.event_type.clone()).or_default() += 1;
+            match counts.get_mut(&event.event_type) {
+                Some(count) => *count += 1,
+                None => {
+                    counts.insert(event.event_type.clone(), 1);
+                }
+            }
         }
         events += page.len() as u64;
         match page.last() {

@@ -104,7 +104,25 @@ impl EventLog {
         &self,
         query: ReadAll,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        self.pages(query, false)
+        match query.limit {
+            // A short read of everything fits one range; a snapshot of a dense log is a prefix of
+            // it, so the range is read at once, without asking for the head first.
+            Some(limit)
+                if limit <= PAGE_SIZE as u64
+                    && query.selects_all()
+                    && self.store.dense_positions() =>
+            {
+                let store = self.store.clone();
+                let from = query.from.max(1);
+                let page = async move {
+                    store
+                        .read_range(&query, from, from.saturating_add(limit))
+                        .await
+                };
+                flatten_pages(stream::once(page).boxed())
+            }
+            _ => self.pages(query, false),
+        }
     }
 
     /// Like [`EventLog::read_all`], then keeps following new appends. The same paging loop serves

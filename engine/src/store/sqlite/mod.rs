@@ -555,10 +555,9 @@ fn to_hash(bytes: &[u8]) -> [u8; 32] {
 
 /// Decodes a row selected with [`COLUMNS`]; bytes altered outside the store give `Corrupt`.
 fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let stream_text = text(row, 1).unwrap_or("?").to_owned();
     let version = row.get::<_, i64>(2).unwrap_or(0) as u64;
     let corrupt = |detail: String| StoreError::Corrupt {
-        stream: stream_text.clone(),
+        stream: text(row, 1).unwrap_or("?").to_owned(),
         version,
         detail,
     };
