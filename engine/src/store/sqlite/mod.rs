@@ -360,6 +360,17 @@ impl Writer {
     }
 }
 
+/// Wakes the writer thread when dropped still holding the store.
+struct WakeOnDrop(Option<Arc<Inner>>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            let _ = inner.wake.send(());
+        }
+    }
+}
+
 fn job_events(job: &WriteJob) -> usize {
     job.requests.iter().map(|r| r.events.len()).sum()
 }
@@ -678,12 +689,14 @@ impl EventStore for SqliteStore {
         let on_this_thread = alone
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let inner = self.inner.clone();
         if !on_this_thread {
-            let _ = inner.wake.send(());
+            let _ = self.inner.wake.send(());
         }
+        // Queued means written, awaited or not: if the future is dropped before it writes, the
+        // writer thread is woken to do it.
+        let mut unwritten = WakeOnDrop(on_this_thread.then(|| self.inner.clone()));
         Ok(Box::pin(async move {
-            if on_this_thread {
+            if let Some(inner) = unwritten.0.take() {
                 tokio::task::block_in_place(|| inner.write_alone());
             }
             outcome.await.map_err(|_| {
@@ -781,6 +794,29 @@ impl EventStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::EventLog;
+
+    /// A queued append is written even if its future is dropped unpolled (it found the queue
+    /// empty, so it would have committed on its caller's thread).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_queued_and_never_awaited_is_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("dropped.db"))
+            .await
+            .unwrap();
+        let event = NewEvent::new("Noted", &serde_json::json!({"n": 1})).unwrap();
+        let stream = StreamId::parse("case-dropped").unwrap();
+        drop(
+            store
+                .queue_all(vec![(stream, ExpectedVersion::NoStream, vec![event])])
+                .unwrap(),
+        );
+        store.wait_for_append(0, Duration::from_secs(10)).await;
+        assert_eq!(
+            store.head().await.unwrap(),
+            1,
+            "the dropped append was written"
+        );
+    }
 
     /// Two stores on one file stand for two processes: each one's writer must notice the other's
     /// commits (no stale stream head, no spurious conflict, an intact chain).
