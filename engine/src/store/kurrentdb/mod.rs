@@ -117,7 +117,10 @@ impl KurrentStore {
         let head = shared.last_position().await.map_err(|e| match e {
             StoreError::Unavailable { detail, .. } => StoreError::Unavailable {
                 backend: BACKEND,
-                detail: format!("no KurrentDB server answers at {}: {detail}", redact(url)),
+                detail: format!(
+                    "no KurrentDB server answers at {}: {detail}",
+                    sportello_config::SecretUrl::new(url)
+                ),
             },
             other => other,
         })?;
@@ -131,18 +134,6 @@ impl KurrentStore {
             jobs,
             _follower: follower,
         })
-    }
-}
-
-/// The URL without its user and password, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, hosts)) => format!("{scheme}://…@{hosts}{}", &rest[end..]),
-        None => url.to_owned(),
     }
 }
 
@@ -681,7 +672,7 @@ mod tests {
             Some(("admin".into(), "chan@ge:it".into()))
         );
         assert_eq!(credentials("kurrentdb://db.example:2113?tls=false"), None);
-        let shown = redact(url);
+        let shown = sportello_config::SecretUrl::new(url).to_string();
         assert!(
             !shown.contains("chan") && shown.contains("db.example:2113"),
             "{shown}"
