@@ -5,7 +5,7 @@ use super::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, QueuedAppend, ReadAll, RecordedEvent,
     StoreError, StreamId,
 };
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -19,6 +19,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(250);
 const STREAMS_PAGE: usize = 500;
 /// Pages of the log read concurrently ahead of the caller.
 const READ_AHEAD: usize = 2;
+/// A short read of at least twice this many events is read as two halves at once.
+const SPLIT_AT: u64 = 256;
 
 /// The handle the rest of the program holds: cheap to clone, backend-agnostic.
 #[derive(Clone)]
@@ -114,12 +116,22 @@ impl EventLog {
             {
                 let store = self.store.clone();
                 let from = query.from.max(1);
-                let page = async move {
-                    store
-                        .read_range(&query, from, from.saturating_add(limit))
-                        .await
+                let until = from.saturating_add(limit);
+                if limit < 2 * SPLIT_AT {
+                    let page = async move { store.read_range(&query, from, until).await };
+                    return flatten_pages(stream::once(page).boxed());
+                }
+                // Its two halves on two readers at once: a page read alone uses both cores.
+                let middle = from + limit / 2;
+                let halves = async move {
+                    let (first, second) = futures::try_join!(
+                        store.read_range(&query, from, middle),
+                        store.read_range(&query, middle, until)
+                    )?;
+                    let pages = gap_free(first, second, middle - from);
+                    Ok::<_, StoreError>(stream::iter(pages.into_iter().map(Ok)))
                 };
-                flatten_pages(stream::once(page).boxed())
+                flatten_pages(stream::once(halves).try_flatten().boxed())
             }
             _ => self.pages(query, false),
         }
@@ -308,6 +320,17 @@ impl EventLog {
     }
 }
 
+/// Two consecutive ranges of a dense log read as two snapshots: the second follows the first only
+/// when the first is whole (`first_span` events). A short first one ended at the head of its
+/// snapshot; anything the second found was committed later, past a hole the first left.
+fn gap_free<T>(first: Vec<T>, second: Vec<T>, first_span: u64) -> Vec<Vec<T>> {
+    if first.len() as u64 == first_span {
+        vec![first, second]
+    } else {
+        vec![first]
+    }
+}
+
 fn flatten_pages(
     pages: BoxStream<'static, Result<Vec<RecordedEvent>, StoreError>>,
 ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
@@ -333,4 +356,23 @@ pub struct ChainBreak {
     pub stream: String,
     pub version: u64,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gap_free;
+
+    #[test]
+    fn a_second_half_read_after_a_short_first_is_dropped() {
+        // The first snapshot saw the head at 12 of a range 10..20; the second, later, saw 20..23.
+        assert_eq!(
+            gap_free(vec![10, 11, 12], vec![20, 21, 22], 10),
+            [vec![10, 11, 12]]
+        );
+        assert_eq!(
+            gap_free(vec![1, 2], vec![3], 2),
+            [vec![1, 2], vec![3]],
+            "a whole first half is followed by the second"
+        );
+    }
 }

@@ -63,6 +63,7 @@ suite!(
     the_log_reads_in_global_order_with_filters_and_a_limit,
     a_subscription_catches_up_then_follows_without_gap_or_duplicate,
     concurrent_writers_are_seen_once_each_in_increasing_position,
+    pages_read_while_a_writer_appends_leave_no_hole,
     concurrent_appends_at_the_same_version_let_exactly_one_win,
     long_streams_read_back_across_pages,
     unicode_payloads_and_metadata_round_trip_exactly,
