@@ -562,10 +562,13 @@ impl Views {
         // SQLite's planner prefers the key's own index, which leaves the text in the row.
         let read_by = match self.gather_matches::<P>(column, words, cap).await? {
             Gathered::Ids(ids) => {
-                let marks = vec!["?"; ids.len()].join(", ");
-                filter.and_each(
-                    &format!("{key} IN ({marks})"),
-                    ids.into_iter().map(SqlValue::Text).collect(),
+                // One parameter, so the page's and the count's statements stay the same from
+                // one search to the next (and in the statement cache).
+                let ids =
+                    serde_json::to_string(&ids).map_err(|e| ViewsError::Database(e.to_string()))?;
+                filter.and(
+                    &format!("{key} IN (SELECT value FROM json_each(?))"),
+                    SqlValue::Text(ids),
                 );
                 return Ok(SearchPlan::FromMatches);
             }
@@ -582,10 +585,10 @@ impl Views {
     }
 
     /// On SQLite with a full-text index, the ids of the rows of `P` whose `column` has every
-    /// word, when the index finds fewer than `cap` candidates. A term in more than a quarter of
-    /// the texts (its share estimated from how far into the rowids the index goes to
-    /// find [`SAMPLE`] of them: rowids follow insertion, so a word's texts are spread over them)
-    /// is left to the check of each candidate: the index would walk most of its list.
+    /// word, when the index finds fewer than `cap` candidates. Each term's share of the texts is
+    /// estimated from how far into the rowids the index goes to find [`SAMPLE`] of them (rowids
+    /// follow insertion, so a word's texts are spread over them); a term in more than a quarter
+    /// of them is left to the check of each candidate: the index would walk most of its list.
     async fn gather_matches<P: Projection>(
         &self,
         column: &'static str,
@@ -624,33 +627,39 @@ impl Views {
                 };
                 shares.push((term, share));
             }
+            // The rarest terms first, only as many as it takes to expect few candidates: the
+            // index walks each term's whole list to intersect it, and the candidates are
+            // checked for every term anyway (the words of a street come together, so a third
+            // term rarely removes any).
             shares.sort_by(|a, b| a.1.total_cmp(&b.1));
-            let query: Vec<String> = shares
-                .into_iter()
-                .enumerate()
-                .filter(|(i, (_, share))| *i == 0 || *share <= 0.25)
-                .map(|(_, (term, _))| term)
-                .collect();
-            let query = query.join(" AND ");
-            // The same estimate for the whole query, before gathering up to `cap` of them.
-            let (n, last): (i64, Option<i64>) =
-                probe.query_row([&query], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            if let Some(last) = last
-                && n >= SAMPLE
-                && n as f64 * rows / last.max(1) as f64 >= cap as f64
-            {
-                return Ok(Gathered::Many);
+            let mut query = Vec::new();
+            let mut expected = rows;
+            for (term, share) in shares {
+                if !query.is_empty() && (share > 0.25 || expected <= (cap / 2) as f64) {
+                    break;
+                }
+                query.push(term);
+                expected *= share;
             }
-            // The candidates' rowids first: only when they are few are their rows read.
+            let query = query.join(" AND ");
+            // The candidates' rowids (ascending), with the same estimate for the whole query
+            // once SAMPLE of them are in: one pass over the index's lists, and their rows are
+            // read only when they are few.
             let mut candidates = c.prepare_cached(&format!(
                 "SELECT rowid FROM {search} WHERE {search} MATCH ?1 LIMIT ?2"
             ))?;
-            let rowids = candidates
-                .query_map(rusqlite::params![query, cap], |r| r.get::<_, i64>(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
-            if rowids.len() as i64 >= cap {
-                return Ok(Gathered::Many);
+            let mut found = candidates.query(rusqlite::params![query, cap])?;
+            let mut rowids = Vec::new();
+            while let Some(row) = found.next()? {
+                let rowid: i64 = row.get(0)?;
+                rowids.push(rowid);
+                let n = rowids.len() as i64;
+                if n >= cap || (n == SAMPLE && n as f64 * rows / rowid.max(1) as f64 >= cap as f64)
+                {
+                    return Ok(Gathered::Many);
+                }
             }
+            drop(found);
             let mut read = c.prepare_cached(&format!(
                 "SELECT id, {column} FROM {table} WHERE rowid = ?1"
             ))?;
