@@ -645,6 +645,7 @@ async fn rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Result<()> {
     let head = log.head().await?;
     let rss_before = resident_mb();
     let started = Instant::now();
+    super::memory::trim_periodically(super::memory::REBUILD_TRIM);
     let (mut peak_rss, mut peak_anon) = (rss_before, anonymous_mb());
     for consumer in [read_model::<Inbox>(), read_model::<Closures>()] {
         let guard = acquire(&views, &url, consumer, "bench").await?;

@@ -169,7 +169,7 @@ pub async fn receipts(settings: &Settings, args: ReceiptsArgs) -> anyhow::Result
     let queue = Queue::connect(&settings)
         .await
         .context("failed to open the job queue")?;
-    super::memory::trim_periodically();
+    super::memory::trim_periodically(super::memory::SERVING_TRIM);
     let rss_before = resident_mb();
     let started = Instant::now();
     let running = Running::start(&urp, &settings, &queue).await?;

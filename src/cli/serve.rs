@@ -55,7 +55,7 @@ async fn stop_signal() {
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Counting starts before anything runs.
     api::metrics::install();
-    super::memory::trim_periodically();
+    super::memory::trim_periodically(super::memory::SERVING_TRIM);
     let urp = open_urp(settings).await?;
     let url = settings.data_url().expose().to_owned();
     let views = Views::open(&url)
@@ -119,7 +119,7 @@ pub struct WorkerArgs {}
 /// The projections, the reactor and the job workers, without HTTP: several of these can run on
 /// several machines against one PostgreSQL and one Redis, each consumer run by one at a time.
 pub async fn run_worker(settings: &Settings, _args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    super::memory::trim_periodically();
+    super::memory::trim_periodically(super::memory::SERVING_TRIM);
     let urp = open_urp(settings).await?;
     let (stop, stopped) = watch::channel(false);
     let background = Background::start(settings, &urp, true, true, stopped).await?;
@@ -218,7 +218,7 @@ impl Background {
 
 /// Follows the log with every projection until stopped.
 pub async fn run_project(settings: &Settings, _args: ProjectArgs) -> anyhow::Result<ExitCode> {
-    super::memory::trim_periodically();
+    super::memory::trim_periodically(super::memory::SERVING_TRIM);
     let urp = open_urp(settings).await?;
     let log = urp.log().clone();
     let url = settings.data_url().expose().to_owned();

@@ -52,6 +52,7 @@ pub async fn run_rebuild(settings: &Settings, args: RebuildArgs) -> anyhow::Resu
     let names: Vec<&str> = args.name.as_deref().into_iter().collect();
     let (registry, views, log) = open_for(settings, views, &names).await?;
     let owner = format!("rebuild-{}", uuid::Uuid::now_v7());
+    super::memory::trim_periodically(super::memory::REBUILD_TRIM);
     for &consumer in registry.all() {
         rebuild_one(&log, &views, url, consumer, &owner).await?;
     }
