@@ -28,8 +28,8 @@ pub const SERVING_TRIM: Duration = Duration::from_secs(30);
 /// at 5 M events, heaptrack), but what glibc keeps of what the batches free grew with the run.
 pub const REBUILD_TRIM: Duration = Duration::from_secs(2);
 
-/// Hands the allocator's free pages back to the system `every` so long, for as long as the
-/// process runs.
+/// Hands the allocator's free pages back to the system at each tick of `every`, for as long as
+/// the process runs.
 pub fn trim_periodically(every: Duration) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tokio::spawn(async move {
