@@ -65,6 +65,16 @@ const FEW_MATCHES: i64 = 2_000;
 /// How many of a term's texts the index lists to estimate its share of them all.
 const SAMPLE: i64 = 256;
 
+/// The share of `rows` texts that a full-text query matches, from the first `n` of its matches
+/// (at most [`SAMPLE`]), the last at rowid `last`: rowids follow insertion, so matches are spread
+/// over them, and a query that ran out before SAMPLE matched exactly `n`.
+fn share_of(n: i64, last: Option<i64>, rows: f64) -> f64 {
+    match last {
+        Some(last) if n >= SAMPLE => n as f64 / last.max(1) as f64,
+        _ => n as f64 / rows,
+    }
+}
+
 /// How a query finds the rows whose searched text has the words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchPlan {
@@ -621,11 +631,7 @@ impl Views {
                 let term = Words::fts_term(term);
                 let (n, last): (i64, Option<i64>) =
                     probe.query_row([&term], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let share = match last {
-                    Some(last) if n >= SAMPLE => n as f64 / last.max(1) as f64,
-                    _ => n as f64 / rows,
-                };
-                shares.push((term, share));
+                shares.push((term, share_of(n, last, rows)));
             }
             // The rarest terms first, only as many as it takes to expect few candidates: the
             // index walks each term's whole list to intersect it, and the candidates are
@@ -654,12 +660,11 @@ impl Views {
                 let rowid: i64 = row.get(0)?;
                 rowids.push(rowid);
                 let n = rowids.len() as i64;
-                if n >= cap || (n == SAMPLE && n as f64 * rows / rowid.max(1) as f64 >= cap as f64)
+                if n >= cap || (n == SAMPLE && share_of(n, Some(rowid), rows) * rows >= cap as f64)
                 {
                     return Ok(Gathered::Many);
                 }
             }
-            drop(found);
             let mut read = c.prepare_cached(&format!(
                 "SELECT id, {column} FROM {table} WHERE rowid = ?1"
             ))?;
