@@ -2,7 +2,7 @@
 //! deployment sees the same sessions, and a session is ended for good by deleting its row.
 //! Only a hash of the cookie's secret is stored, so the table cannot be used to sign in.
 
-use crate::views::{Views, ViewsError, blocking, now_ms};
+use crate::views::{Views, ViewsError, blocking, now_ms, reading};
 use rusqlite::OptionalExtension;
 use sportello_engine::app::staff::{Role, StaffMember};
 use sqlx::Row;
@@ -65,8 +65,8 @@ impl Views {
             session.idle_until,
         );
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| {
+            Views::Sqlite(db, _) => {
+                blocking(db, move |c| {
                     let tx = c.transaction()?;
                     tx.execute(purge, [now_ms()])?;
                     tx.execute(
@@ -109,8 +109,8 @@ impl Views {
         let id_hash = id_hash.to_owned();
         let now = now_ms();
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| {
+            Views::Sqlite(db, _) => {
+                reading(db, move |c| {
                     c.query_row(&select, rusqlite::params![id_hash, now], |r| {
                         Ok(session(
                             r.get(0)?,
@@ -153,8 +153,8 @@ impl Views {
         let sql = "UPDATE staff_sessions SET idle_until = $1 WHERE id_hash = $2";
         let id_hash = id_hash.to_owned();
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| {
+            Views::Sqlite(db, _) => {
+                blocking(db, move |c| {
                     c.execute(sql, rusqlite::params![idle_until, id_hash])
                 })
                 .await?;
@@ -184,8 +184,8 @@ impl Views {
         let sql = format!("DELETE FROM staff_sessions WHERE {column} = $1");
         let value = value.to_owned();
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| c.execute(&sql, [value])).await?;
+            Views::Sqlite(db, _) => {
+                blocking(db, move |c| c.execute(&sql, [value])).await?;
             }
             Views::Postgres(pool, _) => {
                 sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -18,7 +18,7 @@ use sportello_engine::store::Transient;
 use sportello_engine::vault::Vault;
 use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,7 +145,7 @@ fn failed(e: impl std::fmt::Display) -> ViewsError {
 
 #[derive(Clone)]
 pub enum Views {
-    Sqlite(Arc<Mutex<rusqlite::Connection>>, Option<Vault>),
+    Sqlite(Arc<SqliteViews>, Option<Vault>),
     Postgres(PgPool, Option<Vault>),
 }
 
@@ -292,20 +292,84 @@ fn lock_runner(conn: &rusqlite::Connection, table: &str) -> Result<Option<Runner
 /// The key an advisory lock is taken on: one per consumer version, like the SQLite lock files.
 const ADVISORY_KEY: &str = "hashtext('sportello-projection:' || $1)";
 
-pub(crate) type SqliteConn = Arc<Mutex<rusqlite::Connection>>;
+/// The read models' SQLite file: one connection writes (the runners, the sessions) and the
+/// staff's queries read on connections of their own, each from the last commit, so that a query
+/// waits neither for a runner's batch nor for another query.
+pub struct SqliteViews {
+    path: PathBuf,
+    writer: Mutex<rusqlite::Connection>,
+    readers: Mutex<Vec<rusqlite::Connection>>,
+    /// A permit per read connection: more queries at once than cores only queue at the cores.
+    reading: Arc<tokio::sync::Semaphore>,
+}
 
-/// Runs `f` with the SQLite connection on a blocking thread (SQLite calls block).
+impl SqliteViews {
+    fn new(path: PathBuf, writer: rusqlite::Connection) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            reading: Arc::new(tokio::sync::Semaphore::new(cores.clamp(2, 8))),
+        }
+    }
+
+    fn open_reader(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        sportello_engine::store::sqlite::wait_patiently_when_busy(&conn)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+        Ok(conn)
+    }
+}
+
+/// Runs `f` with the read models' write connection on a blocking thread (SQLite calls block).
 pub(crate) async fn blocking<T, E>(
-    conn: &SqliteConn,
+    views: &Arc<SqliteViews>,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
 ) -> Result<T, ViewsError>
 where
     T: Send + 'static,
     E: Into<ViewsError> + Send + 'static,
 {
-    let conn = conn.clone();
+    let views = views.clone();
     tokio::task::spawn_blocking(move || {
-        f(&mut conn.lock().expect("views poisoned")).map_err(Into::into)
+        f(&mut views.writer.lock().expect("views poisoned")).map_err(Into::into)
+    })
+    .await
+    .map_err(failed)?
+}
+
+/// Runs `f` on one of the read models' read connections on a blocking thread: it sees what was
+/// committed before it began, and writes nothing.
+pub(crate) async fn reading<T, E>(
+    views: &Arc<SqliteViews>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+) -> Result<T, ViewsError>
+where
+    T: Send + 'static,
+    E: Into<ViewsError> + Send + 'static,
+{
+    let permit = views
+        .reading
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(failed)?;
+    let views = views.clone();
+    tokio::task::spawn_blocking(move || {
+        // Held until the connection is back, even if the caller stopped waiting.
+        let _permit = permit;
+        let pooled = views.readers.lock().expect("views poisoned").pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => views.open_reader()?,
+        };
+        let result = f(&mut conn).map_err(Into::into);
+        views.readers.lock().expect("views poisoned").push(conn);
+        result
     })
     .await
     .map_err(failed)?
@@ -331,8 +395,9 @@ impl Views {
     pub async fn open(url: &str) -> Result<Self, ViewsError> {
         let views = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = sqlite_views_path(Path::new(path));
+            let opened = path.clone();
             let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
-                let conn = rusqlite::Connection::open(path)?;
+                let conn = rusqlite::Connection::open(opened)?;
                 sportello_engine::store::sqlite::wait_patiently_when_busy(&conn)?;
                 // 4 KiB pages (only takes effect on a new file, so first): a case opened touches
                 // one page of each index, each a frame of the WAL; 16 KiB pages wrote four times
@@ -354,7 +419,7 @@ impl Views {
             })
             .await
             .map_err(failed)??;
-            Views::Sqlite(Arc::new(Mutex::new(conn)), None)
+            Views::Sqlite(Arc::new(SqliteViews::new(path, conn)), None)
         } else {
             Views::Postgres(sportello_engine::store::postgres::pool(url, 8).await?, None)
         };
@@ -374,7 +439,7 @@ impl Views {
     /// The same read models, able to unseal (for the subject search).
     pub fn with_vault(self, vault: Vault) -> Self {
         match self {
-            Views::Sqlite(conn, _) => Views::Sqlite(conn, Some(vault)),
+            Views::Sqlite(db, _) => Views::Sqlite(db, Some(vault)),
             Views::Postgres(pool, _) => Views::Postgres(pool, Some(vault)),
         }
     }
@@ -389,9 +454,9 @@ impl Views {
     /// truncated (freed pages are zeroed by `secure_delete`); on PostgreSQL the table is vacuumed.
     pub async fn scrub<P: Projection>(&self) -> Result<(), ViewsError> {
         match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 let done =
-                    blocking(conn, |c| sportello_engine::store::sqlite::truncate_wal(c)).await?;
+                    blocking(db, |c| sportello_engine::store::sqlite::truncate_wal(c)).await?;
                 if done {
                     Ok(())
                 } else {
@@ -412,7 +477,7 @@ impl Views {
     /// Runs schema statements (and the checkpoints' rows that go with them).
     async fn execute_batch(&self, sql: String) -> Result<(), ViewsError> {
         match self {
-            Views::Sqlite(conn, _) => blocking(conn, move |c| c.execute_batch(&sql)).await,
+            Views::Sqlite(db, _) => blocking(db, move |c| c.execute_batch(&sql)).await,
             Views::Postgres(pool, _) => {
                 pg_schema(pool, sql).await?;
                 Ok(())
@@ -473,7 +538,7 @@ impl Views {
     async fn create_search_index<P: Projection>(&self, column: &str) -> Result<(), ViewsError> {
         let (table, search) = (P::table(), P::id().search_table());
         match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 // Only the words are kept (detail=none), split where `normalize` put spaces,
                 // with lists of the words' beginnings too (prefix); an entry deleted is scrubbed
                 // from the index's pages (secure-delete), so an erased text leaves no word behind.
@@ -497,7 +562,7 @@ impl Views {
                      INSERT INTO {search}({search}) VALUES ('rebuild');
                      CREATE INDEX IF NOT EXISTS {search}_keys ON {table} (id, {column});"
                 );
-                blocking(conn, move |c| {
+                blocking(db, move |c| {
                     let tx =
                         c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     if !sqlite_table_exists(&tx, &search)? {
@@ -605,12 +670,12 @@ impl Views {
         words: &Words,
         cap: i64,
     ) -> Result<Gathered, ViewsError> {
-        let Views::Sqlite(conn, _) = self else {
+        let Views::Sqlite(db, _) = self else {
             return Ok(Gathered::Unindexed);
         };
         let (table, search) = (P::table(), P::id().search_table());
         let words = words.clone();
-        blocking(conn, move |c| {
+        reading(db, move |c| {
             // One snapshot: a row erased meanwhile is not half seen.
             let c = c.transaction()?;
             if !sqlite_table_exists(&c, &search)? {
@@ -764,9 +829,9 @@ impl Views {
         owner: &str,
     ) -> Result<Option<RunnerGuard>, ViewsError> {
         match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 let table = id.table();
-                let lock = blocking(conn, move |c| lock_runner(c, &table)).await?;
+                let lock = blocking(db, move |c| lock_runner(c, &table)).await?;
                 Ok(lock.map(|lock| RunnerGuard::Lease {
                     id,
                     owner: owner.to_owned(),
@@ -876,9 +941,9 @@ impl Views {
     ) -> Result<u64, ViewsError> {
         let scrub = batch.scrub;
         let applied = match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 guard.lock()?;
-                blocking(conn, move |c| apply_sqlite::<P>(c, batch)).await?
+                blocking(db, move |c| apply_sqlite::<P>(c, batch)).await?
             }
             Views::Postgres(..) => {
                 let mut session = guard.session()?.lock().await;
@@ -956,8 +1021,8 @@ impl Views {
         );
         let params = filter.params().to_vec();
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |conn| -> Result<_, ViewsError> {
+            Views::Sqlite(db, _) => {
+                reading(db, move |conn| -> Result<_, ViewsError> {
                     let deadline = std::time::Instant::now() + budget;
                     let mut stmt = conn.prepare_cached(&sql)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -1009,8 +1074,8 @@ impl Views {
         width: usize,
     ) -> Result<Vec<Vec<SqlValue>>, ViewsError> {
         match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |conn| -> Result<_, ViewsError> {
+            Views::Sqlite(db, _) => {
+                reading(db, move |conn| -> Result<_, ViewsError> {
                     let mut stmt = conn.prepare_cached(&sql)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
                     let mut out = Vec::new();
@@ -1039,9 +1104,9 @@ impl Views {
                       WHERE name = $2 AND version = $3 AND position < $1";
         let id = guard.id();
         match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 guard.lock()?;
-                blocking(conn, move |conn| -> Result<(), ViewsError> {
+                blocking(db, move |conn| -> Result<(), ViewsError> {
                     conn.execute(update, rusqlite::params![head as i64, id.name, id.version])?;
                     Ok(())
                 })
@@ -1075,8 +1140,8 @@ impl Views {
         let sql =
             "SELECT position, status FROM projection_checkpoints WHERE name = $1 AND version = $2";
         let found: Option<(i64, String)> = match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| {
+            Views::Sqlite(db, _) => {
+                reading(db, move |c| {
                     c.query_row(sql, rusqlite::params![id.name, id.version], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
@@ -1101,8 +1166,8 @@ impl Views {
     pub async fn retire_older(&self, id: ConsumerId) -> Result<Vec<u32>, ViewsError> {
         let sql = "SELECT CAST(version AS BIGINT) FROM projection_checkpoints WHERE name = $1 AND version < $2";
         let older: Vec<i64> = match self {
-            Views::Sqlite(conn, _) => {
-                blocking(conn, move |c| {
+            Views::Sqlite(db, _) => {
+                blocking(db, move |c| {
                     let mut stmt = c.prepare(sql)?;
                     let rows =
                         stmt.query_map(rusqlite::params![id.name, id.version], |r| r.get(0))?;
@@ -1132,9 +1197,9 @@ impl Views {
             );
             let free = match self {
                 // Free when no runner holds its lock file: lock it, drop, let go.
-                Views::Sqlite(conn, _) => {
+                Views::Sqlite(db, _) => {
                     let table = table.clone();
-                    blocking(conn, move |c| lock_runner(c, &table)).await?
+                    blocking(db, move |c| lock_runner(c, &table)).await?
                 }
                 Views::Postgres(pool, _) => {
                     let mut conn = pool.acquire().await?;
@@ -1179,9 +1244,9 @@ impl Views {
                       ON CONFLICT (key) DO NOTHING";
         let select = "SELECT fingerprint FROM api_idempotency WHERE key = $1";
         let stored: String = match self {
-            Views::Sqlite(conn, _) => {
+            Views::Sqlite(db, _) => {
                 let (key, fingerprint) = (key.to_owned(), fingerprint.to_owned());
-                blocking(conn, move |c| {
+                blocking(db, move |c| {
                     c.execute(insert, rusqlite::params![key, fingerprint, now_ms()])?;
                     c.query_row(select, [key], |r| r.get(0))
                 })
@@ -1583,4 +1648,48 @@ async fn apply_postgres<P: Projection>(
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A staff query reads the last commit while a runner's batch is open on the write
+    /// connection, instead of waiting for the batch to end.
+    #[tokio::test]
+    async fn a_query_reads_the_last_commit_while_a_batch_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("urp.db").display());
+        let views = Views::open(&url).await.unwrap();
+        views
+            .execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1);".into())
+            .await
+            .unwrap();
+        let Views::Sqlite(db, _) = &views else {
+            unreachable!("opened on SQLite")
+        };
+        let (opened, batch_open) = tokio::sync::oneshot::channel();
+        let (end, ended) = std::sync::mpsc::channel::<()>();
+        let db = db.clone();
+        let batch = tokio::spawn(async move {
+            blocking(&db, move |c| {
+                let tx = c.transaction()?;
+                tx.execute("INSERT INTO t VALUES (2)", [])?;
+                opened.send(()).unwrap();
+                ended.recv().unwrap();
+                tx.commit()
+            })
+            .await
+        });
+        batch_open.await.unwrap();
+        let count = || views.fetch("SELECT count(*) FROM t".into(), Vec::new(), 1);
+        let during = tokio::time::timeout(Duration::from_secs(10), count())
+            .await
+            .expect("the query waited for the batch")
+            .unwrap();
+        assert_eq!(during, vec![vec![SqlValue::Int(1)]]);
+        end.send(()).unwrap();
+        batch.await.unwrap().unwrap();
+        assert_eq!(count().await.unwrap(), vec![vec![SqlValue::Int(2)]]);
+    }
 }
