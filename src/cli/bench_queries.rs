@@ -17,6 +17,7 @@ use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQ
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::subject_texts::SubjectTexts;
 use sportello_projections::{Projection, Views};
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -31,8 +32,8 @@ pub struct QueriesArgs {
     #[arg(long, default_value_t = 1000)]
     queries: u64,
     /// Staff asking for inbox pages at once: each asks for the next as soon as its page came.
-    #[arg(long, default_value_t = 1)]
-    clients: usize,
+    #[arg(long, default_value_t = NonZeroUsize::MIN)]
+    clients: NonZeroUsize,
     /// Also the staff's pages over HTTP on loopback, signed in: the inbox (first page, a status,
     /// overdue, page 201) and the statistics over 24 months.
     #[arg(long)]
@@ -363,7 +364,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     let started = Instant::now();
     let timed: Vec<(u64, f64)> = futures::stream::iter(warm_up..warm_up + args.queries * KINDS)
         .map(timed_query)
-        .buffer_unordered(args.clients.max(1))
+        .buffer_unordered(args.clients.get())
         .try_collect()
         .await?;
     let inbox_per_second = timed.len() as f64 / started.elapsed().as_secs_f64();
@@ -440,7 +441,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
     }
     eprintln!(
         "inbox, {} client(s): {inbox_per_second:.0} queries a second",
-        args.clients.max(1)
+        args.clients.get()
     );
     satisfaction_ms.sort_by(f64::total_cmp);
     service_levels_ms.sort_by(f64::total_cmp);
@@ -457,7 +458,7 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         scratch.backend,
         args.cases,
         args.ratings,
-        args.clients.max(1),
+        args.clients.get(),
         percentile(&inbox_ms, 0.5),
         percentile(&inbox_ms, 0.99),
         percentile(&text_ms, 0.5),
