@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sportello_engine::store::postgres::SCHEMA_LOCK;
+use sportello_engine::store::sqlite::IdleConnections;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
@@ -298,7 +299,7 @@ const ADVISORY_KEY: &str = "hashtext('sportello-projection:' || $1)";
 pub struct SqliteViews {
     path: PathBuf,
     writer: Mutex<rusqlite::Connection>,
-    readers: Mutex<Vec<rusqlite::Connection>>,
+    readers: IdleConnections,
     /// A permit per read connection: more queries at once than cores only queue at the cores.
     reading: Arc<tokio::sync::Semaphore>,
 }
@@ -309,7 +310,7 @@ impl SqliteViews {
         Self {
             path,
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            readers: IdleConnections::default(),
             reading: Arc::new(tokio::sync::Semaphore::new(cores.clamp(2, 8))),
         }
     }
@@ -362,14 +363,10 @@ where
     tokio::task::spawn_blocking(move || {
         // Held until the connection is back, even if the caller stopped waiting.
         let _permit = permit;
-        let pooled = views.readers.lock().expect("views poisoned").pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => views.open_reader()?,
-        };
-        let result = f(&mut conn).map_err(Into::into);
-        views.readers.lock().expect("views poisoned").push(conn);
-        result
+        views.readers.with(
+            || Ok(views.open_reader()?),
+            |conn| f(conn).map_err(Into::into),
+        )
     })
     .await
     .map_err(failed)?

@@ -49,7 +49,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: IdleConnections,
     /// Appends waiting for the write connection, in the order queued (the order of planning).
     queue: Mutex<VecDeque<WriteJob>>,
     /// Held by the writer thread, or by a lone caller (see [`Inner::write_alone`]).
@@ -118,7 +118,7 @@ impl SqliteStore {
         let (wake, woken) = mpsc::channel();
         let inner = Arc::new(Inner {
             path,
-            readers: Mutex::new(Vec::new()),
+            readers: IdleConnections::default(),
             queue: Mutex::new(VecDeque::new()),
             writer: Mutex::new(Writer {
                 conn,
@@ -154,21 +154,35 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().expect("reader pool poisoned").pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&inner.path, false).map_err(backend_error)?,
-            };
-            let result = f(&conn);
-            inner
-                .readers
-                .lock()
-                .expect("reader pool poisoned")
-                .push(conn);
-            result
+            inner.readers.with(
+                || open_connection(&inner.path, false).map_err(backend_error),
+                |conn| f(conn),
+            )
         })
         .await
         .map_err(|e| StoreError::backend(BACKEND, e))?
+    }
+}
+
+/// Read connections kept open between uses: opening one costs a file open and a schema read.
+#[derive(Default)]
+pub struct IdleConnections(Mutex<Vec<Connection>>);
+
+impl IdleConnections {
+    /// Runs `f` on an idle connection, or on one `open` makes, and keeps it for the next use.
+    pub fn with<T, E>(
+        &self,
+        open: impl FnOnce() -> Result<Connection, E>,
+        f: impl FnOnce(&mut Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = self.0.lock().expect("connection pool poisoned").pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => open()?,
+        };
+        let result = f(&mut conn);
+        self.0.lock().expect("connection pool poisoned").push(conn);
+        result
     }
 }
 
