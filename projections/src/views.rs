@@ -63,6 +63,9 @@ const MMAP_BYTES: i64 = 4 << 30;
 /// safer side.
 const FEW_MATCHES: i64 = 2_000;
 
+/// SQLite's steps between two looks at a count's deadline (about 10 µs of them).
+const COUNT_CLOCK_STEPS: std::ffi::c_int = 1_000;
+
 /// How many of a term's texts the index lists to estimate its share of them all.
 const SAMPLE: i64 = 256;
 
@@ -986,18 +989,65 @@ impl Views {
         limit: u64,
         offset: u64,
     ) -> Result<Vec<P::Row>, ViewsError> {
-        let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
-        let table = P::table();
-        let sql = format!(
-            "SELECT {} FROM {table} WHERE id IN \
-             (SELECT id FROM {table} WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
-             ORDER BY {order}",
-            columns.join(", "),
+        let ids = format!(
+            "SELECT id FROM {} WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            P::table(),
             filter.sql()
         );
-        let rows = self
-            .fetch(sql, filter.params().to_vec(), P::columns().len())
-            .await?;
+        self.rows_by_id::<P>(&ids, order, filter.params().to_vec())
+            .await
+    }
+
+    /// [`Views::select_page`] over the rows matching `filter` and one of the arms: `arm` (one `?`)
+    /// with each of `values`. Each arm is walked in `order` (plain columns) by an index of its own
+    /// and the walks are merged (SQLite's compound merge, PostgreSQL's Merge Append), so the page
+    /// reads as many entries as it shows; one condition over all the values would read every
+    /// matching entry and sort them.
+    pub async fn select_page_merged<P: Projection>(
+        &self,
+        filter: &Filter,
+        arm: &str,
+        values: Vec<SqlValue>,
+        order: &str,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<P::Row>, ViewsError> {
+        let table = P::table();
+        let shared = filter.params().len();
+        // The filter's parameters are numbered ($n) and shared by every arm; each arm's value
+        // comes after them.
+        let arms: Vec<String> = (1..=values.len())
+            .map(|i| {
+                let arm = arm.replace('?', &format!("${}", shared + i));
+                format!(
+                    "SELECT id, {order} FROM {table} WHERE {} AND {arm}",
+                    filter.sql()
+                )
+            })
+            .collect();
+        let ids = format!(
+            "SELECT id FROM ({} ORDER BY {order} LIMIT {limit} OFFSET {offset}) AS merged",
+            arms.join(" UNION ALL ")
+        );
+        let mut params = filter.params().to_vec();
+        params.extend(values);
+        self.rows_by_id::<P>(&ids, order, params).await
+    }
+
+    /// The rows whose ids `ids` selects, in `order`.
+    async fn rows_by_id<P: Projection>(
+        &self,
+        ids: &str,
+        order: &str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<P::Row>, ViewsError> {
+        let columns: Vec<&str> = P::columns().iter().map(|c| c.name).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE id IN ({ids}) ORDER BY {order}",
+            columns.join(", "),
+            P::table()
+        );
+        let rows = self.fetch(sql, params, P::columns().len()).await?;
         Ok(rows.into_iter().filter_map(P::from_values).collect())
     }
 
@@ -1020,18 +1070,33 @@ impl Views {
         match self {
             Views::Sqlite(db, _) => {
                 reading(db, move |conn| -> Result<_, ViewsError> {
+                    // SQLite looks at the clock every few thousand steps of its own, whether
+                    // they find matches or walk between them; a clock read a row cost more than
+                    // a tenth of a count of cheap rows.
                     let deadline = std::time::Instant::now() + budget;
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                    conn.progress_handler(
+                        COUNT_CLOCK_STEPS,
+                        Some(move || std::time::Instant::now() > deadline),
+                    )?;
                     let mut counted = 0u64;
-                    while rows.next()?.is_some() {
-                        counted += 1;
-                        // Every row: a sparse filter walks many rows between two matches.
-                        if std::time::Instant::now() > deadline {
-                            return Ok((counted, false));
+                    let counting = (|| {
+                        let mut stmt = conn.prepare_cached(&sql)?;
+                        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                        while rows.next()?.is_some() {
+                            counted += 1;
                         }
+                        Ok::<_, rusqlite::Error>(())
+                    })();
+                    conn.progress_handler(0, None::<fn() -> bool>)?;
+                    match counting {
+                        Ok(()) => Ok((counted, true)),
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+                        {
+                            Ok((counted, false))
+                        }
+                        Err(e) => Err(e.into()),
                     }
-                    Ok((counted, true))
                 })
                 .await
             }

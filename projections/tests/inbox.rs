@@ -288,6 +288,106 @@ async fn the_inbox_shows_every_case_where_it_belongs_now() {
     .await;
 }
 
+/// A range of days is read day by day and merged (up to `MERGED_DAYS`), or as one range and
+/// sorted: either way the same cases as the whole inbox has received on those days, in its order,
+/// page after page by offset and by cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_days_pages_like_the_whole_inbox_narrowed_to_those_days() {
+    on_both(|b| async move {
+        // Every kind (their terms differ, so due dates cross the days received), around
+        // midnight (UTC) too, and a neighbour's cases on the same days.
+        for i in 0..36u32 {
+            let comune = if i % 9 == 8 { "073029" } else { "073015" };
+            let (hour, minute) = [(0, 0), (23, 59), (9, 30)][(i % 3) as usize];
+            let contact = NewContact {
+                case_id: Uuid::now_v7(),
+                comune: comune.into(),
+                kind: CaseKind::ALL[i as usize % CaseKind::ALL.len()],
+                channel: Channel::Email,
+                service: None,
+                subject: format!("Richiesta {i}"),
+                description: None,
+                citizen: None,
+                received_at: Utc
+                    .with_ymd_and_hms(2026, 3, 1 + i % 12, hour, minute, 0)
+                    .unwrap(),
+                privacy_consent: true,
+            };
+            b.urp.open_case(&test_staff(), contact).await.unwrap();
+        }
+        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+            .await
+            .unwrap();
+        catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
+            .await
+            .unwrap();
+
+        let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+        let massafra = InboxQuery {
+            comune: Some("073015".into()),
+            limit: 1000,
+            ..InboxQuery::default()
+        };
+        let all = query(&b.views, &massafra, today).await.unwrap().entries;
+        assert_eq!(all.len(), 32);
+        let date = |month, day| NaiveDate::from_ymd_opt(2026, month, day);
+        for (from, until) in [
+            (date(3, 3), date(3, 4)),
+            (date(3, 2), date(3, 9)),
+            (date(3, 1), date(3, 13)),
+            (date(3, 5), date(3, 5)),
+            (date(3, 12), date(4, 30)),
+            // Longer than `MERGED_DAYS`: one range, sorted.
+            (date(1, 1), date(6, 1)),
+        ] {
+            let in_range = |e: &&sportello_projections::inbox::InboxEntry| {
+                let day = &e.row.received_at[..10];
+                day >= from.unwrap().to_string().as_str()
+                    && day < until.unwrap().to_string().as_str()
+            };
+            let expected: Vec<&str> = all
+                .iter()
+                .filter(in_range)
+                .map(|e| e.row.code.as_str())
+                .collect();
+            let range = InboxQuery {
+                received_from: from,
+                received_until: until,
+                limit: 3,
+                ..massafra.clone()
+            };
+            let (mut by_offset, mut by_cursor) = (Vec::new(), Vec::new());
+            loop {
+                let q = InboxQuery {
+                    offset: by_offset.len() as u64,
+                    ..range.clone()
+                };
+                let page = query(&b.views, &q, today).await.unwrap();
+                assert_eq!(page.total, expected.len() as u64, "{from:?}..{until:?}");
+                if page.entries.is_empty() {
+                    break;
+                }
+                by_offset.extend(page.entries.into_iter().map(|e| e.row.code));
+            }
+            loop {
+                let q = InboxQuery {
+                    after: by_cursor.last().cloned(),
+                    ..range.clone()
+                };
+                let page = query(&b.views, &q, today).await.unwrap().entries;
+                if page.is_empty() {
+                    break;
+                }
+                by_cursor.extend(page.into_iter().map(|e| (e.row.due_on, e.row.code)));
+            }
+            assert_eq!(by_offset, expected, "{from:?}..{until:?} by offset");
+            let by_cursor: Vec<&str> = by_cursor.iter().map(|(_, code)| code.as_str()).collect();
+            assert_eq!(by_cursor, expected, "{from:?}..{until:?} by cursor");
+        }
+    })
+    .await;
+}
+
 /// The inbox's runner guard, then [`history`] written and its case events as the inbox reads them.
 async fn inbox_history(b: &Backend) -> (RunnerGuard, Vec<Uuid>, Vec<RecordedEvent>) {
     let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test-runner")
@@ -1359,6 +1459,53 @@ async fn a_runner_records_its_checkpoint_past_events_it_does_not_read_only_now_a
         );
     })
     .await;
+}
+
+/// On SQLite, a count that takes longer than its budget stops even between two rows it counts
+/// (a filter that works long on one row), and the connection it ran on counts again in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_count_past_its_budget_stops_between_rows_too() {
+    use sportello_projections::SqlValue;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let b = sqlite(dir.path()).await;
+    history(&b.urp).await;
+    let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+        .await
+        .unwrap();
+    catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
+        .await
+        .unwrap();
+    // Counting to `n` before the first row is tested, far longer than the budget.
+    let slow = |n: i64| {
+        let mut filter = Filter::new();
+        filter.and(
+            "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
+             SELECT count(*) FROM c) > 0",
+            SqlValue::Int(n),
+        );
+        filter
+    };
+    let started = Instant::now();
+    let cut_short = b
+        .views
+        .count::<Inbox>(&slow(1_000_000_000), 100, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(cut_short, (0, false));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        let whole = b
+            .views
+            .count::<Inbox>(&slow(1_000), 100, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(whole, (4, true));
+    }
 }
 
 /// On PostgreSQL too, a count that would take longer than its budget stops and says it is a lower

@@ -392,6 +392,22 @@ impl Scratch {
         })
     }
 
+    /// A store an earlier run kept (`--keep`), used as it is and left in place.
+    pub(super) fn kept(settings: &Settings, url: &str) -> Self {
+        let mut settings = settings.clone();
+        settings.store.url = SecretUrl::new(url.to_owned());
+        let (backend, disk) = match url.strip_prefix("sqlite://") {
+            Some(path) => ("sqlite", Path::new(path).parent().unwrap_or(Path::new("."))),
+            None => ("postgres", Path::new(".")),
+        };
+        Self {
+            settings,
+            backend,
+            disk: disk.to_path_buf(),
+            cleanup: Cleanup::Nothing,
+        }
+    }
+
     pub(super) async fn finish(&self) -> anyhow::Result<()> {
         match &self.cleanup {
             Cleanup::Nothing => {}

@@ -16,7 +16,7 @@ use sportello_projections::inbox::{self, Inbox, InboxQuery};
 use sportello_projections::satisfaction::{self, Closures, Ratings, SatisfactionQuery};
 use sportello_projections::service_levels::{self, ServiceLevelQuery};
 use sportello_projections::subject_texts::SubjectTexts;
-use sportello_projections::{Projection, Views};
+use sportello_projections::{Filter, Projection, Views};
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
@@ -38,6 +38,11 @@ pub struct QueriesArgs {
     /// overdue, page 201) and the statistics over 24 months.
     #[arg(long)]
     pages: bool,
+    /// Time the queries again on a store an earlier run kept (`--keep`, with the same --cases
+    /// and --ratings, and this build's read models): nothing is loaded, so a large store is
+    /// filled once for several runs.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["keep", "in_place"])]
+    again: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -239,7 +244,10 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         "bench queries fills read models of its own and would replace the store's: run it on a \
          fresh store (without --in-place)"
     );
-    let scratch = Scratch::create(settings, &args.target).await?;
+    let scratch = match &args.again {
+        Some(url) => Scratch::kept(settings, url),
+        None => Scratch::create(settings, &args.target).await?,
+    };
     let url = scratch.settings.store.url.expose().to_owned();
     let mut vault_settings = scratch.settings.clone();
     if vault_settings.vault.master_key.is_none() && !url.starts_with("sqlite://") {
@@ -274,23 +282,41 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         position += 1;
         recorded(position, &stream, version, event)
     });
-    let case_events = load::<Inbox>(&views, &url, cases).await?;
-    let ratings = (0..args.ratings).map(|n| {
-        let stream = StreamId::new("feedback", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
-        recorded(n + 1, &stream, 1, rating(n))
-    });
-    let rating_events = load::<Ratings>(&views, &url, ratings).await?;
-    load_texts(&views, &url, &vault, args.cases).await?;
-    // Participation rates read the closures too (empty here: every rating counts alone).
-    views.ensure::<Closures>().await?;
-    if let Views::Sqlite(..) = views {
-        // What a long-running database has: statistics for the planner.
-        views_analyze(&url)?;
+    if args.again.is_some() {
+        let (held, _) = views
+            .count::<Inbox>(
+                &Filter::new(),
+                args.cases + 1,
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
+        anyhow::ensure!(
+            held == args.cases,
+            "{url} has {held} cases in this build's inbox ({}), not the {} of --cases: fill a \
+             store with --keep first",
+            Inbox::table(),
+            args.cases
+        );
+    } else {
+        let case_events = load::<Inbox>(&views, &url, cases).await?;
+        let ratings = (0..args.ratings).map(|n| {
+            let stream =
+                StreamId::new("feedback", uuid::Uuid::from_u128(u128::from(n) + 1)).unwrap();
+            recorded(n + 1, &stream, 1, rating(n))
+        });
+        let rating_events = load::<Ratings>(&views, &url, ratings).await?;
+        load_texts(&views, &url, &vault, args.cases).await?;
+        // Participation rates read the closures too (empty here: every rating counts alone).
+        views.ensure::<Closures>().await?;
+        if let Views::Sqlite(..) = views {
+            // What a long-running database has: statistics for the planner.
+            views_analyze(&url)?;
+        }
+        eprintln!(
+            "loaded {case_events} case events and {rating_events} ratings in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
-    eprintln!(
-        "loaded {case_events} case events and {rating_events} ratings in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
 
     let today = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
     // Where page 201 of each comune's inbox starts: the pages' keyset cursor, against the offset
