@@ -263,6 +263,7 @@ pub async fn run(
     retire_older(views, id).await?;
     let mut renewed = tokio::time::Instant::now();
     loop {
+        views.refresh_statistics().await?;
         tokio::select! {
             _ = &mut shutdown => return views.release(guard).await,
             _ = log.wait_for_append(seen, LEASE / 3) => {}

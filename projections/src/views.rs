@@ -63,6 +63,9 @@ const MMAP_BYTES: i64 = 4 << 30;
 /// safer side.
 const FEW_MATCHES: i64 = 2_000;
 
+/// How often [`Views::refresh_statistics`] looks at the tables' sizes.
+pub const STATISTICS_EVERY: Duration = Duration::from_secs(3600);
+
 /// SQLite's steps between two looks at a count's deadline (about 10 µs of them).
 const COUNT_CLOCK_STEPS: std::ffi::c_int = 1_000;
 
@@ -303,6 +306,8 @@ pub struct SqliteViews {
     path: PathBuf,
     writer: Mutex<rusqlite::Connection>,
     readers: IdleConnections,
+    /// When [`Views::refresh_statistics`] last looked.
+    statistics: Mutex<Option<std::time::Instant>>,
     /// A permit per read connection: more queries at once than cores only queue at the cores.
     reading: Arc<tokio::sync::Semaphore>,
 }
@@ -314,6 +319,7 @@ impl SqliteViews {
             path,
             writer: Mutex::new(writer),
             readers: IdleConnections::default(),
+            statistics: Mutex::new(None),
             reading: Arc::new(tokio::sync::Semaphore::new(cores.clamp(2, 8))),
         }
     }
@@ -491,18 +497,46 @@ impl Views {
         self.create_indexes::<P>().await
     }
 
-    /// The end of a bulk build: the secondary indexes, then on PostgreSQL the table's statistics
-    /// and visibility map, which autovacuum brings a minute or more later. Until then the planner
-    /// takes a table of a million rows for a small one and a count reads every row's page
-    /// (`docs/benchmarks.md`, "The staff's queries on PostgreSQL").
+    /// The end of a bulk build: the secondary indexes, then the table's statistics for the
+    /// planner (on PostgreSQL with the visibility map, which autovacuum brings a minute or more
+    /// later; on SQLite nothing brings them). Without them the planner takes a table of a
+    /// million rows for a small one and picks its indexes by rule of thumb (`docs/benchmarks.md`,
+    /// "The staff's queries on PostgreSQL" and "The planner's statistics, SQLite").
     pub async fn finish_build<P: Projection>(&self) -> Result<(), ViewsError> {
         self.create_indexes::<P>().await?;
-        if let Views::Postgres(pool, _) = self {
-            sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (ANALYZE) {}", P::table())))
-                .execute(pool)
-                .await?;
+        let table = P::table();
+        match self {
+            Views::Sqlite(db, _) => {
+                blocking(db, move |c| c.execute_batch(&format!("ANALYZE {table}"))).await
+            }
+            Views::Postgres(pool, _) => {
+                sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (ANALYZE) {table}")))
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// On SQLite, at most once every [`STATISTICS_EVERY`]: the planner's statistics of the
+    /// tables that have none yet or have grown or shrunk tenfold since (`PRAGMA optimize`, in
+    /// full, with the samples of each index that the staff's filters need). A read model
+    /// built event by event from an empty table has none otherwise. PostgreSQL's autovacuum
+    /// does the same there.
+    pub async fn refresh_statistics(&self) -> Result<(), ViewsError> {
+        let Views::Sqlite(db, _) = self else {
+            return Ok(());
+        };
+        {
+            let mut last = db.statistics.lock().expect("views poisoned");
+            if last.is_some_and(|at| at.elapsed() < STATISTICS_EVERY) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        // 0x10000: every table, not only those this connection's queries used (it runs none);
+        // without 0x10, no sampling limit, which would leave out the samples.
+        blocking(db, |c| c.execute_batch("PRAGMA optimize(0x10002)")).await
     }
 
     /// The secondary indexes: built once at the end of a rebuild, faster than maintained row by row.

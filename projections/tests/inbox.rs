@@ -1461,6 +1461,74 @@ async fn a_runner_records_its_checkpoint_past_events_it_does_not_read_only_now_a
     .await;
 }
 
+/// On SQLite nothing gathers the planner's statistics by itself: a runner that builds its read
+/// model event by event gathers them once it has caught up, and a rebuild ends with them, with
+/// the samples of each index (without which a kind and a channel together walked a comune's
+/// whole inbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_read_models_have_the_planners_statistics_after_a_catch_up_and_a_rebuild() {
+    use sportello_projections::runner::run;
+    let dir = tempfile::tempdir().unwrap();
+    let b = sqlite(dir.path()).await;
+    history(&b.urp).await;
+    let views_file = sportello_projections::sqlite_views_path(&dir.path().join("urp.db"));
+    let statistics = || {
+        let conn = rusqlite::Connection::open(&views_file).unwrap();
+        let count = |sql: &str| -> i64 {
+            conn.query_row(sql, [Inbox::table()], |r| r.get(0))
+                .unwrap_or(0)
+        };
+        (
+            count("SELECT count(*) FROM sqlite_stat1 WHERE tbl = ?1"),
+            count("SELECT count(*) FROM sqlite_stat4 WHERE tbl = ?1"),
+        )
+    };
+    // One row for each index the table has, and samples.
+    let gathered =
+        |(rows, samples): (i64, i64)| rows >= Inbox::indexes().len() as i64 && samples > 0;
+
+    let inbox = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+        .await
+        .unwrap();
+    assert_eq!(statistics(), (0, 0), "none before the runner");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let (log, views) = (b.log.clone(), b.views.clone());
+        tokio::spawn(async move {
+            run(&log, &views, read_model::<Inbox>(), &inbox, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+            inbox
+        })
+    };
+    let started = std::time::Instant::now();
+    while !gathered(statistics()) {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "after the catch-up: {:?}",
+            statistics()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    let inbox = runner.await.unwrap();
+
+    rusqlite::Connection::open(&views_file)
+        .unwrap()
+        .execute_batch("DELETE FROM sqlite_stat1; DELETE FROM sqlite_stat4;")
+        .unwrap();
+    rebuild(&b.log, &b.views, read_model::<Inbox>(), &inbox, |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        gathered(statistics()),
+        "after a rebuild: {:?}",
+        statistics()
+    );
+}
+
 /// On SQLite, a count that takes longer than its budget stops even between two rows it counts
 /// (a filter that works long on one row), and the connection it ran on counts again in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,10 +308,6 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         load_texts(&views, &url, &vault, args.cases).await?;
         // Participation rates read the closures too (empty here: every rating counts alone).
         views.ensure::<Closures>().await?;
-        if let Views::Sqlite(..) = views {
-            // What a long-running database has: statistics for the planner.
-            views_analyze(&url)?;
-        }
         eprintln!(
             "loaded {case_events} case events and {rating_events} ratings in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -494,12 +490,6 @@ pub async fn run(settings: &sportello_config::Settings, args: QueriesArgs) -> an
         percentile(&service_levels_ms, 0.5),
         percentile(&service_levels_ms, 0.99),
     );
-    Ok(())
-}
-
-fn views_analyze(url: &str) -> anyhow::Result<()> {
-    let path = sportello_projections::views_path_of(url.trim_start_matches("sqlite://"));
-    rusqlite::Connection::open(path)?.execute_batch("ANALYZE")?;
     Ok(())
 }
 
