@@ -315,12 +315,7 @@ async fn a_range_of_days_pages_like_the_whole_inbox_narrowed_to_those_days() {
             };
             b.urp.open_case(&test_staff(), contact).await.unwrap();
         }
-        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
-            .await
-            .unwrap();
-        catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
-            .await
-            .unwrap();
+        let _guard = inbox_caught_up(&b).await;
 
         let today = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
         let massafra = InboxQuery {
@@ -386,6 +381,17 @@ async fn a_range_of_days_pages_like_the_whole_inbox_narrowed_to_those_days() {
         }
     })
     .await;
+}
+
+/// The inbox's runner guard, the inbox caught up with the log.
+async fn inbox_caught_up(b: &Backend) -> RunnerGuard {
+    let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
+        .await
+        .unwrap();
+    catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
+        .await
+        .unwrap();
+    guard
 }
 
 /// The inbox's runner guard, then [`history`] written and its case events as the inbox reads them.
@@ -815,12 +821,7 @@ async fn service_levels_count_opened_closed_within_term_days_to_answer_and_overd
     use sportello_projections::service_levels::{ServiceLevelQuery, query as levels};
     on_both(|b| async move {
         history(&b.urp).await;
-        let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
-            .await
-            .unwrap();
-        catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
-            .await
-            .unwrap();
+        let _guard = inbox_caught_up(&b).await;
         let may = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
         let report = levels(
             &b.views,
@@ -1537,12 +1538,7 @@ async fn a_sqlite_count_past_its_budget_stops_between_rows_too() {
     let dir = tempfile::tempdir().unwrap();
     let b = sqlite(dir.path()).await;
     history(&b.urp).await;
-    let guard = acquire(&b.views, &b.url, read_model::<Inbox>(), "test")
-        .await
-        .unwrap();
-    catch_up(&b.log, &b.views, read_model::<Inbox>(), &guard, |_, _| {})
-        .await
-        .unwrap();
+    let _guard = inbox_caught_up(&b).await;
     // Counting to `n` before the first row is tested, far longer than the budget.
     let slow = |n: i64| {
         let mut filter = Filter::new();
